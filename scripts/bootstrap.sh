@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything Puente needs on a fresh Debian 12 machine, as root: Debian packages, the
+# project's virtualenv (.venv) with the pinned Python dependencies. Safe to run again: it only does
+# what is missing. Both README commands start with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+APT_PACKAGES=(
+  # servers the tests start themselves (throwaway instances on free ports)
+  postgresql postgresql-contrib rabbitmq-server
+  # the lab: podman nodes booting systemd, image built with debootstrap
+  podman runc debootstrap uidmap slirp4netns fuse-overlayfs iptables nftables
+  # client tools used by the drills, the benchmarks and the tests
+  openssh-client curl dnsutils wrk jq rsync
+  # the audit's HTML report is rendered in headless Chromium
+  chromium
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "+ apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PUENTE_PYTHON:-python3}
+STAMP=.venv/.puente-installed
+want=$(cat constraints.txt pyproject.toml api/pyproject.toml | sha256sum | cut -c1-16)
+if [[ ! -f $STAMP || $(cat $STAMP) != "$want" ]]; then
+  [[ -x .venv/bin/python ]] || { echo "+ $PY -m venv .venv"; "$PY" -m venv .venv; }
+  echo "+ .venv/bin/pip install -c constraints.txt -e '.[stacks,ansible,test]' -e ./api"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/pip install -q -c constraints.txt -e "$ROOT[stacks,ansible,test]" -e "$ROOT/api"
+  echo "$want" > $STAMP
+fi
