@@ -1,0 +1,213 @@
+"""`puente lab up|down|status|scale`: the lab's nodes on this machine, converged by the site playbook."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+
+from puente.lab import ansible, image, inventory, nodes, paths, podman, ssh, wheelhouse
+from puente.lab.status import collect, render
+from puente.shell import ROOT, CommandError, run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    lab = subparsers.add_parser("lab", help="the lab: on-prem (and later cloud) nodes as podman containers")
+    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+
+    up = sub.add_parser("up", help="build what is missing, start the nodes, converge with playbooks/site.yml")
+    up.add_argument(
+        "--no-converge", action="store_true", help="start nodes and wait for SSH; do not run Ansible"
+    )
+    up.add_argument(
+        "--site",
+        action="append",
+        metavar="SITE",
+        help="only this site's nodes (repeatable; default: every site of the inventory)",
+    )
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="remove the lab's containers, networks and SSH key")
+    down.add_argument("--purge", action="store_true", help="also remove the node image and the caches")
+    down.set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="nodes, IPs, systemd state, services, URLs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    scale = sub.add_parser("scale", help="set the number of API nodes of a site, e.g. `scale api=3`")
+    scale.add_argument("spec", metavar="api=N", help="wanted number of API nodes")
+    scale.add_argument("--site", default="onprem", help="site to scale (default: onprem)")
+    scale.add_argument("--no-converge", action="store_true", help="only start/remove nodes")
+    scale.set_defaults(func=cmd_scale)
+
+
+def _step(title: str) -> None:
+    print(f"\n==> {title}", flush=True)
+
+
+def _load_checked(sites: list[str] | None = None) -> inventory.Lab:
+    """Everything that can be wrong with the inventory fails here, before any node is touched."""
+    _step(f"checking the inventory {paths.INVENTORY.relative_to(ROOT)}")
+    try:
+        lab = inventory.load()
+    except inventory.InventoryError as exc:
+        raise CommandError(["puente", "lab"], 2, str(exc)) from exc
+    unknown = sorted(set(sites or []) - set(lab.sites))
+    if unknown:
+        raise CommandError(
+            ["puente", "lab"], 2, f"unknown site(s) {unknown}; the inventory has {sorted(lab.sites)}"
+        )
+    ansible.check_inventory()
+    podman.check_ulimits()
+    return lab
+
+
+def _prepare(
+    lab: inventory.Lab, selected: list[inventory.Node], timings: dict[str, float]
+) -> list[inventory.Node]:
+    _step("node image")
+    t = time.monotonic()
+    tag, built = image.ensure()
+    timings["image_build_s" if built else "image_check_s"] = round(time.monotonic() - t, 1)
+
+    _step("SSH key, networks and nodes")
+    t = time.monotonic()
+    ssh.ensure_key()
+    paths.APT_ARCHIVES.mkdir(parents=True, exist_ok=True)
+    for site in sorted({n.site for n in selected}, key=lambda s: s.name):
+        nodes.ensure_network(site)
+    created = nodes.ensure_nodes(lab, selected, tag)
+    timings["nodes_waited_ssh_s"] = round(nodes.wait_for_ssh(selected), 1)
+    timings["nodes_up_s"] = round(time.monotonic() - t, 1)
+    return created
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    lab = _load_checked(args.site)
+    selected = lab.for_sites(args.site)
+    timings: dict[str, float] = {}
+    _prepare(lab, selected, timings)
+    if not args.no_converge:
+        _converge(timings, limit=None if not args.site else [n.name for n in selected])
+    timings["total_s"] = round(time.monotonic() - start, 1)
+    _save_timings("up", timings)
+    _print_urls(lab)
+    print(f"\nlab up: {len(selected)} nodes in {timings['total_s']:.0f} s  {json.dumps(timings)}", flush=True)
+    return 0
+
+
+def _converge(timings: dict[str, float], limit: list[str] | None, extra: list[str] | None = None) -> None:
+    _step("API wheelhouse (nodes install the API from it, offline)")
+    t = time.monotonic()
+    wheelhouse.ensure()
+    timings["wheelhouse_s"] = round(time.monotonic() - t, 1)
+    _step("converge: playbooks/site.yml")
+    t = time.monotonic()
+    ansible.playbook("site.yml", extra or [], limit=limit)
+    timings["converge_s"] = round(time.monotonic() - t, 1)
+
+
+def _save_timings(action: str, timings: dict[str, float]) -> None:
+    paths.CACHE.mkdir(parents=True, exist_ok=True)
+    path = paths.CACHE / "timings.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history = [
+        *history[-49:],
+        {"action": action, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **timings},
+    ]
+    path.write_text(json.dumps(history, indent=1) + "\n")
+
+
+def gateway_urls(lab: inventory.Lab) -> list[str]:
+    return [f"https://{n.ip}/" for n in lab.in_group("gateways")]
+
+
+def _print_urls(lab: inventory.Lab) -> None:
+    ca = paths.CA_DIR / "ca.crt"
+    for url in gateway_urls(lab):
+        print(f"\nThe API through the gateway: {url}", flush=True)
+        cacert = str(ca.relative_to(ROOT)) if ca.exists() else f"{paths.CA_DIR.relative_to(ROOT)}/ca.crt"
+        print(f"  curl --cacert {cacert} {url}v1/shipments", flush=True)
+        print(
+            f"  curl --cacert {cacert} -H 'Content-Type: application/json' "
+            f'-H "Idempotency-Key: $(uuidgen)" -d @api/examples/shipment.json {url}v1/shipments',
+            flush=True,
+        )
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _step("removing the lab's containers and networks")
+    containers = [c["Names"][0] for c in podman.ps()]
+    nodes.remove_nodes(containers)
+    out = podman.podman(
+        "network", "ls", "--filter", f"label={paths.LABEL}", "--format", "{{.Name}}", capture=True, quiet=True
+    )
+    networks = [line for line in out.splitlines() if line.startswith("puente-")]
+    if networks:
+        podman.podman("network", "rm", "--force", *networks)
+    ssh.remove_key()
+    if args.purge:
+        _step("--purge: node image and caches")
+        image.remove_all()
+        for folder in (paths.CACHE, paths.WHEELHOUSE):
+            if folder.exists():
+                run(["rm", "-rf", "--one-file-system", str(folder)])
+    print(f"lab down: removed {len(containers)} nodes and {len(networks)} networks", flush=True)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    lab = inventory.load()
+    report = collect(lab)
+    report["urls"] = gateway_urls(lab)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(render(report))
+    return 0 if all(n["state"] == "running" for n in report["nodes"]) else 3
+
+
+_SCALE = re.compile(r"^api=(\d+)$")
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from puente.lab import scale
+
+    match = _SCALE.match(args.spec)
+    if not match:
+        raise CommandError(
+            ["puente", "lab", "scale", args.spec], 2, "expected api=N, e.g. `puente lab scale api=3`"
+        )
+    start = time.monotonic()
+    lab = _load_checked([args.site])
+    plan = scale.plan(lab, args.site, int(match.group(1)))
+    timings: dict[str, float] = {}
+    if not plan.added and not plan.removed:
+        print(f"{args.site} already has {plan.count} API nodes", flush=True)
+    before = scale.write(plan)
+    try:
+        new_lab = _load_checked([args.site])
+    except CommandError:
+        scale.restore(before)
+        raise
+    site_nodes = new_lab.for_sites([args.site])
+    _prepare(new_lab, site_nodes, timings)
+    if not args.no_converge:
+        # The new nodes get everything; the site's other tiers learn about them (HAProxy backends,
+        # pg_hba, firewall peers). The untouched API nodes need nothing.
+        api = {n.name for n in new_lab.in_group("api_nodes")}
+        limit = [n.name for n in site_nodes if n.name not in api or n.name in plan.added]
+        _converge(timings, limit=limit)
+    if plan.removed:
+        nodes.remove_nodes(plan.removed)
+    timings["total_s"] = round(time.monotonic() - start, 1)
+    _save_timings(f"scale api={plan.count}", timings)
+    print(
+        f"\nlab scale: {args.site} has {plan.count} API nodes (+{len(plan.added)} -{len(plan.removed)}) "
+        f"in {timings['total_s']:.0f} s",
+        flush=True,
+    )
+    return 0

@@ -1,0 +1,173 @@
+"""Networks and nodes: make podman match the inventory, whatever a previous run left behind.
+
+Re-runs are cheap: a network with the right subnet and a node whose spec label matches are reused
+(a stopped one is started); anything else carrying the lab's label is recreated or removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+from puente.lab import paths, podman
+from puente.lab.inventory import Lab, Node, Site
+from puente.shell import CommandError
+
+SSH_TIMEOUT_S = 180.0
+
+
+def ensure_network(site: Site) -> None:
+    found = podman.inspect("network", [site.network])
+    if found:
+        subnets = [s.get("subnet") for s in found[0].get("subnets") or []]
+        if subnets == [str(site.subnet)] and paths.LABEL in (found[0].get("labels") or {}):
+            print(f"network {site.network} {site.subnet} is up to date", flush=True)
+            return
+        if paths.LABEL not in (found[0].get("labels") or {}):
+            raise CommandError(
+                ["podman", "network", "inspect", site.network],
+                1,
+                f"network {site.network} exists but was not made by the lab (no {paths.LABEL} label); "
+                "remove it or rename the site's lab_network",
+            )
+        print(f"network {site.network} has subnet {subnets}, want {site.subnet}: recreating", flush=True)
+        podman.podman("network", "rm", "--force", site.network)
+    podman.podman(
+        "network",
+        "create",
+        "--subnet",
+        str(site.subnet),
+        "--gateway",
+        str(site.gateway),
+        "--label",
+        f"{paths.LABEL}=1",
+        "--label",
+        f"{paths.LABEL}.site={site.name}",
+        site.network,
+    )
+
+
+def run_args(node: Node, image: str) -> list[str]:
+    """The ``podman run`` arguments of a node (without the spec label, which hashes them)."""
+    return [
+        "--detach",
+        "--name",
+        node.name,
+        "--hostname",
+        node.name,
+        "--network",
+        node.site.network,
+        "--ip",
+        str(node.ip),
+        "--mac-address",
+        node.mac_address,
+        # nftables in the node (role common) needs NET_ADMIN; never --privileged: a privileged node
+        # changed the HOST's clock and sysctls when configured.
+        "--cap-add",
+        "NET_ADMIN",
+        "--systemd",
+        "always",
+        "--volume",
+        f"{paths.APT_ARCHIVES}:/var/cache/apt/archives",
+        "--volume",
+        f"{paths.SSH_KEY}.pub:/etc/puente-lab/authorized_key:ro",
+        "--label",
+        f"{paths.LABEL}=1",
+        "--label",
+        f"{paths.LABEL}.site={node.site.name}",
+        "--label",
+        f"{paths.LABEL}.groups={','.join(node.groups)}",
+        image,
+    ]
+
+
+def spec_hash(args: Sequence[str]) -> str:
+    return hashlib.sha256("\0".join(args).encode()).hexdigest()[:12]
+
+
+def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str) -> list[Node]:
+    """Create or start ``nodes``; remove lab containers of the same sites that the inventory lost.
+
+    Returns the nodes that were created (they need a full converge)."""
+    sites = {n.site.name for n in nodes}
+    wanted = {n.name for n in nodes}
+    created: list[Node] = []
+    for c in podman.ps():
+        name = c["Names"][0]
+        labels = c.get("Labels") or {}
+        if labels.get(f"{paths.LABEL}.site") in sites and name not in lab.nodes:
+            print(f"node {name} is no longer in the inventory: removing it", flush=True)
+            podman.podman("rm", "--force", "--time", "5", name)
+    current = {c["Name"]: c for c in podman.inspect("container", [n.name for n in nodes])}
+    for node in nodes:
+        args = run_args(node, image)
+        spec = spec_hash(args)
+        have = current.get(node.name)
+        if have is not None:
+            labels = have.get("Config", {}).get("Labels") or {}
+            if paths.LABEL not in labels:
+                raise CommandError(
+                    ["podman", "container", "inspect", node.name],
+                    1,
+                    f"a container named {node.name} exists but was not made by the lab; remove it first",
+                )
+            if labels.get(f"{paths.LABEL}.spec") == spec:
+                if have.get("State", {}).get("Running"):
+                    print(f"node {node.name} {node.ip} is running", flush=True)
+                else:
+                    podman.podman("start", node.name, quiet=False)
+                continue
+            print(f"node {node.name}: image or settings changed: recreating", flush=True)
+            podman.podman("rm", "--force", "--time", "5", node.name)
+        podman.podman("run", "--label", f"{paths.LABEL}.spec={spec}", *args)
+        created.append(node)
+    assert wanted == {n.name for n in nodes}
+    return created
+
+
+def remove_nodes(names: Iterable[str]) -> None:
+    names = list(names)
+    if names:
+        podman.podman("rm", "--force", "--time", "5", *names)
+
+
+def _ssh_banner(ip: str) -> bool:
+    try:
+        with socket.create_connection((ip, 22), timeout=1.0) as sock:
+            sock.settimeout(2.0)
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_for_ssh(nodes: Sequence[Node], timeout: float = SSH_TIMEOUT_S) -> float:
+    """Poll each node's sshd until it answers with its banner; return the seconds waited."""
+    start = time.monotonic()
+    pending = {n.name: str(n.ip) for n in nodes}
+    shown = -1
+    while pending:
+        for name, ip in list(pending.items()):
+            if _ssh_banner(ip):
+                del pending[name]
+        ready = len(nodes) - len(pending)
+        if ready != shown:
+            print(
+                f"  ssh: {ready}/{len(nodes)} nodes answer ({time.monotonic() - start:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            shown = ready
+        if not pending:
+            break
+        if time.monotonic() - start > timeout:
+            raise CommandError(
+                ["wait-for-ssh"],
+                1,
+                f"no SSH answer after {timeout:.0f} s from: {', '.join(sorted(pending))}; "
+                "see `CONTAINERS_CONF=lab/containers.conf podman logs NODE`",
+            )
+        time.sleep(0.5)
+    return time.monotonic() - start

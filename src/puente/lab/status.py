@@ -1,0 +1,99 @@
+"""`puente lab status`: what podman and each node's systemd say, next to what the inventory wants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from puente.lab import podman
+from puente.lab.inventory import Lab
+from puente.shell import run
+
+# Units every node runs whatever its role: not worth listing as "services".
+_BASE_UNITS = {
+    "dbus",
+    "ssh",
+    "cron",
+    "systemd-journald",
+    "systemd-logind",
+    "systemd-timesyncd",
+    "systemd-networkd",
+    "systemd-resolved",
+    "unattended-upgrades",
+    "nftables",
+    "puente-lab-firstboot",
+}
+
+_PROBE = (
+    "systemctl is-system-running 2>/dev/null; echo '--';"
+    " systemctl list-units --type=service --state=running --no-legend --plain 2>/dev/null | cut -d' ' -f1;"
+    " echo '--'; systemctl list-units --state=failed --no-legend --plain 2>/dev/null | cut -d' ' -f1;"
+    " echo '--'; ss -Hltn 2>/dev/null | awk '{print $4}'"
+)
+
+
+def _probe(name: str) -> dict[str, Any]:
+    proc = run(
+        ["podman", "exec", name, "sh", "-c", _PROBE], env=podman.env(), capture=True, quiet=True, check=False
+    )
+    lines = [ln for ln in (proc.stdout or "").splitlines() if "syslog" not in ln]
+    parts: list[list[str]] = [[]]
+    for ln in lines:
+        if ln == "--":
+            parts.append([])
+        else:
+            parts[-1].append(ln.strip())
+    parts += [[]] * (4 - len(parts))
+    services = sorted(
+        u.removesuffix(".service")
+        for u in parts[1]
+        if u and u.removesuffix(".service") not in _BASE_UNITS and not u.startswith(("systemd-", "user@"))
+    )
+    ports = sorted({p.rsplit(":", 1)[-1] for p in parts[3] if p}, key=lambda p: int(p) if p.isdigit() else 0)
+    return {
+        "systemd": (parts[0] or ["unknown"])[0],
+        "services": services,
+        "failed_units": [u for u in parts[2] if u],
+        "listening_tcp": ports,
+    }
+
+
+def collect(lab: Lab) -> dict[str, Any]:
+    running = {c["Names"][0]: c for c in podman.ps()}
+    report: dict[str, Any] = {"nodes": []}
+    for node in lab.nodes.values():
+        c = running.get(node.name)
+        state = (c or {}).get("State", "absent")
+        entry: dict[str, Any] = {
+            "name": node.name,
+            "site": node.site.name,
+            "ip": str(node.ip),
+            "groups": list(node.groups),
+            "state": state,
+        }
+        if state == "running":
+            entry.update(_probe(node.name))
+        report["nodes"].append(entry)
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    rows = [("NODE", "SITE", "IP", "STATE", "SYSTEMD", "SERVICES", "TCP PORTS", "GROUPS")]
+    for n in report["nodes"]:
+        failed = n.get("failed_units") or []
+        rows.append(
+            (
+                n["name"],
+                n["site"],
+                n["ip"],
+                n["state"],
+                n.get("systemd", "-") + (f" ({len(failed)} failed: {','.join(failed)})" if failed else ""),
+                ",".join(n.get("services", [])) or "-",
+                ",".join(n.get("listening_tcp", [])) or "-",
+                ",".join(g for g in n["groups"] if g != n["site"]),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.append("")
+    lines += [f"gateway: {u}" for u in report.get("urls", [])]
+    return "\n".join(lines)
