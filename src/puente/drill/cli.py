@@ -1,0 +1,123 @@
+"""``puente drill site-failover | node-loss --target api|db|witness | failback | restore``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from puente.drill import faults, preflight, report, scenarios, topology
+from puente.drill.client import LoadShape
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("timing")
+    g.add_argument("--warmup", type=float, default=5.0, help="seconds of load before the fault (5)")
+    g.add_argument("--hold", type=float, default=20.0, help="seconds the fault lasts (20)")
+    g.add_argument("--after", type=float, default=15.0, help="seconds of load after the fault is lifted (15)")
+    g = p.add_argument_group("load")
+    g.add_argument("--workers", type=int, default=4, help="concurrent clients (4)")
+    g.add_argument("--write-ratio", type=float, default=0.3, help="share of POSTs in the mix (0.3)")
+    g.add_argument("--max-requests", type=int, default=20000, help="upper bound on logical requests")
+    g = p.add_argument_group("target")
+    g.add_argument("--dns-server", help="failover DNS to resolve through (default: the inventory's dns node)")
+    g.add_argument("--dns-port", type=int, default=53)
+    g.add_argument("--name", dest="api_name", help="the API's DNS name (default: api.<puente_dns_zone>)")
+    g.add_argument("--port", type=int, default=443)
+    g.add_argument(
+        "--ca", type=Path, default=topology.CA_FILE, help=f"CA to verify TLS with ({topology.CA_FILE})"
+    )
+    g.add_argument("--inventory", type=Path, action="append", help="lab inventory file(s) (inventories/lab)")
+    g = p.add_argument_group("verdict")
+    g.add_argument("--max-rto-read", type=float, default=5.0, help="seconds (5)")
+    g.add_argument("--max-rto-write", type=float, default=15.0, help="seconds (15)")
+    p.add_argument("--out", type=Path, default=scenarios.OUT_DIR, help="where reports go (.cache/drill)")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+
+
+def _options(args: argparse.Namespace) -> scenarios.DrillOptions:
+    for name in ("warmup", "hold", "after"):
+        if getattr(args, name) < 0:
+            raise preflight.PreflightError([f"--{name} must be >= 0"])
+    if args.workers < 1 or not 0 <= args.write_ratio <= 1 or args.max_requests < 1:
+        raise preflight.PreflightError(["--workers >= 1, 0 <= --write-ratio <= 1, --max-requests >= 1"])
+    return scenarios.DrillOptions(
+        warmup=args.warmup,
+        hold=args.hold,
+        after=args.after,
+        shape=LoadShape(workers=args.workers, write_ratio=args.write_ratio, max_requests=args.max_requests),
+        dns_server=args.dns_server,
+        dns_port=args.dns_port,
+        api_name=args.api_name,
+        port=args.port,
+        ca_file=args.ca,
+        thresholds=report.Thresholds(args.max_rto_read, args.max_rto_write),
+        out_dir=args.out,
+        inventory=args.inventory,
+        crash=getattr(args, "mode", "kill") == "kill",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        opts = _options(args)
+        topo = topology.load(opts.inventory)
+        if args.drill == "site-failover":
+            result = scenarios.site_failover(topo, opts)
+        elif args.drill == "node-loss":
+            result = scenarios.node_loss(topo, opts, args.target, args.node)
+        else:
+            result = scenarios.failback(topo, opts)
+    except (preflight.PreflightError, topology.TopologyError) as exc:
+        print(f"puente drill {args.drill}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str) if args.json else report.table(result))
+    if not args.json:
+        print(f"\nfull report: {result['output_dir']}/report.json")
+    return 0 if result["passed"] else 1
+
+
+def _restore(args: argparse.Namespace) -> int:
+    """Remove a WAN cut left behind by an interrupted drill (the drill itself always restores)."""
+    try:
+        topo = topology.load(args.inventory)
+        cut = scenarios.wan_cut(topo) if len(topo.sites) > 1 else None
+    except topology.TopologyError as exc:
+        print(f"puente drill restore: {exc}", file=sys.stderr)
+        return 2
+    if cut is None or not cut.active():
+        print(f"no nft table {faults.TABLE_FAMILY} {faults.TABLE_NAME}: nothing to restore")
+        return 0
+    cut.restore()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    drill = subparsers.add_parser(
+        "drill", help="failover drills: load through the DNS name, a fault, figures"
+    )
+    sub = drill.add_subparsers(dest="drill", required=True, metavar="DRILL")
+
+    p = sub.add_parser("site-failover", help="cut the on-prem site off the WAN, measure, restore")
+    _common(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("node-loss", help="lose one node (API, DB leader or witness), measure, bring it back")
+    p.add_argument("--target", choices=("api", "db", "witness"), required=True)
+    p.add_argument(
+        "--node", help="which node (default: first on-prem API node / the DB leader / the witness)"
+    )
+    p.add_argument("--mode", choices=("kill", "stop"), default="kill", help="crash (kill) or clean stop")
+    _common(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("failback", help="switch the DB leader back to on-prem under load, measure")
+    _common(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser(
+        "restore", help="remove a WAN cut an interrupted drill left (nft table inet puente_wan)"
+    )
+    p.add_argument("--inventory", type=Path, action="append")
+    p.set_defaults(func=_restore)

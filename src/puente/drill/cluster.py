@@ -1,0 +1,196 @@
+"""Facts read from the database nodes: Patroni's view of the cluster and a read-only count of what the
+drill's client left in the database. Each probe runs inside the node (``podman exec``), so it works
+whatever the nodes' firewall allows the host and while the WAN is cut."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from puente.drill.topology import PATRONI_PORT, DbMember
+from puente.shell import CommandError, run
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _podman_env() -> dict[str, str]:
+    from puente.lab import podman
+
+    return podman.env()
+
+
+def _exec(node: str, argv: Sequence[str], *, input_text: str | None = None, timeout: float = 15.0) -> str:
+    proc = run(
+        ["podman", "exec", "-i", node, *argv],
+        env=_podman_env(),
+        capture=True,
+        quiet=True,
+        input_text=input_text,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise CommandError(["podman", "exec", node, *argv], proc.returncode, proc.stdout or "")
+    return proc.stdout or ""
+
+
+def _json_tail(out: str) -> Any:
+    """podman may print warnings ("failed to connect to syslog") before the program's output."""
+    for line in reversed(out.strip().splitlines()):
+        line = line.strip()
+        if line.startswith(("{", "[")):
+            return json.loads(line)
+    raise ValueError(f"no JSON in: {out[-400:]!r}")
+
+
+_HTTP_GET = (
+    "import json,sys,urllib.request,urllib.error\n"
+    "try:\n"
+    "    r=urllib.request.urlopen(sys.argv[1],timeout=2); code=r.status; body=r.read().decode()\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    code=e.code; body=e.read().decode()\n"
+    "print(json.dumps({'status':code,'body':body}))\n"
+)
+
+
+def http_get_inside(node: str, url: str) -> tuple[int, str]:
+    out = _json_tail(_exec(node, ["python3", "-c", _HTTP_GET, url]))
+    return int(out["status"]), str(out["body"])
+
+
+def patroni_cluster(members: Sequence[DbMember]) -> list[dict[str, Any]]:
+    """GET /cluster from the first member that answers; its ``members`` list (name, role, state, lag)."""
+    problems = []
+    for m in members:
+        try:
+            status, body = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/cluster")
+            if status == 200:
+                return list(json.loads(body).get("members", []))
+            problems.append(f"{m.name}: HTTP {status}")
+        except (CommandError, ValueError, KeyError, OSError) as exc:
+            problems.append(f"{m.name}: {str(exc).splitlines()[0]}")
+    raise CommandError(["patroni", "GET /cluster"], 1, "; ".join(problems))
+
+
+def primaries(members: Sequence[DbMember]) -> list[str]:
+    """Members whose Patroni answers 200 on /primary right now (the check HAProxy routes writes by)."""
+    out = []
+    for m in members:
+        try:
+            status, _ = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/primary")
+        except (CommandError, ValueError, OSError):
+            continue
+        if status == 200:
+            out.append(m.name)
+    return out
+
+
+class PrimarySampler:
+    """Samples /primary on every member about once a second in the background: the most members seen
+    answering "I am the primary" in one round is the split-brain figure (must stay <= 1)."""
+
+    def __init__(self, members: Sequence[DbMember], interval: float = 1.0) -> None:
+        self.members = list(members)
+        self.interval = interval
+        self.rounds: list[tuple[float, list[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="drill-primary-sampler", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.rounds.append((time.monotonic(), primaries(self.members)))
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> int | None:
+        self._stop.set()
+        self._thread.join(30)
+        return max((len(p) for _, p in self.rounds), default=None)
+
+
+def wait_settled(
+    members: Sequence[DbMember], timeout: float, expect_all: bool = True
+) -> list[dict[str, Any]]:
+    """Poll /cluster until exactly one leader and (``expect_all``) every member is a streaming replica
+    or the leader; return the last view (the caller judges it)."""
+    end = time.monotonic() + timeout
+    last: list[dict[str, Any]] = []
+    while True:
+        try:
+            last = patroni_cluster(members)
+        except CommandError:
+            last = []
+        leaders = [m for m in last if m.get("role") in ("leader", "master", "primary")]
+        healthy = all(
+            m.get("role") in ("leader", "master", "primary")
+            or (m.get("state") in ("streaming", "running") and m.get("role") in ("replica", "sync_standby"))
+            for m in last
+        )
+        if len(leaders) == 1 and ((healthy and len(last) == len(members)) or not expect_all):
+            return last
+        if time.monotonic() >= end:
+            return last
+        time.sleep(1.0)
+
+
+_FACTS_SQL = """
+BEGIN READ ONLY;
+SELECT json_build_object(
+  'shipments', (SELECT count(*) FROM shipments WHERE client_id = '{client}'),
+  'references_with_many', (SELECT coalesce(json_object_agg(reference, n), '{{}}') FROM (
+      SELECT reference, count(*) AS n FROM shipments WHERE client_id = '{client}'
+      GROUP BY reference HAVING count(*) > 1) d),
+  'labels', (SELECT count(*) FROM labels l JOIN shipments s ON s.id = l.shipment_id
+             WHERE s.client_id = '{client}'),
+  'shipments_with_many_labels', (SELECT coalesce(json_object_agg(shipment_id, n), '{{}}') FROM (
+      SELECT l.shipment_id, count(*) AS n FROM labels l JOIN shipments s ON s.id = l.shipment_id
+      WHERE s.client_id = '{client}' GROUP BY l.shipment_id HAVING count(*) > 1) d),
+  'labels_pending', (SELECT count(*) FROM shipments WHERE client_id = '{client}'
+                     AND label_status = 'pending')
+);
+COMMIT;
+"""
+
+
+def db_facts(leader: str, db_name: str, client_id: str) -> dict[str, Any]:
+    """Read-only query on the leader, as the postgres OS user over the local socket (peer auth)."""
+    if not _CLIENT_ID.match(client_id) or not re.match(r"^[a-z_][a-z0-9_]*$", db_name):
+        raise ValueError(f"refusing to build a query from {client_id!r} / {db_name!r}")
+    sql = _FACTS_SQL.format(client=client_id)
+    out = _exec(
+        leader,
+        ["runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", db_name],
+        input_text=sql,
+    )
+    return dict(_json_tail(out))
+
+
+def wait_labels(leader: str, db_name: str, client_id: str, timeout: float) -> dict[str, Any]:
+    """Let the outbox -> queue -> worker path drain: poll until no label of the drill is pending."""
+    end = time.monotonic() + timeout
+    while True:
+        facts = db_facts(leader, db_name, client_id)
+        if facts.get("labels_pending", 0) == 0 or time.monotonic() >= end:
+            return facts
+        time.sleep(2.0)
+
+
+_DLQ = (
+    "import boto3,json,sys\n"
+    "c=boto3.client('sqs',endpoint_url=sys.argv[1],region_name=sys.argv[2],"
+    "aws_access_key_id='lab',aws_secret_access_key='lab')\n"
+    "u=c.get_queue_url(QueueName=sys.argv[3])['QueueUrl']\n"
+    "a=c.get_queue_attributes(QueueUrl=u,AttributeNames=['ApproximateNumberOfMessages'])['Attributes']\n"
+    "print(json.dumps({'messages':int(a['ApproximateNumberOfMessages'])}))\n"
+)
+
+
+def sqs_dead_lettered(node: str, python: str, endpoint: str, region: str, dlq_name: str) -> int:
+    """Messages in the cloud site's dead-letter queue (moto), read with the node's own boto3."""
+    return int(_json_tail(_exec(node, [python, "-c", _DLQ, endpoint, region, dlq_name]))["messages"])

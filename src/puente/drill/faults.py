@@ -1,0 +1,110 @@
+"""Faults the drills inject, each a plain command printed before it runs (``puente.shell.run``).
+
+WAN cut: an nftables table the project owns, ``inet puente_wan``, on the host that routes between the
+lab's sites. It drops forwarding between the isolated site's subnet and the other sites' subnets, and
+(``cut_clients``) the host's own traffic to the isolated site, so the drill's client — which stands on
+"the internet" — loses it too. Addresses in ``exempt`` stay reachable: the lab's failover DNS stands in
+for a global service (Route 53) and must not be cut off with the site it happens to sit in.
+Deleting the table restores everything; nothing else on the host is touched.
+
+Node faults: ``podman stop`` (clean shutdown) / ``podman kill`` (crash) / ``podman start``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from puente.shell import run
+
+TABLE_FAMILY = "inet"
+TABLE_NAME = "puente_wan"
+
+
+@dataclass(frozen=True)
+class WanCut:
+    isolate: str
+    """CIDR of the site being cut off, e.g. 10.89.1.0/24."""
+    peers: Sequence[str]
+    """CIDRs of the other sites."""
+    exempt: Sequence[str] = field(default_factory=tuple)
+    """Addresses inside ``isolate`` that stay reachable (e.g. the lab's DNS)."""
+    cut_clients: bool = True
+    netns: str | None = None
+    """Run nft in this network namespace (tests); None = the host."""
+
+    def __post_init__(self) -> None:
+        # refuse anything that is not an address before building a ruleset out of it
+        net = ipaddress.IPv4Network(self.isolate)
+        for p in self.peers:
+            if ipaddress.IPv4Network(p).overlaps(net):
+                raise ValueError(f"peer subnet {p} overlaps the isolated subnet {net}")
+        for e in self.exempt:
+            if ipaddress.IPv4Address(e) not in net:
+                raise ValueError(f"exempt address {e} is not inside {net}")
+        if not self.peers:
+            raise ValueError("a WAN cut needs at least one peer subnet")
+
+    def ruleset(self) -> str:
+        """The table, as an nft script (``nft -f -``): applied atomically."""
+        peers = ", ".join(str(ipaddress.IPv4Network(p)) for p in self.peers)
+        inside = str(ipaddress.IPv4Network(self.isolate))
+        skip = ""
+        if self.exempt:
+            skip = f"ip saddr != {{ {', '.join(self.exempt)} }} "
+        skip_d = skip.replace("saddr", "daddr")
+        lines = [
+            f"table {TABLE_FAMILY} {TABLE_NAME} {{",
+            "  chain forward {",
+            # priority before the filter chains podman/iptables-nft add: a drop here is final anyway
+            "    type filter hook forward priority -10; policy accept;",
+            f"    ip saddr {inside} {skip}ip daddr {{ {peers} }} counter drop",
+            f"    ip saddr {{ {peers} }} ip daddr {inside} {skip_d}counter drop",
+            "  }",
+        ]
+        if self.cut_clients:
+            lines += [
+                "  chain output {",
+                "    type filter hook output priority -10; policy accept;",
+                f"    ip daddr {inside} {skip_d}counter drop",
+                "  }",
+            ]
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def _nft(self, *args: str, input_text: str | None = None, check: bool = True, quiet: bool = False):
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return run([*prefix, "nft", *args], input_text=input_text, check=check, capture=True, quiet=quiet)
+
+    def active(self) -> bool:
+        return self._nft("list", "table", TABLE_FAMILY, TABLE_NAME, check=False, quiet=True).returncode == 0
+
+    def cut(self) -> None:
+        if self.active():
+            raise RuntimeError(
+                f"table {TABLE_FAMILY} {TABLE_NAME} already exists (a previous drill did not restore?): "
+                f"check it, then `nft delete table {TABLE_FAMILY} {TABLE_NAME}`"
+            )
+        self._nft("-f", "-", input_text=self.ruleset())
+
+    def restore(self) -> None:
+        if self.active():
+            self._nft("delete", "table", TABLE_FAMILY, TABLE_NAME)
+
+
+def stop_node(name: str, *, crash: bool) -> None:
+    """``podman kill`` is a crash (Patroni's leader key must expire); ``podman stop`` a clean shutdown."""
+    from puente.lab import podman  # the lab's containers.conf (runc, cgroupfs): podman fails without it
+
+    if crash:
+        podman.podman("kill", name)
+    else:
+        podman.podman("stop", "--time", "10", name)
+
+
+def start_node(name: str) -> None:
+    from puente.lab import podman
+
+    # not captured: a pipe on `podman start` can keep the caller waiting until the node stops
+    podman.podman("start", name)

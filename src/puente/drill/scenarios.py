@@ -1,0 +1,287 @@
+"""The drills: load through the failover name, one fault, the fault lifted, the figures.
+
+Every drill has the same shape — preflight, baseline, load, fault at ``fault_at``, hold, restore at
+``restore_at``, observe, stop the load, let the cluster settle, read back every acknowledged write,
+count what the database holds, analyse — so their reports compare.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from puente.drill import cluster, faults, preflight, report, topology
+from puente.drill.attempts import AttemptLog
+from puente.drill.client import ClientConfig, DrillClient, Load, LoadShape
+from puente.shell import ROOT, CommandError
+
+OUT_DIR = ROOT / ".cache" / "drill"
+
+
+@dataclass
+class DrillOptions:
+    warmup: float = 5.0
+    hold: float = 20.0
+    after: float = 15.0
+    settle_timeout: float = 90.0
+    labels_timeout: float = 60.0
+    shape: LoadShape = field(default_factory=LoadShape)
+    dns_server: str | None = None
+    dns_port: int = 53
+    api_name: str | None = None
+    port: int = 443
+    scheme: str = "https"
+    ca_file: Path = topology.CA_FILE
+    thresholds: report.Thresholds = field(default_factory=report.Thresholds)
+    out_dir: Path = OUT_DIR
+    inventory: list[Path] | None = None
+    crash: bool = True
+    sqs_python: str = "/opt/moto/bin/python"
+    sqs_region: str = "eu-west-1"
+    sqs_dlq: str = "puente-shipments-dlq.fifo"
+
+
+def say(msg: str) -> None:
+    print(f"drill: {msg}", file=sys.stderr, flush=True)
+
+
+def _client(topo: topology.Topology, opts: DrillOptions, log: AttemptLog) -> DrillClient:
+    if not (opts.dns_server or topo.dns_servers):
+        raise preflight.PreflightError(["the inventory has no `dns` group and no --dns-server was given"])
+    cfg = ClientConfig(
+        name=opts.api_name or topo.api_name,
+        dns_server=opts.dns_server or topo.dns_servers[0],
+        dns_port=opts.dns_port,
+        port=opts.port,
+        scheme=opts.scheme,
+        ca_file=opts.ca_file,
+        site_of_address=dict(topo.edges),
+    )
+    return DrillClient(cfg, log)
+
+
+def wan_cut(topo: topology.Topology, site: str = topology.PRIMARY_SITE) -> faults.WanCut:
+    import ipaddress
+
+    inside = ipaddress.IPv4Network(topo.sites[site])
+    peers = [cidr for name, cidr in sorted(topo.sites.items()) if name != site]
+    exempt = [ip for ip in topo.dns_servers if ipaddress.IPv4Address(ip) in inside]
+    return faults.WanCut(isolate=str(inside), peers=peers, exempt=exempt)
+
+
+@dataclass
+class Fault:
+    """What one drill does: ``inject`` at fault_at, ``lift`` at restore_at (both print their commands)."""
+
+    name: str
+    inject: Callable[[], None]
+    lift: Callable[[], None]
+    needs_sites: tuple[str, ...]
+    expect_failover: bool
+    extra_problems: Callable[[], list[str]] = lambda: []
+
+
+def run_drill(topo: topology.Topology, opts: DrillOptions, fault: Fault) -> dict[str, Any]:
+    """Preflight, then the drill; the fault is always lifted, even on Ctrl-C."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = opts.out_dir / f"{stamp}-{fault.name}"
+    problems = preflight.require_tools(["podman", "nft"])
+    nodes = [n for s in fault.needs_sites for n in topo.nodes_of(s)]
+    problems += preflight.check_lab(topo, fault.needs_sites, nodes)
+    if problems:
+        raise preflight.PreflightError(problems)
+    out.mkdir(parents=True, exist_ok=True)
+    log = AttemptLog(out / "attempts.jsonl")
+    client = _client(topo, opts, log)
+    problems = preflight.check_service(topo, client) + fault.extra_problems()
+    if problems:
+        client.close()
+        raise preflight.PreflightError(problems)
+
+    clock = client.clock
+    t0 = clock()
+    members_before = cluster.patroni_cluster(topo.db_members) if topo.db_members else []
+    say(
+        f"client {client.config.client_id} -> https://{client.config.name} (DNS {client.config.dns_server}); "
+        f"warm-up {opts.warmup:g} s, fault {opts.hold:g} s, then {opts.after:g} s; results in {out}"
+    )
+    load = Load(client, opts.shape)
+    sampler = cluster.PrimarySampler(topo.db_members) if topo.db_members else None
+    lifted = False
+    try:
+        load.start()
+        time.sleep(opts.warmup)
+        if sampler:
+            sampler.start()
+        fault_at = clock() - t0
+        say(f"t={fault_at:.1f} s: {fault.name}")
+        fault.inject()
+        time.sleep(opts.hold)
+        restore_at = clock() - t0
+        say(f"t={restore_at:.1f} s: lifting the fault")
+        fault.lift()
+        lifted = True
+        time.sleep(opts.after)
+    finally:
+        if not lifted:
+            fault.lift()
+        load.stop()
+        max_leaders = sampler.stop() if sampler else None
+    ended_at = clock() - t0
+    say(f"t={ended_at:.1f} s: load stopped after {len(log)} attempts; waiting for the cluster to settle")
+
+    members_after = cluster.wait_settled(topo.db_members, opts.settle_timeout) if topo.db_members else []
+    ids = sorted({i for s in report.acknowledged(log.snapshot()).values() for i in s})
+    say(f"reading back {len(ids)} acknowledged shipments")
+    for shipment_id in ids:
+        client.verify(shipment_id)
+    db = _db_facts(topo, opts, client.config.client_id, members_after)
+    client.close()
+    log.close()
+    attempts = [
+        a.__class__(**{**a.__dict__, "started": a.started - t0, "ended": a.ended - t0})
+        for a in log.snapshot()
+    ]
+    result = report.analyse(
+        attempts,
+        scenario=fault.name,
+        fault_at=fault_at,
+        restore_at=restore_at,
+        ended_at=ended_at,
+        cluster_before=members_before,
+        cluster_after=members_after,
+        max_leaders_seen=max_leaders,
+        db=db,
+        thresholds=opts.thresholds,
+        expect_failover=fault.expect_failover,
+    )
+    result["client_id"] = client.config.client_id
+    result["api_name"] = client.config.name
+    result["cluster_before"] = members_before
+    result["cluster_after"] = members_after
+    (out / "report.json").write_text(json.dumps(result, indent=2, default=str))
+    result["output_dir"] = str(out)
+    return result
+
+
+def _db_facts(
+    topo: topology.Topology, opts: DrillOptions, client_id: str, members: list[dict[str, Any]]
+) -> report.DbFacts | None:
+    leader = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
+    if leader is None:
+        say("no leader after the drill: the database could not be checked")
+        return None
+    try:
+        facts = cluster.wait_labels(leader, topo.db_name, client_id, opts.labels_timeout)
+    except (CommandError, ValueError) as exc:
+        say(f"database facts unavailable: {str(exc).splitlines()[0]}")
+        return None
+    for node in topo.sqs_nodes:
+        try:
+            facts["dead_lettered"] = cluster.sqs_dead_lettered(
+                node, opts.sqs_python, f"http://{topo.node_ips[node]}:5000", opts.sqs_region, opts.sqs_dlq
+            )
+        except (CommandError, ValueError, KeyError) as exc:
+            say(f"dead-letter queue on {node} unreadable: {str(exc).splitlines()[0]}")
+    return report.DbFacts.from_dict(facts)
+
+
+# -- the drills -------------------------------------------------------------------------------------------
+
+
+def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
+    needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
+    if not topo.has_site(topology.SECONDARY_SITE):
+        raise preflight.PreflightError(preflight.check_lab(topo, needs, []))
+    cut = wan_cut(topo)
+    fault = Fault(
+        "site-failover",
+        cut.cut,
+        cut.restore,
+        needs,
+        expect_failover=True,
+        extra_problems=lambda: preflight.check_no_cut(cut),
+    )
+    return run_drill(topo, opts, fault)
+
+
+def node_loss(
+    topo: topology.Topology, opts: DrillOptions, target: str, node: str | None = None
+) -> dict[str, Any]:
+    site = topology.PRIMARY_SITE
+    if target == "db":
+        if node is None:
+            members = cluster.patroni_cluster(topo.db_members) if topo.db_members else []
+            node = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
+            if node is None:
+                raise preflight.PreflightError(["no Patroni leader to take down"])
+        expect_failover = True
+    elif target == "api":
+        node = node or (topo.api_nodes.get(site) or [None])[0]
+        expect_failover = False
+    else:  # witness
+        node = node or (topo.witness_nodes or [None])[0]
+        expect_failover = False
+    if node is None or node not in topo.nodes:
+        raise preflight.PreflightError([f"no {target} node to take down (inventory: {sorted(topo.nodes)})"])
+    target_node = node
+    fault = Fault(
+        f"node-loss-{target}",
+        lambda: faults.stop_node(target_node, crash=opts.crash),
+        lambda: faults.start_node(target_node),
+        tuple(sorted({topology.PRIMARY_SITE, topo.nodes[target_node]})),
+        expect_failover=expect_failover,
+    )
+    return run_drill(topo, opts, fault)
+
+
+_SWITCHOVER = (
+    "import json,sys,urllib.request\n"
+    "req=urllib.request.Request(sys.argv[1],data=json.dumps({'leader':sys.argv[2],'candidate':sys.argv[3]})"
+    ".encode(),method='POST',headers={'Content-Type':'application/json'})\n"
+    "print(json.dumps({'status':urllib.request.urlopen(req,timeout=30).status}))\n"
+)
+
+
+def failback(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
+    """Move the database leader back to the primary site with a Patroni switchover, under load; DNS
+    follows on its own once the primary site's /readyz answers 200 again."""
+    needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
+    if not topo.has_site(topology.SECONDARY_SITE):
+        raise preflight.PreflightError(preflight.check_lab(topo, needs, []))
+    members = cluster.patroni_cluster(topo.db_members)
+    leader = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
+    site_of = {m.name: m.site for m in topo.db_members}
+    if leader is None:
+        raise preflight.PreflightError(["no Patroni leader: nothing to fail back from"])
+    if site_of.get(leader) == topology.PRIMARY_SITE:
+        raise preflight.PreflightError(
+            [
+                f"the leader {leader} is already on the {topology.PRIMARY_SITE} site: nothing to fail back "
+                "(run `puente drill site-failover` first)"
+            ]
+        )
+    candidates = [
+        m["name"]
+        for m in members
+        if site_of.get(m["name"]) == topology.PRIMARY_SITE and m.get("state") in report.HEALTHY_REPLICA_STATES
+    ]
+    if not candidates:
+        raise preflight.PreflightError(
+            [f"no healthy replica on the {topology.PRIMARY_SITE} site to fail back to"]
+        )
+    by_name = {m.name: m for m in topo.db_members}
+
+    def switchover() -> None:
+        url = f"http://{by_name[leader].ip}:{topology.PATRONI_PORT}/switchover"
+        say(f"switchover {leader} -> {candidates[0]} (POST {url})")
+        cluster._exec(leader, ["python3", "-c", _SWITCHOVER, url, leader, candidates[0]], timeout=60)
+
+    fault = Fault("failback", switchover, lambda: None, needs, expect_failover=True)
+    return run_drill(topo, opts, fault)

@@ -1,0 +1,88 @@
+"""What the drill needs to know about the lab, read from the inventory (``inventories/lab/hosts.yml``)
+and the shared group_vars — never hard-coded addresses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from puente.lab import inventory, paths
+from puente.shell import ROOT
+
+PRIMARY_SITE = "onprem"
+SECONDARY_SITE = "cloud"
+WITNESS_SITE = "witness"
+GROUP_VARS_ALL = ROOT / "playbooks" / "group_vars" / "all.yml"
+CA_FILE = paths.CA_DIR / "ca.crt"
+PATRONI_PORT = 8008
+
+
+class TopologyError(RuntimeError):
+    """The inventory does not describe a lab the drill can run against."""
+
+
+@dataclass(frozen=True)
+class DbMember:
+    name: str
+    site: str
+    ip: str
+
+
+@dataclass
+class Topology:
+    sites: dict[str, str]
+    """site name -> subnet (CIDR)."""
+    nodes: dict[str, str]
+    """node name -> site name."""
+    node_ips: dict[str, str]
+    api_name: str
+    dns_servers: list[str]
+    edges: dict[str, str]
+    """gateway address -> site name (tells which site answered when no header says so)."""
+    db_members: list[DbMember]
+    api_nodes: dict[str, list[str]]
+    """site -> API node names."""
+    witness_nodes: list[str] = field(default_factory=list)
+    db_name: str = "puente"
+    sqs_nodes: list[str] = field(default_factory=list)
+
+    def nodes_of(self, site: str) -> list[str]:
+        return sorted(n for n, s in self.nodes.items() if s == site)
+
+    def has_site(self, site: str) -> bool:
+        return site in self.sites
+
+
+def _shared_vars(path: Path = GROUP_VARS_ALL) -> dict[str, object]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (FileNotFoundError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load(files: list[Path] | None = None, api_name: str | None = None) -> Topology:
+    try:
+        lab = inventory.load(files)
+    except inventory.InventoryError as exc:
+        raise TopologyError(str(exc)) from exc
+    shared = _shared_vars()
+    zone = str(shared.get("puente_dns_zone") or "puente.lab")
+    gateways = {n.name for n in lab.in_group("gateways")}
+    return Topology(
+        sites={s.name: str(s.subnet) for s in lab.sites.values()},
+        nodes={n.name: n.site.name for n in lab.nodes.values()},
+        node_ips={n.name: str(n.ip) for n in lab.nodes.values()},
+        api_name=api_name or f"api.{zone}",
+        dns_servers=[str(n.ip) for n in lab.in_group("dns")],
+        edges={str(n.ip): n.site.name for n in lab.nodes.values() if n.name in gateways},
+        db_members=[DbMember(n.name, n.site.name, str(n.ip)) for n in lab.in_group("postgresql")],
+        api_nodes={
+            s: sorted(n.name for n in lab.in_group("api_nodes") if n.site.name == s) for s in lab.sites
+        },
+        witness_nodes=[n.name for n in lab.nodes.values() if n.site.name == WITNESS_SITE],
+        db_name=str(shared.get("puente_db_name") or "puente"),
+        sqs_nodes=[n.name for n in lab.in_group("sqs")],
+    )
