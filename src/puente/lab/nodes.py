@@ -71,7 +71,7 @@ def run_args(node: Node, image: str) -> list[str]:
         "--systemd",
         "always",
         "--volume",
-        f"{paths.APT_ARCHIVES}:/var/cache/apt/archives",
+        f"{paths.APT_ARCHIVES}:/var/cache/apt/lab-pool",
         "--volume",
         f"{paths.SSH_KEY}.pub:/etc/puente-lab/authorized_key:ro",
         "--label",
