@@ -1,0 +1,135 @@
+"""``puente audit``: run the control catalogue against an inventory and write the auditor's report.
+
+    puente audit -i inventories/lab --out reports/audit [--drift] [--connection podman]
+    puente audit verify reports/audit
+
+The run is one plain pytest command (printed before it runs): pytest-testinfra reaches the hosts,
+pytest-xdist audits hosts in parallel, pytest's --junitxml writes the CI form, and puente.audit.plugin adds
+control ids, evidence, waivers and the JSON/HTML forms. Then MANIFEST.sha256 seals the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from puente.audit import drift, manifest, report
+from puente.audit.waivers import WaiverError, load
+from puente.shell import ROOT, run
+
+CATALOGUE = ROOT / "audit" / "controls"
+WAIVERS = ROOT / "audit" / "waivers.yml"
+# What a previous run left in --out; removed first so a report never mixes two runs.
+_OWN_FILES = (report.JSON_NAME, report.HTML_NAME, report.JUNIT_NAME, "drift.json", "drift.log",
+              manifest.NAME, f"{manifest.NAME}.minisig")
+_LAB_CONTAINERS_CONF = ROOT / "lab" / "containers.conf"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("audit", help="audit hosts against the control catalogue; write the report",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-i", "--inventory", help="Ansible inventory (file or directory)")
+    p.add_argument("--out", type=Path, help="report directory (created; a previous report there is replaced)")
+    p.add_argument("--connection", choices=("ansible", "podman"), default="ansible",
+                   help="reach hosts as the inventory says (ssh), or with `podman exec` (lab nodes)")
+    p.add_argument("--limit", help="only these hosts (comma-separated names or patterns)")
+    p.add_argument("--waivers", type=Path, default=WAIVERS,
+                   help=f"waivers file (default {WAIVERS.relative_to(ROOT)})")
+    p.add_argument("--today", help="judge waiver expiry as of this date (YYYY-MM-DD)")
+    p.add_argument("--drift", action="store_true",
+                   help="also run ansible-playbook --check --diff playbooks/site.yml and report drift")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit non-zero when drift is found")
+    p.add_argument("--workers", default="auto", help="pytest-xdist workers (default auto; 0 = no xdist)")
+    p.add_argument("-k", dest="keyword", help="only controls matching this pytest -k expression")
+    p.add_argument("--catalogue", type=Path, default=CATALOGUE, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_run)
+    sub = p.add_subparsers(dest="audit_command", metavar="verify")
+    v = sub.add_parser("verify", help="check a report directory against its MANIFEST.sha256")
+    v.add_argument("dir", type=Path)
+    v.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    result = manifest.verify(args.dir)
+    for problem in result.problems:
+        print(f"FAIL {problem}")
+    if result.ok:
+        print(f"OK: {len(result.ok_files)} files match {args.dir / manifest.NAME}")
+        return 0
+    print(f"verification FAILED: {len(result.problems)} problem(s) in {args.dir}", file=sys.stderr)
+    return 1
+
+
+def pytest_argv(args: argparse.Namespace, out: Path) -> list[str]:
+    argv = [sys.executable, "-m", "pytest", "-p", "puente.audit.plugin", str(args.catalogue),
+            "--audit-inventory", args.inventory, "--audit-connection", args.connection,
+            "--audit-report", str(out), f"--junitxml={out / report.JUNIT_NAME}",
+            # xunit1: the JUnit schema that allows per-testcase <properties> (control id, evidence).
+            "-o", "junit_family=xunit1", "-o", "junit_suite_name=puente-audit",
+            "-p", "no:cacheprovider", "-q", "--no-header", "-rfE"]
+    if args.waivers and args.waivers.exists():
+        argv += ["--audit-waivers", str(args.waivers)]
+    if args.limit:
+        argv += ["--audit-limit", args.limit]
+    if args.today:
+        argv += ["--audit-today", args.today]
+    if args.keyword:
+        argv += ["-k", args.keyword]
+    if args.workers != "0":
+        argv += ["-n", args.workers, "--dist", "loadgroup"]
+    if (out / "drift.json").exists():
+        argv += ["--audit-drift", str(out / "drift.json")]
+    return argv
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists():
+        leftovers = [p for p in out.iterdir() if p.name not in _OWN_FILES]
+        if leftovers and not (out / report.JSON_NAME).exists():
+            raise SystemExit(f"puente audit: {out} holds other files ({leftovers[0].name}, ...): "
+                             "give an empty or new directory")
+        for name in _OWN_FILES:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.inventory or not args.out:
+        print("puente audit: -i INVENTORY and --out DIR are required (or `puente audit verify DIR`)",
+              file=sys.stderr)
+        return 2
+    if not Path(args.inventory).exists():
+        print(f"puente audit: inventory {args.inventory} does not exist", file=sys.stderr)
+        return 2
+    try:
+        if args.waivers and args.waivers.exists():
+            load(args.waivers)  # a malformed waivers file stops here, before any host is touched
+    except WaiverError as exc:
+        print(f"puente audit: {exc}", file=sys.stderr)
+        return 2
+    out = args.out.resolve()
+    _prepare_out(out)
+    drift_doc = None
+    if args.drift:
+        drift_doc = drift.check(args.inventory, out)
+        (out / "drift.json").write_text(json.dumps(drift_doc, indent=1) + "\n")
+        print(drift_doc["summary"])
+    env = {}
+    if args.connection == "podman" and "CONTAINERS_CONF" not in os.environ and _LAB_CONTAINERS_CONF.exists():
+        env["CONTAINERS_CONF"] = str(_LAB_CONTAINERS_CONF)
+    proc = run(pytest_argv(args, out), check=False, env=env, cwd=ROOT)
+    if not (out / report.JSON_NAME).exists():
+        print(f"puente audit: pytest exited {proc.returncode} without writing a report", file=sys.stderr)
+        return proc.returncode or 1
+    manifest.write(out)
+    doc = report.load(out)
+    print(report.summary_line(doc))
+    print(f"report: {out / report.HTML_NAME} (JUnit: {report.JUNIT_NAME}, JSON: {report.JSON_NAME})")
+    print(manifest.signing_note())
+    rc = proc.returncode
+    if rc == 0 and args.fail_on_drift and drift_doc and drift_doc["summary"] != "drift: none":
+        rc = 3
+    return rc
