@@ -1,0 +1,108 @@
+"""``puente-api serve|migrate|relay|worker|reaper`` -- one console script for every process of the API.
+
+Settings come from the environment (api/README.md lists them); a bad one ends the command with exit
+code 2 and a message naming the variable, before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+
+from puente_api import logs, settings
+
+
+def _serve(args: argparse.Namespace, cfg: settings.Settings) -> int:
+    import uvicorn
+
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # each worker is a process: let /metrics aggregate them (prometheus-client multiprocess mode)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="puente-api-metrics-")
+    uvicorn.run(
+        "puente_api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        # behind HAProxy/nginx: let uvicorn read X-Forwarded-For from them
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace, cfg: settings.Settings) -> int:
+    from puente_api import db
+
+    db.migrate(cfg)
+    logging.getLogger("puente_api.migrate").info("schema is up to date")
+    return 0
+
+
+def _relay(args: argparse.Namespace, cfg: settings.Settings) -> int:
+    from puente_api import outbox
+
+    outbox.run(cfg, once=args.once)
+    return 0
+
+
+def _worker(args: argparse.Namespace, cfg: settings.Settings) -> int:
+    from puente_api import worker
+
+    worker.run(cfg, once=args.once)
+    return 0
+
+
+def _reaper(args: argparse.Namespace, cfg: settings.Settings) -> int:
+    from puente_api import reaper
+
+    reaper.run(cfg, once=args.once)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="puente-api", description=(__doc__ or "").split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="serve the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=_serve)
+    sub.add_parser("migrate", help="apply the database schema (idempotent)").set_defaults(func=_migrate)
+    for name, func, text in (
+        ("relay", _relay, "publish outbox rows to the broker"),
+        ("worker", _worker, "consume the queue and make labels (inbox de-duplication)"),
+        ("reaper", _reaper, "delete expired idempotency keys"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument(
+            "--once", action="store_true", help="process one batch (reaper: all that is due) and exit"
+        )
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = settings.load()
+    except settings.SettingsError as exc:
+        print(f"puente-api: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(cfg.log_level, cfg.site)
+    try:
+        return int(args.func(args, cfg))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

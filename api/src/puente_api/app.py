@@ -1,0 +1,90 @@
+"""The ASGI application: ``create_app()`` is what ``puente-api serve`` hands to uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+import puente_api
+from puente_api import db, logs, problems
+from puente_api import settings as settings_mod
+from puente_api.edge import Edge
+from puente_api.idempotency import KEY_PATTERN, REPLAY_HEADER
+from puente_api.models import ProblemDocument
+from puente_api.readiness import Readiness
+from puente_api.routes import router
+from puente_api.settings import Settings
+from puente_api.state import AppState
+
+log = logging.getLogger("puente_api.app")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, made to say what the API really does: every error is problem+json, the
+    Idempotency-Key header is required and has a grammar, replays carry Idempotent-Replayed."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for param in operation.get("parameters", []):
+                if param["in"] == "header" and param["name"] == "Idempotency-Key":
+                    param["required"] = True
+                    param["schema"] = {"type": "string", "pattern": KEY_PATTERN}
+                if param["in"] == "header" and param["name"] == "X-Client-Id":
+                    param["schema"] = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,64}$"}
+            for code, response in operation.get("responses", {}).items():
+                if code.startswith(("4", "5")):
+                    response["content"] = problem
+                if code.startswith("2") and operation.get("requestBody"):
+                    response["headers"] = {
+                        REPLAY_HEADER: {
+                            "description": "true when this is the stored response of an earlier request",
+                            "schema": {"type": "string", "enum": ["true"]},
+                        }
+                    }
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    settings = settings or settings_mod.load()
+    logs.setup(settings.log_level, settings.site)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = db.make_pool(settings)
+        await pool.open(wait=False)  # start even with the database down: requests answer 503
+        readiness = Readiness(settings, pool)
+        app.state.puente = AppState(settings, pool, readiness)
+        log.info("serving", extra={"role": settings.site_role, "broker": settings.broker.scheme})
+        try:
+            yield
+        finally:
+            readiness.close()
+            await pool.close()
+
+    app = FastAPI(
+        title="Puente shipments API",
+        version=puente_api.__version__,
+        description="Puente's reference API. Idempotency semantics: see api/README.md.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    problems.install(app)
+    app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return Edge(app, settings.max_body_bytes)

@@ -1,0 +1,57 @@
+"""Database access: the schema, migrations and the connections every process uses."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from puente_api.settings import Settings
+
+# Any one client may hold a transaction open this long; past it PostgreSQL ends the session and
+# releases the idempotency key's lock. It bounds what a hung (not dead) API process can block.
+IDLE_IN_TRANSACTION_TIMEOUT = "30s"
+# A write waiting longer than this for a row lock is a bug or an outage: fail it (503) instead.
+LOCK_TIMEOUT = "5s"
+# Seconds a request waits for a pooled connection before answering 503.
+POOL_TIMEOUT = 5.0
+# Serialises concurrent `migrate` runs (any constant unique to this purpose).
+_MIGRATE_LOCK = 7_251_001
+
+_OPTIONS = (
+    f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT} -c lock_timeout={LOCK_TIMEOUT}"
+)
+
+
+def schema_sql() -> str:
+    return resources.files("puente_api.db").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def connect(settings: Settings, autocommit: bool = True) -> psycopg.Connection:
+    """A plain connection for the background processes (relay, worker, reaper, migrate)."""
+    return psycopg.connect(settings.conninfo, autocommit=autocommit, options=_OPTIONS)
+
+
+def migrate(settings: Settings) -> None:
+    """Apply schema.sql in one transaction; safe to run again and concurrently."""
+    with connect(settings, autocommit=False) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+        conn.execute(schema_sql())  # type: ignore[arg-type]  # trusted file shipped in the package
+        conn.commit()
+
+
+def make_pool(settings: Settings) -> AsyncConnectionPool:
+    """The API's pool; opened by the app's lifespan without waiting, so the API starts (and answers
+    503) while the database is down, and heals when it comes back."""
+    return AsyncConnectionPool(
+        settings.conninfo,
+        min_size=min(2, settings.db_pool_size),
+        max_size=settings.db_pool_size,
+        kwargs={"autocommit": True, "options": _OPTIONS},
+        timeout=POOL_TIMEOUT,
+        # a broken connection is detected on its next use; check it when it is handed out instead
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+        name="puente-api",
+    )

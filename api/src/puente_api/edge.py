@@ -1,0 +1,136 @@
+"""The ASGI middleware every request crosses first (plain ASGI: no per-request task overhead):
+
+* X-Request-ID: taken from the request when sane, generated otherwise, echoed on the response and
+  put in every log line written while serving it;
+* request bodies: larger than PUENTE_MAX_BODY_BYTES -> 413, writes without a JSON media type -> 415,
+  both as problem+json and before any handler runs;
+* an unexpected exception -> 500 problem+json (logged with its traceback);
+* one structured access-log line and the Prometheus request metrics per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from puente_api import logs, metrics
+from puente_api.problems import PROBLEM_JSON, Problem
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_JSON_MEDIA = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
+
+access = logging.getLogger("puente_api.access")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_problem(send: Send, problem: Problem, path: str, request_id: bytes) -> None:
+    body = problem.body(path)
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers: dict[bytes, bytes] = {}
+        for k, v in scope["headers"]:
+            headers.setdefault(k, v)
+        rid = headers.get(b"x-request-id", b"")
+        if not _REQUEST_ID.match(rid):
+            rid = uuid.uuid4().hex.encode()
+        token = logs.request_id.set(rid.decode())
+        method: str = scope["method"]
+        path: str = scope["path"]
+        state: dict[str, Any] = {"status": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                state["status"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        received = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            problem = self._refuse(method, headers)
+            if problem is not None:
+                await _send_problem(send_wrapper, problem, path, rid)
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
+        except _BodyTooLarge:
+            if not state["started"]:
+                await _send_problem(send_wrapper, self._too_large(), path, rid)
+        except Exception:
+            access.exception("unhandled error on %s %s", method, path)
+            if not state["started"]:
+                await _send_problem(
+                    send_wrapper, Problem(500, "internal", "An unexpected error occurred."), path, rid
+                )
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            metrics.REQUESTS.labels(method, route_path, str(state["status"])).inc()
+            metrics.LATENCY.labels(method, route_path).observe(elapsed)
+            access.info(
+                "%s %s %s",
+                method,
+                path,
+                state["status"],
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": state["status"],
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client_id": headers.get(b"x-client-id", b"").decode("latin-1")[:64] or None,
+                },
+            )
+            logs.request_id.reset(token)
+
+    def _too_large(self) -> Problem:
+        return Problem(
+            413, "body-too-large", f"The request body exceeds {self.max_body} bytes.", max_bytes=self.max_body
+        )
+
+    def _refuse(self, method: str, headers: dict[bytes, bytes]) -> Problem | None:
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return Problem(400, "bad-content-length", "Content-Length is not a number.")
+            if int(length) > self.max_body:
+                return self._too_large()
+        if method in _WRITES and not _JSON_MEDIA.match(headers.get(b"content-type", b"")):
+            return Problem(415, "unsupported-media-type", "Send the request body as application/json.")
+        return None

@@ -1,0 +1,215 @@
+"""The idempotency core: Idempotency-Key semantics of the IETF httpapi draft, Stripe's behaviour.
+
+Rules (api/README.md publishes them, as the draft asks):
+
+* a POST without ``Idempotency-Key`` is a 400; a key that is not an RFC 8941 sf-string (a quoted
+  string, printable ASCII) of 8..255 characters is a 400;
+* keys are scoped per client (``X-Client-Id``); the same key from two clients are two keys;
+* same key, same fingerprint, finished: the stored status, headers and body again, byte for byte,
+  with ``Idempotent-Replayed: true`` -- stored 4xx outcomes included;
+* same key while the first request still runs: 409; same key, different request: 422;
+* requests that fail validation, or that find the database down (503), store nothing (Stripe: "results
+  are only saved if an API endpoint started executing") and may be retried with the same key;
+* keys expire ``PUENTE_IDEMPOTENCY_TTL_SECONDS`` after creation; the reaper deletes them, and an
+  expired key that is still there is treated as absent.
+
+How (brandur's atomic phases, collapsed to one): the key row, the business rows and the outbox row
+are written in ONE transaction, so they commit together or not at all, and a key row only ever holds a
+finished response. "In flight" is ``pg_try_advisory_xact_lock`` on (client, key) taken at the start of
+that transaction: PostgreSQL releases it when the transaction ends in any way -- including the API
+process dying mid-request (kill -9), when the server sees the socket close and rolls back. So a crash
+between any two steps leaves either nothing (retry runs afresh) or the finished key (retry replays):
+no duplicate effect and no key left locked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from puente_api import metrics
+from puente_api.problems import Problem
+
+REPLAY_HEADER = "Idempotent-Replayed"
+KEY_MIN_LENGTH = 8
+KEY_MAX_LENGTH = 255
+DEFAULT_CLIENT = "anonymous"
+# Printable ASCII inside the quotes; backslash escapes only '"' and '\' (RFC 8941, section 3.3.3).
+_SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# OpenAPI description of the header (documents the grammar above for clients and schemathesis).
+KEY_PATTERN = r'^"[\x20\x21\x23-\x5b\x5d-\x7e]{8,255}"$'
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who asks (client), with which key, for what (method, path, body fingerprint)."""
+
+    client_id: str
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """What an endpoint decided; stored on the key and replayed verbatim."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    response: StoredResponse
+    replayed: bool
+
+
+WriteAction = Callable[[AsyncConnection[Any]], Awaitable[StoredResponse]]
+
+
+def parse_key(raw: str | None) -> str:
+    if raw is None or not raw.strip():
+        raise Problem(
+            400,
+            "idempotency-key-missing",
+            'This operation requires an Idempotency-Key header, e.g. Idempotency-Key: "<a UUID>".',
+            title="Idempotency-Key is missing",
+        )
+    match = _SF_STRING.match(raw.strip(" "))
+    if not match:
+        raise Problem(
+            400,
+            "idempotency-key-malformed",
+            "Idempotency-Key must be a single structured-field string: printable ASCII in double quotes.",
+            title="Idempotency-Key is malformed",
+        )
+    key = re.sub(r"\\([\"\\])", r"\1", match.group(1))
+    if not KEY_MIN_LENGTH <= len(key) <= KEY_MAX_LENGTH:
+        raise Problem(
+            400,
+            "idempotency-key-malformed",
+            f"Idempotency-Key must be {KEY_MIN_LENGTH} to {KEY_MAX_LENGTH} characters long.",
+            title="Idempotency-Key is malformed",
+        )
+    return key
+
+
+def parse_client(raw: str | None) -> str:
+    if raw is None or raw == "":
+        return DEFAULT_CLIENT
+    if not _CLIENT_ID.match(raw):
+        raise Problem(400, "client-id-malformed", "X-Client-Id must be 1 to 64 of A-Z a-z 0-9 . _ : -.")
+    return raw
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """sha256 of the request's identity: semantically equal JSON bodies give equal fingerprints."""
+    digest = hashlib.sha256()
+    digest.update(f"{method} {path}\n".encode())
+    digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()
+
+
+_LOOKUP = """
+SELECT fingerprint, response_code, response_headers, response_body,
+       created_at < now() - make_interval(secs => %(ttl)s) AS expired
+  FROM idempotency_keys
+ WHERE client_id = %(client)s AND idempotency_key = %(key)s
+"""
+_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(client)s || E'\\n' || %(key)s, 0))"
+_DELETE_EXPIRED = """
+DELETE FROM idempotency_keys
+ WHERE client_id = %(client)s AND idempotency_key = %(key)s
+   AND created_at < now() - make_interval(secs => %(ttl)s)
+"""
+_STORE = """
+INSERT INTO idempotency_keys (client_id, idempotency_key, request_method, request_path, fingerprint,
+                              response_code, response_headers, response_body)
+VALUES (%(client)s, %(key)s, %(method)s, %(path)s, %(fingerprint)s, %(code)s, %(headers)s, %(body)s)
+"""
+
+
+def _replay(scope: Scope, row: tuple[Any, ...]) -> Outcome:
+    stored_fingerprint, code, headers, body, _expired = row
+    if stored_fingerprint != scope.fingerprint:
+        metrics.IDEMPOTENCY.labels("mismatch").inc()
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "This Idempotency-Key was already used with a different request (method, path or body). "
+            "Use a new key for a new request.",
+            title="Idempotency-Key is already used",
+        )
+    metrics.IDEMPOTENCY.labels("replayed").inc()
+    media = "application/problem+json" if code >= 400 else "application/json"
+    return Outcome(StoredResponse(code, body.encode(), dict(headers), media), replayed=True)
+
+
+def _in_flight() -> Problem:
+    metrics.IDEMPOTENCY.labels("conflict").inc()
+    return Problem(
+        409,
+        "idempotency-key-in-flight",
+        "A request with this Idempotency-Key is still being processed; retry it later.",
+        title="A request is outstanding for this Idempotency-Key",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def execute(
+    pool: AsyncConnectionPool,
+    scope: Scope,
+    action: WriteAction,
+    ttl_seconds: int,
+    pause_after_lock: float = 0.0,
+    pause_after_commit: float = 0.0,
+) -> Outcome:
+    """Run ``action`` at most once per (client, key); replay its stored response afterwards."""
+    params = {"client": scope.client_id, "key": scope.key, "ttl": ttl_seconds}
+    async with pool.connection() as conn:
+        # Fast path, outside any transaction: a finished key row never changes until it is reaped.
+        row = await (await conn.execute(_LOOKUP, params)).fetchone()
+        if row is not None and not row[4]:
+            return _replay(scope, row)
+        async with conn.transaction():
+            locked = await (await conn.execute(_LOCK, params)).fetchone()
+            if not (locked and locked[0]):
+                raise _in_flight()
+            # Re-read under the lock: the holder may have committed since the fast path looked.
+            row = await (await conn.execute(_LOOKUP, params)).fetchone()
+            if row is not None:
+                if not row[4]:
+                    return _replay(scope, row)
+                await conn.execute(_DELETE_EXPIRED, params)
+            if pause_after_lock:
+                await asyncio.sleep(pause_after_lock)  # test hook: kill -9 lands inside the transaction
+            response = await action(conn)
+            await conn.execute(
+                _STORE,
+                {
+                    **params,
+                    "method": scope.method,
+                    "path": scope.path,
+                    "fingerprint": scope.fingerprint,
+                    "code": response.status,
+                    "headers": Jsonb(response.headers),
+                    "body": response.body.decode(),
+                },
+            )
+        metrics.IDEMPOTENCY.labels("executed").inc()
+        if pause_after_commit:
+            await asyncio.sleep(pause_after_commit)  # test hook: kill -9 after COMMIT, before the reply
+        return Outcome(response, replayed=False)

@@ -1,0 +1,42 @@
+"""The shared shape of the background processes (relay, worker, reaper): ``run_once`` does one batch
+and returns how much it did; ``run`` repeats it until SIGTERM/SIGINT, sleeping only when idle and
+backing off on errors (database or broker down) instead of crashing."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+# Longest back-off after repeated errors, in seconds.
+MAX_BACKOFF = 10.0
+
+
+class Stop:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.event.set())
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+
+def forever(name: str, once: Callable[[], int], idle_sleep: float, full_batch: int) -> None:
+    log = logging.getLogger(f"puente_api.{name}")
+    stop = Stop()
+    backoff = 0.0
+    log.info("%s started", name)
+    while not stop.event.is_set():
+        try:
+            done = once()
+            backoff = 0.0
+        except Exception as exc:  # keep running through outages; each failure is logged
+            backoff = min(MAX_BACKOFF, backoff * 2 or 0.5)
+            log.warning("%s batch failed, retrying in %.1fs: %s: %s", name, backoff, type(exc).__name__, exc)
+            stop.wait(backoff)
+            continue
+        if done < full_batch:  # caught up: wait for more work
+            stop.wait(idle_sleep)
+    log.info("%s stopped", name)

@@ -1,0 +1,93 @@
+"""GET /readyz: is this site able to take writes? Database reachable AND writable (a standby or a
+read-only leaderless cluster is not), broker queue reachable. Always says the site and its role."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from puente_api.brokers import Broker, BrokerError
+from puente_api.brokers import connect as connect_broker
+from puente_api.problems import DATABASE_ERRORS, unavailable
+from puente_api.settings import Settings
+
+# Seconds a check may take before it counts as failed: load balancers poll every second or two.
+CHECK_TIMEOUT = 2.0
+# Seconds a broker check result is reused: opening an AMQP connection per probe would load the broker.
+BROKER_CACHE_SECONDS = 5.0
+
+
+@dataclass
+class Readiness:
+    settings: Settings
+    pool: AsyncConnectionPool
+    _broker: Broker | None = None
+    _broker_checked: float = 0.0
+    _broker_error: str | None = "not checked yet"
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def database(self) -> str | None:
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT), self.pool.connection(timeout=CHECK_TIMEOUT) as conn:
+                cur = await conn.execute(
+                    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
+                )
+                row = await cur.fetchone()
+        except (*DATABASE_ERRORS, TimeoutError) as exc:
+            return f"database unreachable: {type(exc).__name__}"
+        assert row is not None
+        if row[0]:
+            return "database is a standby (in recovery): not writable"
+        if row[1]:
+            return "database is read-only: not writable"
+        return None
+
+    def _ping_broker(self) -> None:
+        if self._broker is None:
+            self._broker = connect_broker(self.settings.broker)
+        try:
+            self._broker.ping()
+        except BrokerError:
+            self._broker.close()
+            self._broker = None
+            raise
+
+    async def broker(self) -> str | None:
+        async with self._lock:
+            if time.monotonic() - self._broker_checked >= BROKER_CACHE_SECONDS:
+                try:
+                    async with asyncio.timeout(CHECK_TIMEOUT + 3):
+                        await asyncio.to_thread(self._ping_broker)
+                    self._broker_error = None
+                except (BrokerError, TimeoutError) as exc:
+                    self._broker_error = f"broker unreachable: {str(exc)[:200] or type(exc).__name__}"
+                self._broker_checked = time.monotonic()
+            return self._broker_error
+
+    async def report(self) -> dict[str, Any]:
+        db_error, broker_error = await asyncio.gather(self.database(), self.broker())
+        reasons = [r for r in (db_error, broker_error) if r]
+        doc: dict[str, Any] = {
+            "site": self.settings.site,
+            "role": self.settings.site_role,
+            "database": "ok" if db_error is None else "failing",
+            "broker": "ok" if broker_error is None else "failing",
+        }
+        if reasons:
+            problem = unavailable(
+                "This site cannot take writes: " + "; ".join(reasons) + ".",
+                slug="not-ready",
+                site=self.settings.site,
+                role=self.settings.site_role,
+                reasons=reasons,
+            )
+            raise problem
+        return {"status": "ready", **doc}
+
+    def close(self) -> None:
+        if self._broker is not None:
+            self._broker.close()

@@ -1,0 +1,175 @@
+"""Settings of the reference API, read from environment variables only.
+
+The variable names are a contract shared with ``templates/api/runtime.env.j2`` (systemd environment
+file on-prem, Kubernetes ConfigMap in the cloud) and ``templates/api/secrets.env.j2``. Every value is
+validated at start-up; a bad one raises :class:`SettingsError` whose message names the variable, so
+``puente-api serve`` can exit non-zero with a sentence an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from psycopg.conninfo import make_conninfo
+
+_SITE_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_ROLES = ("primary", "secondary")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    """A parsed ``PUENTE_BROKER_URL``: ``amqp://user@host:5672/vhost`` or ``sqs://QUEUE?region=R``."""
+
+    scheme: str  # "amqp" or "sqs"
+    host: str = ""
+    port: int = 5672
+    username: str = ""
+    password: str = ""
+    vhost: str = "/"
+    queue: str = ""  # SQS: the FIFO queue's name (ends in .fifo)
+    region: str = ""
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    site: str
+    site_role: str
+    database_url: str
+    database_password: str
+    broker: BrokerURL
+    idempotency_ttl_seconds: int = 86400
+    max_body_bytes: int = 65536
+    log_level: str = "INFO"
+    db_pool_size: int = 10
+    # Test-only hooks (never set in production): seconds the write path sleeps after it took the
+    # key's lock inside the open transaction, or right after COMMIT, so a test can kill -9 the process
+    # at exactly that point.
+    test_pause_after_lock: float = 0.0
+    test_pause_after_commit: float = 0.0
+
+    @property
+    def conninfo(self) -> str:
+        """libpq connection string: the URL, the password kept apart, and guard-rail options."""
+        extra: dict[str, object] = {"connect_timeout": 3, "application_name": f"puente-api@{self.site}"}
+        if self.database_password:
+            extra["password"] = self.database_password
+        return make_conninfo(self.database_url, **extra)
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is required but not set")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 600:
+        raise SettingsError(f"{name} must be between 0 and 600, got {value}")
+    return value
+
+
+def parse_database_url(raw: str, name: str = "PUENTE_DATABASE_URL") -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(f"{name} must start with postgresql://, got {parts.scheme or raw!r}")
+    if not parts.hostname and "host=" not in parts.query:
+        raise SettingsError(f"{name} must name a host (postgresql://user@host:5432/db)")
+    if not parts.path.strip("/"):
+        raise SettingsError(f"{name} must name a database (postgresql://user@host:5432/db)")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid port") from None
+    return raw
+
+
+def parse_broker_url(raw: str, password: str = "", name: str = "PUENTE_BROKER_URL") -> BrokerURL:
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid port") from None
+    if parts.scheme in ("amqp", "amqps"):
+        if not parts.hostname:
+            raise SettingsError(f"{name} must name a host (amqp://user@host:5672/vhost)")
+        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        return BrokerURL(
+            scheme="amqp",
+            host=parts.hostname,
+            port=port or 5672,
+            username=unquote(parts.username or "guest"),
+            password=password or unquote(parts.password or ""),
+            vhost=vhost,
+        )
+    if parts.scheme == "sqs":
+        queue = parts.netloc
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,75}\.fifo", queue):
+            raise SettingsError(f"{name} must name a FIFO queue (sqs://NAME.fifo?region=R), got {queue!r}")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        region = query.get("region", "")
+        if not region:
+            raise SettingsError(f"{name} must carry ?region= for SQS")
+        endpoint = query.get("endpoint_url") or None
+        if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+            raise SettingsError(f"{name} endpoint_url must be an http(s) URL, got {endpoint!r}")
+        return BrokerURL(scheme="sqs", queue=queue, region=region, endpoint_url=endpoint)
+    raise SettingsError(f"{name} must start with amqp:// or sqs://, got {parts.scheme or raw!r}")
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise SettingsError naming the first bad variable."""
+    env = os.environ if env is None else env
+    site = _require(env, "PUENTE_SITE")
+    if not _SITE_RE.match(site):
+        raise SettingsError(f"PUENTE_SITE must be a lower-case DNS label (e.g. onprem), got {site!r}")
+    role = env.get("PUENTE_SITE_ROLE", "").strip() or "primary"
+    if role not in _ROLES:
+        raise SettingsError(f"PUENTE_SITE_ROLE must be one of {', '.join(_ROLES)}, got {role!r}")
+    level = (env.get("PUENTE_LOG_LEVEL", "").strip() or "INFO").upper()
+    if level not in _LOG_LEVELS:
+        raise SettingsError(f"PUENTE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
+    broker_password = env.get("PUENTE_BROKER_PASSWORD", "")
+    return Settings(
+        site=site,
+        site_role=role,
+        database_url=parse_database_url(_require(env, "PUENTE_DATABASE_URL")),
+        database_password=env.get("PUENTE_DATABASE_PASSWORD", ""),
+        broker=parse_broker_url(_require(env, "PUENTE_BROKER_URL"), broker_password),
+        idempotency_ttl_seconds=_int(env, "PUENTE_IDEMPOTENCY_TTL_SECONDS", 86400, 60, 30 * 86400),
+        max_body_bytes=_int(env, "PUENTE_MAX_BODY_BYTES", 65536, 1024, 10 * 1024 * 1024),
+        log_level=level,
+        db_pool_size=_int(env, "PUENTE_DB_POOL_SIZE", 10, 1, 200),
+        test_pause_after_lock=_float(env, "PUENTE_TEST_PAUSE_AFTER_LOCK_SECONDS"),
+        test_pause_after_commit=_float(env, "PUENTE_TEST_PAUSE_AFTER_COMMIT_SECONDS"),
+    )

@@ -1,0 +1,210 @@
+"""Shipments: the SQL of every read and write the routes perform.
+
+The write functions run inside the idempotency core's transaction and return the response to store.
+``CREATE_SQL`` is also what bench/ replays with pgbench to measure the database's ceiling.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from puente_api.idempotency import StoredResponse
+from puente_api.models import TERMINAL_STATUSES, EventCreate, ShipmentCreate
+from puente_api.problems import PROBLEM_JSON, Problem
+
+TOPIC_CREATED = "shipment.created"
+
+# One statement, one round trip: the shipment and its outbox row (the label job) together.
+CREATE_SQL = """
+WITH s AS (
+    INSERT INTO shipments (id, client_id, service, reference, sender, recipient, parcels)
+    VALUES (%(id)s, %(client)s, %(service)s, %(reference)s, %(sender)s, %(recipient)s, %(parcels)s)
+    RETURNING id, created_at, updated_at
+), o AS (
+    INSERT INTO outbox (topic, aggregate_id, payload)
+    SELECT %(topic)s, s.id, jsonb_build_object('shipment_id', s.id) FROM s
+)
+SELECT created_at, updated_at FROM s
+"""
+
+_COLUMNS = (
+    "id, status, label_status, tracking_number, service, reference, sender, recipient, parcels, "
+    "created_at, updated_at"
+)
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _shipment_doc(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "status": row["status"],
+        "label_status": row["label_status"],
+        "tracking_number": row["tracking_number"],
+        "service": row["service"],
+        "reference": row["reference"],
+        "sender": row["sender"],
+        "recipient": row["recipient"],
+        "parcels": row["parcels"],
+        "created_at": _ts(row["created_at"]),
+        "updated_at": _ts(row["updated_at"]),
+    }
+
+
+async def create(conn: AsyncConnection[Any], client_id: str, payload: ShipmentCreate) -> StoredResponse:
+    doc = payload.model_dump(mode="json")
+    shipment_id = uuid.uuid4()
+    cur = await conn.execute(
+        CREATE_SQL,
+        {
+            "id": shipment_id,
+            "client": client_id,
+            "service": payload.service,
+            "reference": payload.reference,
+            "sender": Jsonb(doc["sender"]),
+            "recipient": Jsonb(doc["recipient"]),
+            "parcels": Jsonb(doc["parcels"]),
+            "topic": TOPIC_CREATED,
+        },
+    )
+    created_at, updated_at = await cur.fetchone()  # type: ignore[misc]
+    body = _shipment_doc(
+        {
+            **doc,
+            "id": shipment_id,
+            "status": "created",
+            "label_status": "pending",
+            "tracking_number": None,
+            "created_at": created_at,
+            "updated_at": updated_at,
+        }
+    )
+    return StoredResponse(201, orjson.dumps(body), {"Location": f"/v1/shipments/{shipment_id}"})
+
+
+def _stored_problem(problem: Problem, path: str) -> StoredResponse:
+    return StoredResponse(problem.status, problem.body(path), media_type=PROBLEM_JSON)
+
+
+async def add_event(
+    conn: AsyncConnection[Any], shipment_id: uuid.UUID, payload: EventCreate, path: str
+) -> StoredResponse:
+    cur = await conn.execute("SELECT status FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
+    row = await cur.fetchone()
+    if row is None:
+        return _stored_problem(Problem(404, "not-found", f"No shipment {shipment_id}."), path)
+    if row[0] in TERMINAL_STATUSES:
+        return _stored_problem(
+            Problem(
+                409,
+                "shipment-closed",
+                f"Shipment {shipment_id} is {row[0]}; no tracking event can follow.",
+                title="Shipment is closed",
+            ),
+            path,
+        )
+    event_id = uuid.uuid4()
+    cur = await conn.execute(
+        """
+        WITH e AS (
+            INSERT INTO shipment_events (id, shipment_id, type, location, note, occurred_at)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            RETURNING id, shipment_id, type, location, note, occurred_at, created_at
+        ), u AS (
+            UPDATE shipments SET status = %s, updated_at = now() WHERE id = %s
+        )
+        SELECT id, shipment_id, type, location, note, occurred_at, created_at FROM e
+        """,
+        (
+            event_id,
+            shipment_id,
+            payload.type,
+            payload.location,
+            payload.note,
+            payload.occurred_at,
+            payload.type,
+            shipment_id,
+        ),
+    )
+    erow = await cur.fetchone()
+    assert erow is not None
+    return StoredResponse(
+        201, orjson.dumps(_event_doc(erow)), {"Location": f"/v1/shipments/{shipment_id}/events/{event_id}"}
+    )
+
+
+def _event_doc(row: tuple[Any, ...]) -> dict[str, Any]:
+    eid, sid, etype, location, note, occurred_at, created_at = row
+    return {
+        "id": str(eid),
+        "shipment_id": str(sid),
+        "type": etype,
+        "occurred_at": _ts(occurred_at),
+        "location": location,
+        "note": note,
+        "created_at": _ts(created_at),
+    }
+
+
+async def get(conn: AsyncConnection[Any], shipment_id: uuid.UUID) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {_COLUMNS} FROM shipments WHERE id = %s", (shipment_id,))
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    doc = _shipment_doc(row)
+    cur2 = await conn.execute(
+        "SELECT id, shipment_id, type, location, note, occurred_at, created_at FROM shipment_events "
+        "WHERE shipment_id = %s ORDER BY occurred_at, created_at",
+        (shipment_id,),
+    )
+    doc["events"] = [_event_doc(r) for r in await cur2.fetchall()]
+    cur3 = await conn.execute("SELECT format, content FROM labels WHERE shipment_id = %s", (shipment_id,))
+    label = await cur3.fetchone()
+    doc["label"] = {"format": label[0], "content": label[1]} if label else None
+    return doc
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s"):
+            raise ValueError(raw)
+        seq = int(raw[1:])
+        if not 0 < seq < 2**63:
+            raise ValueError(raw)
+        return seq
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "cursor-invalid", "The cursor is not one this API returned.") from None
+
+
+async def page(conn: AsyncConnection[Any], cursor: str | None, limit: int) -> dict[str, Any]:
+    """Newest first, keyset pagination on ``seq``: stable under concurrent inserts, O(limit) per page."""
+    after = decode_cursor(cursor) if cursor else 2**63 - 1
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT seq, {_COLUMNS} FROM shipments WHERE seq < %s ORDER BY seq DESC LIMIT %s",
+            (after, limit + 1),
+        )
+        rows = await cur.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": [_shipment_doc(r) for r in rows],
+        "next_cursor": encode_cursor(rows[-1]["seq"]) if more else None,
+    }

@@ -1,0 +1,17 @@
+"""What the app holds for its lifetime (built by the lifespan in app.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from puente_api.readiness import Readiness
+from puente_api.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    pool: AsyncConnectionPool
+    readiness: Readiness

@@ -1,0 +1,60 @@
+"""Request bodies and small helpers shared by the API tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from puente_api import outbox, worker
+from puente_api.brokers import Broker
+
+
+def new_key() -> str:
+    """An Idempotency-Key header value: an RFC 8941 sf-string."""
+    return f'"{uuid.uuid4()}"'
+
+
+def address(name: str = "Ada Lovelace", city: str = "London") -> dict[str, Any]:
+    return {"name": name, "street": "12 St James's Square", "city": city, "postal_code": "SW1Y 4JH", "country": "GB"}
+
+
+def shipment_body(weight: int = 1200, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "sender": address("Puente Depot", "Madrid"),
+        "recipient": address(),
+        "parcels": [{"weight_grams": weight, "length_cm": 30, "width_cm": 20, "height_cm": 10}],
+        "service": "express",
+        "reference": "order-42",
+    }
+    body.update(overrides)
+    return body
+
+
+def headers(client_id: str, key: str | None = None, **extra: str) -> dict[str, str]:
+    h = {"X-Client-Id": client_id, "Content-Type": "application/json", **extra}
+    if key is not None:
+        h["Idempotency-Key"] = key
+    return h
+
+
+def count(db: psycopg.Connection, sql: str, *params: Any) -> int:
+    row = db.execute(sql, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def deliver_all(db: psycopg.Connection, broker: Broker, timeout: float = 20.0) -> list[str]:
+    """Relay every outbox row and let the worker drain the queue; return the worker's outcomes."""
+    deadline = time.monotonic() + timeout
+    while outbox.run_once(db, broker) and time.monotonic() < deadline:
+        pass
+    outcomes: list[str] = []
+    while time.monotonic() < deadline:
+        deliveries = broker.receive(worker.BATCH_SIZE, 0.3)
+        if not deliveries:
+            break
+        outcomes += [worker.handle(db, broker, d) for d in deliveries]
+    return outcomes

@@ -1,0 +1,111 @@
+"""Fixtures of the API tests: real PostgreSQL, RabbitMQ and moto servers started once per session,
+the schema migrated with ``puente-api migrate``, and the API served by a real uvicorn process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from puente_api import settings as settings_mod
+from puente_api.brokers import Broker
+from puente_api.brokers import connect as connect_broker
+import api_servers as servers
+
+API_EXE = str(Path(sys.executable).with_name("puente-api"))
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[servers.Postgres]:
+    with servers.postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbit() -> Iterator[servers.RabbitMQ]:
+    with servers.rabbitmq() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    # moto accepts any credentials; set fake ones so boto3 never looks for real ones
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    with servers.moto_sqs() as endpoint:
+        yield endpoint
+
+
+def make_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "PUENTE_SITE": "test",
+        "PUENTE_SITE_ROLE": "primary",
+        "PUENTE_DATABASE_URL": database_url,
+        "PUENTE_DATABASE_PASSWORD": "",
+        "PUENTE_BROKER_URL": broker_url,
+        "PUENTE_BROKER_PASSWORD": "guest",
+        "PUENTE_IDEMPOTENCY_TTL_SECONDS": "86400",
+        "PUENTE_MAX_BODY_BYTES": "65536",
+        "PUENTE_LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([API_EXE, "migrate"], env={**os.environ, **env}, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def api_env(pg: servers.Postgres, rabbit: servers.RabbitMQ) -> dict[str, str]:
+    env = make_env(pg.create_database("puente"), rabbit.url())
+    migrate(env)
+    migrate(env)  # a second run must be a no-op (idempotent migration)
+    broker = connect_broker(settings_mod.load(env).broker)
+    broker.declare()  # what the relay and the worker do when they start
+    broker.close()
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(api_env: dict[str, str]) -> settings_mod.Settings:
+    return settings_mod.load(api_env)
+
+
+@pytest.fixture(scope="session")
+def api(api_env: dict[str, str]) -> Iterator[servers.APIServer]:
+    server = servers.APIServer(api_env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(api: servers.APIServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.base_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def client_id() -> str:
+    """A client scope of its own per test, so tests never see each other's keys."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def db(settings: settings_mod.Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(settings.conninfo, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def rabbit_broker(settings: settings_mod.Settings) -> Iterator[Broker]:
+    broker = connect_broker(settings.broker)
+    broker.declare()
+    yield broker
+    broker.close()

@@ -1,0 +1,141 @@
+"""Shipments over HTTP against the real server: create, read, events, pagination, headers."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import orjson
+import psycopg
+from api_helpers import count, headers, new_key, shipment_body
+
+
+def create(client: httpx.Client, client_id: str, **body_overrides: object) -> httpx.Response:
+    return client.post("/v1/shipments", json=shipment_body(**body_overrides), headers=headers(client_id, new_key()))
+
+
+def test_create_returns_201_with_location_and_pending_label(client: httpx.Client, client_id: str) -> None:
+    r = create(client, client_id)
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert r.headers["location"] == f"/v1/shipments/{doc['id']}"
+    assert doc["status"] == "created"
+    assert doc["label_status"] == "pending"
+    assert doc["tracking_number"] is None
+    assert doc["parcels"][0]["weight_grams"] == 1200
+    assert "idempotent-replayed" not in r.headers
+
+
+def test_create_writes_shipment_and_outbox_row_together(
+    client: httpx.Client, client_id: str, db: psycopg.Connection
+) -> None:
+    r = create(client, client_id)
+    sid = r.json()["id"]
+    assert count(db, "SELECT count(*) FROM shipments WHERE id = %s", sid) == 1
+    assert count(db, "SELECT count(*) FROM outbox WHERE aggregate_id = %s", sid) == 1
+    assert count(db, "SELECT count(*) FROM idempotency_keys WHERE client_id = %s", client_id) == 1
+
+
+def test_get_shipment_returns_what_create_returned(client: httpx.Client, client_id: str) -> None:
+    created = create(client, client_id).json()
+    r = client.get(f"/v1/shipments/{created['id']}")
+    assert r.status_code == 200
+    doc = r.json()
+    assert {k: doc[k] for k in created} == created
+    assert doc["events"] == []
+    assert doc["label"] is None
+
+
+def test_unknown_shipment_is_404_problem(client: httpx.Client) -> None:
+    r = client.get(f"/v1/shipments/{uuid.uuid4()}")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith("/not-found")
+
+
+def test_events_append_and_move_the_status(client: httpx.Client, client_id: str) -> None:
+    sid = create(client, client_id).json()["id"]
+    for etype, at in (("picked_up", "2026-01-02T08:00:00Z"), ("in_transit", "2026-01-02T12:00:00+01:00")):
+        r = client.post(
+            f"/v1/shipments/{sid}/events",
+            json={"type": etype, "occurred_at": at, "location": "Zaragoza hub"},
+            headers=headers(client_id, new_key()),
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["type"] == etype
+    doc = client.get(f"/v1/shipments/{sid}").json()
+    assert doc["status"] == "in_transit"
+    assert [e["type"] for e in doc["events"]] == ["picked_up", "in_transit"]
+
+
+def test_event_on_unknown_shipment_is_404(client: httpx.Client, client_id: str) -> None:
+    r = client.post(
+        f"/v1/shipments/{uuid.uuid4()}/events",
+        json={"type": "picked_up", "occurred_at": "2026-01-02T08:00:00Z"},
+        headers=headers(client_id, new_key()),
+    )
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_pagination_walks_every_shipment_once_newest_first(client: httpx.Client, client_id: str) -> None:
+    for _ in range(5):
+        create(client, client_id)
+    whole = client.get("/v1/shipments", params={"limit": 6}).json()["items"]
+    walked: list[dict[str, object]] = []
+    cursor = None
+    for _ in range(3):
+        params: dict[str, object] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/v1/shipments", params=params).json()
+        walked += page["items"]
+        cursor = page["next_cursor"]
+        assert cursor
+    assert [s["id"] for s in walked] == [s["id"] for s in whole]
+    created = [s["created_at"] for s in whole]
+    assert created == sorted(created, reverse=True)
+
+
+def test_invalid_cursor_and_limit_are_problems(client: httpx.Client) -> None:
+    r = client.get("/v1/shipments", params={"cursor": "not-a-cursor!"})
+    assert r.status_code == 400
+    assert r.json()["type"].endswith("/cursor-invalid")
+    r = client.get("/v1/shipments", params={"limit": 0})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_request_id_is_echoed_or_generated_and_logged(client: httpx.Client, api: object) -> None:
+    r = client.get("/healthz", headers={"X-Request-ID": "drill-1234"})
+    assert r.headers["x-request-id"] == "drill-1234"
+    generated = client.get("/healthz").headers["x-request-id"]
+    assert len(generated) == 32
+    int(generated, 16)
+    lines = [orjson.loads(line) for line in api.logs().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
+    access = [e for e in lines if e.get("logger") == "puente_api.access" and e.get("request_id") == "drill-1234"]
+    assert access and access[0]["status"] == 200 and access[0]["path"] == "/healthz"
+
+
+def test_healthz_and_readyz_name_site_and_role(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "alive", "site": "test", "role": "primary"}
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ready", "site": "test", "role": "primary", "database": "ok", "broker": "ok"}
+
+
+def test_metrics_count_requests(client: httpx.Client) -> None:
+    client.get("/healthz")
+    text = client.get("/metrics").text
+    assert 'puente_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert "puente_idempotency_outcomes_total" in text
+
+
+def test_openapi_documents_the_idempotency_header(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    params = spec["paths"]["/v1/shipments"]["post"]["parameters"]
+    key = next(p for p in params if p["name"] == "Idempotency-Key")
+    assert key["required"] is True
+    responses = spec["paths"]["/v1/shipments"]["post"]["responses"]
+    assert "application/problem+json" in responses["409"]["content"]
+    assert "Idempotent-Replayed" in responses["201"]["headers"]
