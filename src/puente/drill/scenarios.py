@@ -195,10 +195,19 @@ def _db_facts(
 # -- the drills -------------------------------------------------------------------------------------------
 
 
+def _require_lab(topo: topology.Topology, sites: tuple[str, ...]) -> None:
+    """The part of the preflight that must pass before a drill even asks the cluster who leads."""
+    problems = preflight.require_tools(["podman", "nft"])
+    problems += preflight.check_lab(
+        topo, sites, [n for s in sites if topo.has_site(s) for n in topo.nodes_of(s)]
+    )
+    if problems:
+        raise preflight.PreflightError(problems)
+
+
 def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
-    if not topo.has_site(topology.SECONDARY_SITE):
-        raise preflight.PreflightError(preflight.check_lab(topo, needs, []))
+    _require_lab(topo, needs)
     cut = wan_cut(topo)
     fault = Fault(
         "site-failover",
@@ -215,9 +224,15 @@ def node_loss(
     topo: topology.Topology, opts: DrillOptions, target: str, node: str | None = None
 ) -> dict[str, Any]:
     site = topology.PRIMARY_SITE
+    _require_lab(topo, (site,))
     if target == "db":
         if node is None:
-            members = cluster.patroni_cluster(topo.db_members) if topo.db_members else []
+            try:
+                members = cluster.patroni_cluster(topo.db_members) if topo.db_members else []
+            except CommandError as exc:
+                raise preflight.PreflightError(
+                    [f"Patroni REST does not answer: {exc.output or exc}"]
+                ) from exc
             node = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
             if node is None:
                 raise preflight.PreflightError(["no Patroni leader to take down"])
@@ -253,9 +268,11 @@ def failback(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     """Move the database leader back to the primary site with a Patroni switchover, under load; DNS
     follows on its own once the primary site's /readyz answers 200 again."""
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
-    if not topo.has_site(topology.SECONDARY_SITE):
-        raise preflight.PreflightError(preflight.check_lab(topo, needs, []))
-    members = cluster.patroni_cluster(topo.db_members)
+    _require_lab(topo, needs)
+    try:
+        members = cluster.patroni_cluster(topo.db_members)
+    except CommandError as exc:
+        raise preflight.PreflightError([f"Patroni REST does not answer: {exc.output or exc}"]) from exc
     leader = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
     site_of = {m.name: m.site for m in topo.db_members}
     if leader is None:

@@ -1,0 +1,113 @@
+"""The WAN cut on a router the test builds itself: three network namespaces (a router between a
+"site" and a "peer"), veth pairs, real forwarding; the cut is applied in the router's namespace with the
+same code the drill runs on the host. Needs root (CI runs as root)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from puente.drill.faults import TABLE_NAME, WanCut
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+@dataclass
+class Net:
+    router: str
+    site: str
+    peer: str
+
+    def reaches(self, ns: str, address: str) -> bool:
+        return (
+            sh("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", address, check=False).returncode == 0
+        )
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    tag = uuid.uuid4().hex[:6]
+    n = Net(f"pdrill-r-{tag}", f"pdrill-s-{tag}", f"pdrill-p-{tag}")
+    try:
+        for ns in (n.router, n.site, n.peer):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", n.router, "link", "add", "rs", "type", "veth", "peer", "name", "eth0", "netns", n.site)
+        sh("ip", "-n", n.router, "link", "add", "rp", "type", "veth", "peer", "name", "eth0", "netns", n.peer)
+        sh("ip", "-n", n.router, "addr", "add", "10.250.1.1/24", "dev", "rs")
+        sh("ip", "-n", n.router, "addr", "add", "10.250.2.1/24", "dev", "rp")
+        # the site has a node address and the "DNS" address that the cut exempts
+        sh("ip", "-n", n.site, "addr", "add", "10.250.1.2/24", "dev", "eth0")
+        sh("ip", "-n", n.site, "addr", "add", "10.250.1.53/24", "dev", "eth0")
+        sh("ip", "-n", n.peer, "addr", "add", "10.250.2.2/24", "dev", "eth0")
+        for ns, dev in ((n.router, "rs"), (n.router, "rp"), (n.site, "eth0"), (n.peer, "eth0")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", n.site, "route", "add", "default", "via", "10.250.1.1")
+        sh("ip", "-n", n.peer, "route", "add", "default", "via", "10.250.2.1")
+        # the namespace's own forwarding switch, not the host's
+        sh("ip", "netns", "exec", n.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        yield n
+    finally:
+        for ns in (n.router, n.site, n.peer):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def test_cut_stops_traffic_between_sites_and_restore_brings_it_back(net: Net):
+    cut = WanCut("10.250.1.0/24", ["10.250.2.0/24"], exempt=["10.250.1.53"], netns=net.router)
+    assert net.reaches(net.peer, "10.250.1.2"), "the test network does not forward before the cut"
+
+    cut.cut()
+    assert cut.active()
+    assert not net.reaches(net.peer, "10.250.1.2"), "peer still reaches the isolated site"
+    assert not net.reaches(net.site, "10.250.2.2"), "isolated site still reaches the peer"
+    assert not net.reaches(net.router, "10.250.1.2"), "the host (client) still reaches the isolated site"
+    assert net.reaches(net.peer, "10.250.1.53"), "the exempt address (DNS) was cut too"
+    assert net.reaches(net.router, "10.250.1.53")
+
+    cut.restore()
+    assert not cut.active()
+    assert net.reaches(net.peer, "10.250.1.2")
+    assert net.reaches(net.router, "10.250.1.2")
+
+
+def test_cut_without_client_cut_keeps_the_host_path(net: Net):
+    cut = WanCut("10.250.1.0/24", ["10.250.2.0/24"], cut_clients=False, netns=net.router)
+    cut.cut()
+    try:
+        assert not net.reaches(net.peer, "10.250.1.2")
+        assert net.reaches(net.router, "10.250.1.2")
+    finally:
+        cut.restore()
+
+
+def test_a_second_cut_refuses_and_restore_is_idempotent(net: Net):
+    cut = WanCut("10.250.1.0/24", ["10.250.2.0/24"], netns=net.router)
+    cut.cut()
+    with pytest.raises(RuntimeError, match=TABLE_NAME):
+        cut.cut()
+    cut.restore()
+    cut.restore()
+    assert not cut.active()
+
+
+@pytest.mark.parametrize(
+    ("isolate", "peers", "exempt", "message"),
+    [
+        ("10.250.1.0/24", ["10.250.1.128/25"], [], "overlaps"),
+        ("10.250.1.0/24", ["10.250.2.0/24"], ["10.250.2.53"], "not inside"),
+        ("10.250.1.0/24", [], [], "at least one peer"),
+        ("10.250.1.0/24", ["10.250.2.0/24; flush ruleset"], [], "not a valid"),
+    ],
+)
+def test_bad_input_is_refused_before_any_rule(isolate, peers, exempt, message):
+    with pytest.raises(ValueError, match=message):
+        WanCut(isolate, peers, exempt=exempt)
