@@ -1,0 +1,406 @@
+"""The policies of the `puente-guardrails` pack. Each is a plain validate function, a kebab-case name,
+a description and a remediation hint; tests/stacks/test_policies.py gives each its own failing case.
+
+Properties arrive as the engine sends them: camelCase names, numbers as floats, lists and dicts as
+read-only proxies (copy them with list()/dict() before combining).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+REQUIRED_TAGS = ("Owner", "CostCenter", "Project", "Environment")
+ANYWHERE = ("0.0.0.0/0", "::/0")
+PRODUCTION = "prod"
+
+# Types whose AWS resources take `tags` (kept in step with the program by a test that introspects
+# pulumi_aws for every type the stacks declare).
+TAGGABLE_TYPES = frozenset(
+    {
+        "aws:acm/certificate:Certificate",
+        "aws:apigatewayv2/api:Api",
+        "aws:apigatewayv2/stage:Stage",
+        "aws:apigatewayv2/vpcLink:VpcLink",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "aws:ec2/customerGateway:CustomerGateway",
+        "aws:ec2/eip:Eip",
+        "aws:ec2/instance:Instance",
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/routeTable:RouteTable",
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/subnet:Subnet",
+        "aws:ec2/vpc:Vpc",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "aws:ec2/vpnConnection:VpnConnection",
+        "aws:ec2/vpnGateway:VpnGateway",
+        "aws:ecr/repository:Repository",
+        "aws:eks/addon:Addon",
+        "aws:eks/cluster:Cluster",
+        "aws:eks/nodeGroup:NodeGroup",
+        "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+        "aws:iam/instanceProfile:InstanceProfile",
+        "aws:iam/role:Role",
+        "aws:kms/key:Key",
+        "aws:lb/listener:Listener",
+        "aws:lb/loadBalancer:LoadBalancer",
+        "aws:lb/targetGroup:TargetGroup",
+        "aws:rds/instance:Instance",
+        "aws:rds/parameterGroup:ParameterGroup",
+        "aws:rds/subnetGroup:SubnetGroup",
+        "aws:route53/healthCheck:HealthCheck",
+        "aws:s3/bucket:Bucket",
+        "aws:sqs/queue:Queue",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:wafv2/webAcl:WebAcl",
+        "aws:ebs/volume:Volume",
+        "aws:rds/cluster:Cluster",
+        "aws:dynamodb/table:Table",
+    }
+)
+
+
+def _get(props: Mapping[str, Any], *path: str) -> Any:
+    cur: Any = props
+    for key in path:
+        if not isinstance(cur, Mapping) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _items(value: Any) -> list[Any]:
+    return list(value) if value is not None else []
+
+
+def _is_prod(props: Mapping[str, Any]) -> bool:
+    return _get(props, "tags", "Environment") == PRODUCTION
+
+
+# --- encryption at rest -------------------------------------------------------------------------------
+def _unencrypted(resource_type: str, props: Mapping[str, Any]) -> str | None:
+    match resource_type:
+        case "aws:rds/instance:Instance" | "aws:rds/cluster:Cluster":
+            if props.get("storageEncrypted") is not True:
+                return "storageEncrypted must be true"
+        case "aws:sqs/queue:Queue":
+            if not props.get("kmsMasterKeyId") and props.get("sqsManagedSseEnabled") is not True:
+                return "set kmsMasterKeyId (or sqsManagedSseEnabled)"
+        case "aws:eks/cluster:Cluster":
+            resources = _items(_get(props, "encryptionConfig", "resources"))
+            if "secrets" not in resources:
+                return "encryptionConfig must cover Kubernetes secrets with a KMS key"
+        case "aws:ecr/repository:Repository":
+            kinds = [c.get("encryptionType") for c in _items(props.get("encryptionConfigurations"))]
+            if "KMS" not in kinds:
+                return "encryptionConfigurations must use KMS"
+        case "aws:ec2/instance:Instance":
+            devices = [props.get("rootBlockDevice") or {}, *_items(props.get("ebsBlockDevices"))]
+            if any(d.get("encrypted") is not True for d in devices):
+                return "root and EBS block devices must be encrypted"
+        case "aws:ec2/launchTemplate:LaunchTemplate":
+            for mapping in _items(props.get("blockDeviceMappings")):
+                if _get(mapping, "ebs", "encrypted") not in ("true", True):
+                    return f"block device {mapping.get('deviceName')} must be encrypted"
+        case "aws:ebs/volume:Volume":
+            if props.get("encrypted") is not True:
+                return "encrypted must be true"
+        case "aws:dynamodb/table:Table":
+            if _get(props, "serverSideEncryption", "enabled") is not True:
+                return "serverSideEncryption must be enabled"
+    return None
+
+
+def encryption_at_rest(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    problem = _unencrypted(args.resource_type, args.props)
+    if problem:
+        report(f"{args.resource_type} {args.name}: {problem}", None)
+
+
+def s3_buckets_encrypted(args: StackValidationArgs, report: ReportViolation) -> None:
+    encrypted: set[str] = set()
+    for r in args.resources:
+        if (
+            r.resource_type
+            == "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        ):
+            rules = _items(r.props.get("rules"))
+            if any(_get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm") for rule in rules):
+                encrypted.update(dep.urn for dep in r.property_dependencies.get("bucket", []))
+    for r in args.resources:
+        if r.resource_type == "aws:s3/bucket:Bucket" and r.urn not in encrypted:
+            report(f"bucket {r.name} has no server-side encryption configuration", r.urn)
+
+
+# --- exposure ------------------------------------------------------------------------------------------
+def no_public_database(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    rds = ("aws:rds/instance:Instance", "aws:rds/cluster:Cluster")
+    if args.resource_type in rds and args.props.get("publiclyAccessible") is True:
+        report(f"database {args.name} is publicly accessible", None)
+
+
+def _public_listener_ports(resources: Iterable[PolicyResource]) -> dict[str, set[int]]:
+    """Security group URN -> ports that may be open to the internet (public ALB listeners)."""
+    listeners: dict[str, set[int]] = {}
+    for r in resources:
+        if r.resource_type == "aws:lb/listener:Listener":
+            ports = {443} if r.props.get("protocol") == "HTTPS" else set()
+            actions = _items(r.props.get("defaultActions"))
+            if (
+                r.props.get("protocol") == "HTTP"
+                and actions
+                and all(
+                    a.get("type") == "redirect" and _get(a, "redirect", "protocol") == "HTTPS"
+                    for a in actions
+                )
+            ):
+                ports = {80}
+            port = int(r.props.get("port") or 0)
+            for lb in r.property_dependencies.get("loadBalancerArn", []):
+                if port in ports:
+                    listeners.setdefault(lb.urn, set()).add(port)
+    allowed: dict[str, set[int]] = {}
+    for r in resources:
+        if r.resource_type == "aws:lb/loadBalancer:LoadBalancer" and r.props.get("internal") is not True:
+            for sg in r.property_dependencies.get("securityGroups", []):
+                allowed.setdefault(sg.urn, set()).update(listeners.get(r.urn, set()))
+    return allowed
+
+
+def open_ingress_only_on_public_listener(args: StackValidationArgs, report: ReportViolation) -> None:
+    allowed = _public_listener_ports(args.resources)
+    for r in args.resources:
+        rules: list[tuple[str, Any, Any, list[str], list[str]]] = []  # (direction, from, to, cidrs, sg urns)
+        if r.resource_type in (
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+        ):
+            cidrs = [c for c in (r.props.get("cidrIpv4"), r.props.get("cidrIpv6")) if c]
+            sgs = [d.urn for d in r.property_dependencies.get("securityGroupId", [])]
+            direction = "ingress" if "Ingress" in r.resource_type else "egress"
+            rules.append((direction, r.props.get("fromPort"), r.props.get("toPort"), cidrs, sgs))
+        elif r.resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+            cidrs = _items(r.props.get("cidrBlocks")) + _items(r.props.get("ipv6CidrBlocks"))
+            sgs = [d.urn for d in r.property_dependencies.get("securityGroupId", [])]
+            rules.append(
+                (str(r.props.get("type")), r.props.get("fromPort"), r.props.get("toPort"), cidrs, sgs)
+            )
+        elif r.resource_type == "aws:ec2/securityGroup:SecurityGroup":
+            for direction in ("ingress", "egress"):
+                for rule in _items(r.props.get(direction)):
+                    cidrs = _items(rule.get("cidrBlocks")) + _items(rule.get("ipv6CidrBlocks"))
+                    rules.append((direction, rule.get("fromPort"), rule.get("toPort"), cidrs, [r.urn]))
+        for direction, lo, hi, cidrs, sgs in rules:
+            if not any(c in ANYWHERE for c in cidrs):
+                continue
+            ok = (
+                direction == "ingress"
+                and lo is not None
+                and lo == hi
+                and any(int(lo) in allowed.get(sg, set()) for sg in sgs)
+            )
+            if not ok:
+                report(
+                    f"{r.resource_type} {r.name}: {direction} {lo}-{hi} open to {cidrs}; only a public "
+                    "load balancer's HTTPS listener (and its HTTP->HTTPS redirect) may be",
+                    r.urn,
+                )
+
+
+# --- tags -----------------------------------------------------------------------------------------------
+def required_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in TAGGABLE_TYPES:
+        return
+    tags = args.props.get("tags") or {}
+    missing = [k for k in REQUIRED_TAGS if not tags.get(k)]
+    if missing:
+        report(f"{args.resource_type} {args.name} lacks tags {', '.join(missing)}", None)
+
+
+# --- resilience in production -----------------------------------------------------------------------------
+def prod_database_resilience(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "aws:rds/instance:Instance" or not _is_prod(args.props):
+        return
+    if args.props.get("multiAz") is not True:
+        report(f"prod database {args.name} must be Multi-AZ", None)
+    if float(args.props.get("backupRetentionPeriod") or 0) < 7:
+        report(f"prod database {args.name} needs backupRetentionPeriod >= 7 days", None)
+    if args.props.get("deletionProtection") is not True:
+        report(f"prod database {args.name} needs deletionProtection", None)
+
+
+# --- queues ---------------------------------------------------------------------------------------------
+def sqs_dead_letter_queue(args: StackValidationArgs, report: ReportViolation) -> None:
+    queues = [r for r in args.resources if r.resource_type == "aws:sqs/queue:Queue"]
+    dead_letter_targets = {d.urn for q in queues for d in q.property_dependencies.get("redrivePolicy", [])}
+    for q in queues:
+        if q.urn in dead_letter_targets:
+            continue  # it is a DLQ
+        if not q.props.get("redrivePolicy"):
+            report(f"queue {q.name} has no dead-letter queue (redrivePolicy with maxReceiveCount)", q.urn)
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------------
+def _containers(props: Mapping[str, Any]) -> list[Any]:
+    return _items(_get(props, "spec", "template", "spec", "containers"))
+
+
+def probes_present(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "kubernetes:apps/v1:Deployment":
+        return
+    for c in _containers(args.props):
+        if not c.get("ports"):
+            continue  # no port, nothing to probe over HTTP/TCP (background processes)
+        for probe in ("readinessProbe", "livenessProbe"):
+            if not c.get(probe):
+                report(
+                    f"Deployment {args.name}: container {c.get('name')} serves a port without a {probe}", None
+                )
+
+
+def pods_hardened(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "kubernetes:apps/v1:Deployment":
+        return
+    pod = _get(args.props, "spec", "template", "spec") or {}
+    init = _items(pod.get("initContainers"))
+    for c in [*_containers(args.props), *init]:
+        sc = c.get("securityContext") or {}
+        missing = [
+            k
+            for k, want in (
+                ("runAsNonRoot", True),
+                ("readOnlyRootFilesystem", True),
+                ("allowPrivilegeEscalation", False),
+            )
+            if sc.get(k) is not want
+        ]
+        if missing:
+            report(f"Deployment {args.name}: container {c.get('name')} needs {', '.join(missing)}", None)
+        if not _get(c, "resources", "requests") or not _get(c, "resources", "limits"):
+            report(
+                f"Deployment {args.name}: container {c.get('name')} needs resource requests and limits", None
+            )
+
+
+def _labels_match(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    wanted = selector.get("matchLabels") or {}
+    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
+
+
+def hpa_and_pdb_present(args: StackValidationArgs, report: ReportViolation) -> None:
+    def meta(r: PolicyResource) -> tuple[Any, Any]:
+        return _get(r.props, "metadata", "namespace"), _get(r.props, "metadata", "name")
+
+    hpas = [
+        r
+        for r in args.resources
+        if r.resource_type.startswith("kubernetes:autoscaling/")
+        and r.resource_type.endswith(":HorizontalPodAutoscaler")
+    ]
+    pdbs = [r for r in args.resources if r.resource_type == "kubernetes:policy/v1:PodDisruptionBudget"]
+    for d in args.resources:
+        if d.resource_type != "kubernetes:apps/v1:Deployment":
+            continue
+        if not any(c.get("ports") for c in _containers(d.props)):
+            continue  # not serving: single background process, no HPA/PDB expected
+        ns, name = meta(d)
+        if not any(
+            meta(h)[0] == ns
+            and _get(h.props, "spec", "scaleTargetRef", "kind") == "Deployment"
+            and _get(h.props, "spec", "scaleTargetRef", "name") == name
+            for h in hpas
+        ):
+            report(f"Deployment {ns}/{name} has no HorizontalPodAutoscaler", d.urn)
+        labels = _get(d.props, "spec", "template", "metadata", "labels") or {}
+        if not any(
+            meta(p)[0] == ns and _labels_match(_get(p.props, "spec", "selector") or {}, labels) for p in pdbs
+        ):
+            report(f"Deployment {ns}/{name} has no PodDisruptionBudget selecting its pods", d.urn)
+
+
+def _rp(name: str, description: str, validate: Any, remediation: str) -> ResourceValidationPolicy:
+    return ResourceValidationPolicy(
+        name=name, description=description, validate=validate, remediation_steps=remediation
+    )
+
+
+def _sp(name: str, description: str, validate: Any, remediation: str) -> StackValidationPolicy:
+    return StackValidationPolicy(
+        name=name, description=description, validate=validate, remediation_steps=remediation
+    )
+
+
+POLICIES = [
+    _rp(
+        "encryption-at-rest",
+        "Databases, queues, volumes, registries and Kubernetes secrets are encrypted at rest.",
+        encryption_at_rest,
+        "Set storageEncrypted / kmsMasterKeyId / encrypted block devices / EKS encryptionConfig.",
+    ),
+    _sp(
+        "s3-buckets-encrypted",
+        "Every S3 bucket has a server-side encryption configuration.",
+        s3_buckets_encrypted,
+        "Add aws.s3.BucketServerSideEncryptionConfiguration for the bucket.",
+    ),
+    _rp(
+        "no-public-database",
+        "No database is reachable from the internet.",
+        no_public_database,
+        "Set publicly_accessible=False; reach the database through the VPC or the VPN.",
+    ),
+    _sp(
+        "open-ingress-only-on-public-listener",
+        "0.0.0.0/0 (or ::/0) only on a public load balancer's HTTPS listener and HTTP->HTTPS redirect.",
+        open_ingress_only_on_public_listener,
+        "Restrict the rule to the networks that need it.",
+    ),
+    _rp(
+        "required-tags",
+        f"Every taggable AWS resource carries the tags {', '.join(REQUIRED_TAGS)}.",
+        required_tags,
+        "Pass tags from the program's Tags helper (stacks/puente_cloud/base.py).",
+    ),
+    _rp(
+        "prod-database-resilience",
+        "Production databases are Multi-AZ, keep 7+ days of backups, resist deletion.",
+        prod_database_resilience,
+        "Set multi_az, backup_retention_period >= 7 and deletion_protection.",
+    ),
+    _sp(
+        "sqs-dead-letter-queue",
+        "Every SQS queue that is not itself a DLQ has a redrive policy to one.",
+        sqs_dead_letter_queue,
+        "Create a DLQ and set redrive_policy with maxReceiveCount.",
+    ),
+    _rp(
+        "probes-present",
+        "Serving containers have readiness and liveness probes.",
+        probes_present,
+        "Add readinessProbe (/readyz) and livenessProbe (/healthz).",
+    ),
+    _rp(
+        "pods-hardened",
+        "Containers run as non-root, read-only root FS, no privilege escalation, with resources.",
+        pods_hardened,
+        "Set the container securityContext and resources requests/limits.",
+    ),
+    _sp(
+        "hpa-and-pdb-present",
+        "Serving Deployments have a HorizontalPodAutoscaler and a PodDisruptionBudget.",
+        hpa_and_pdb_present,
+        "Add an autoscaling/v2 HPA and a policy/v1 PDB for the Deployment.",
+    ),
+]

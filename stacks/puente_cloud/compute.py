@@ -1,0 +1,250 @@
+"""Compute: the EKS cluster, its managed node group, the ECR repository, and a Kubernetes provider for it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from .base import Component, Tags
+from .config import ClusterConfig
+from .network import Network
+from .security import kms_key, service_role
+
+_AWS_POLICY = "arn:aws:iam::aws:policy/"
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    config: ClusterConfig
+    network: Network
+    region: str
+    alb_security_group_id: pulumi.Input[str]
+    target_group_arn: pulumi.Input[str]
+    node_port: int
+
+
+class Cluster(Component):
+    MODULE = "compute"
+
+    def __init__(
+        self, name: str, args: ClusterArgs, tags: Tags, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, tags, opts)
+        cfg, net = args.config, args.network
+        secrets_key = kms_key(self, "secrets", "Envelope encryption of the EKS cluster's Kubernetes Secrets")
+        cluster_role = service_role(
+            self, "cluster-role", "eks.amazonaws.com", [f"{_AWS_POLICY}AmazonEKSClusterPolicy"]
+        )
+        cluster_name = self.child("eks")
+        # EKS writes control-plane logs to this group; created first to own its retention.
+        log_group = aws.cloudwatch.LogGroup(
+            cluster_name,
+            name=f"/aws/eks/{cluster_name}/cluster",
+            retention_in_days=90,
+            tags=tags(cluster_name),
+            opts=self.opts(),
+        )
+        self.cluster = aws.eks.Cluster(
+            cluster_name,
+            name=cluster_name,
+            version=cfg.kubernetes_version,
+            role_arn=cluster_role.arn,
+            vpc_config={
+                "subnet_ids": net.private_subnet_ids,
+                "endpoint_private_access": True,
+                "endpoint_public_access": bool(cfg.public_access_cidrs),
+                "public_access_cidrs": list(cfg.public_access_cidrs) or None,
+            },
+            encryption_config={"provider": {"key_arn": secrets_key.arn}, "resources": ["secrets"]},
+            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+            enabled_cluster_log_types=["api", "audit", "authenticator"],
+            tags=tags(cluster_name),
+            opts=self.opts(depends_on=[log_group]),
+        )
+        self.cluster_security_group_id = self.cluster.vpc_config.cluster_security_group_id
+        # Managed nodes carry the cluster security group: let the ALB reach the API's NodePort there.
+        aws.vpc.SecurityGroupIngressRule(
+            self.child("alb-to-nodes"),
+            security_group_id=self.cluster_security_group_id,
+            referenced_security_group_id=args.alb_security_group_id,
+            ip_protocol="tcp",
+            from_port=args.node_port,
+            to_port=args.node_port,
+            description="ALB to the API's NodePort",
+            tags=tags(self.child("alb-to-nodes")),
+            opts=self.opts(parent=self.cluster),
+        )
+        self._nodes(cfg, net, args.target_group_arn)
+        self._pod_identity_agent()
+        repo_name = self.child("api")
+        self.repository = aws.ecr.Repository(
+            repo_name,
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "KMS", "kms_key": secrets_key.arn}],
+            tags=tags(repo_name),
+            opts=self.opts(),
+        )
+        aws.ecr.LifecyclePolicy(
+            repo_name,
+            repository=self.repository.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "keep the last 50 images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": 50,
+                            },
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                }
+            ),
+            opts=self.opts(parent=self.repository),
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                self.cluster.name,
+                self.cluster.endpoint,
+                self.cluster.certificate_authority.data,
+            ).apply(lambda a: kubeconfig(a[0], a[1], a[2], args.region))
+        )
+        # Explicit provider: objects never land in whatever cluster the operator's kubeconfig points at.
+        self.provider = k8s.Provider(
+            self.child("k8s"), kubeconfig=self.kubeconfig, opts=self.opts(depends_on=[self.node_group])
+        )
+        self.register_outputs(
+            {
+                "clusterName": self.cluster.name,
+                "clusterEndpoint": self.cluster.endpoint,
+                "repositoryUrl": self.repository.repository_url,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _nodes(self, cfg: ClusterConfig, net: Network, target_group_arn: pulumi.Input[str]) -> None:
+        node_role = service_role(
+            self,
+            "node-role",
+            "ec2.amazonaws.com",
+            [
+                f"{_AWS_POLICY}AmazonEKSWorkerNodePolicy",
+                f"{_AWS_POLICY}AmazonEKS_CNI_Policy",
+                f"{_AWS_POLICY}AmazonEC2ContainerRegistryReadOnly",
+            ],
+        )
+        lt_name = self.child("nodes")
+        # Launch template only for what the node group API lacks: encrypted gp3 root volume, IMDSv2 only.
+        template = aws.ec2.LaunchTemplate(
+            lt_name,
+            update_default_version=True,
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_size": 40,
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            metadata_options={
+                "http_tokens": "required",
+                "http_put_response_hop_limit": 2,
+                "http_endpoint": "enabled",
+            },
+            tag_specifications=[
+                {"resource_type": "instance", "tags": self.tags(lt_name)},
+                {"resource_type": "volume", "tags": self.tags(lt_name)},
+            ],
+            tags=self.tags(lt_name),
+            opts=self.opts(),
+        )
+        self.node_group = aws.eks.NodeGroup(
+            lt_name,
+            cluster_name=self.cluster.name,
+            node_role_arn=node_role.arn,
+            subnet_ids=net.private_subnet_ids,
+            instance_types=list(cfg.instance_types),
+            ami_type="AL2023_x86_64_STANDARD",
+            scaling_config={
+                "min_size": cfg.node_min,
+                "desired_size": cfg.node_desired,
+                "max_size": cfg.node_max,
+            },
+            update_config={"max_unavailable": 1},
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            labels={"puente.io/role": "api"},
+            tags=self.tags(lt_name),
+            # The cluster autoscaler / HPA move desired_size; do not fight them on every `pulumi up`.
+            opts=self.opts(ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        asg_name = self.node_group.resources[0].autoscaling_groups[0].name
+        aws.autoscaling.Attachment(
+            lt_name,
+            autoscaling_group_name=asg_name,
+            lb_target_group_arn=target_group_arn,
+            opts=self.opts(parent=self.node_group),
+        )
+
+    def _pod_identity_agent(self) -> None:
+        aws.eks.Addon(
+            self.child("pod-identity"),
+            cluster_name=self.cluster.name,
+            addon_name="eks-pod-identity-agent",
+            tags=self.tags(self.child("pod-identity")),
+            opts=self.opts(parent=self.cluster),
+        )
+
+    def pod_role(
+        self, suffix: str, namespace: str, service_account: str, policy: pulumi.Input[str]
+    ) -> aws.iam.Role:
+        """An IAM role the pods of `service_account` assume through EKS Pod Identity."""
+        role = service_role(self, suffix, "pods.eks.amazonaws.com", [])
+        aws.iam.RolePolicy(self.child(suffix), role=role.id, policy=policy, opts=self.opts(parent=role))
+        aws.eks.PodIdentityAssociation(
+            self.child(suffix),
+            cluster_name=self.cluster.name,
+            namespace=namespace,
+            service_account=service_account,
+            role_arn=role.arn,
+            tags=self.tags(self.child(suffix)),
+            opts=self.opts(parent=role),
+        )
+        return role
+
+
+def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
+    """A kubeconfig that gets tokens from `aws eks get-token` (no static credentials in state)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": name,
+            "clusters": [
+                {"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}
+            ],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "users": [
+                {
+                    "name": name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", name, "--region", region],
+                        }
+                    },
+                }
+            ],
+        }
+    )

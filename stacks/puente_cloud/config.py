@@ -1,0 +1,577 @@
+"""The stack's configuration: read from `pulumi.Config`, validated completely BEFORE any resource exists.
+
+Every problem is reported at once, each line naming the config key (`puente:<key>.<field>`) and what is
+wrong, so a bad `Pulumi.<stack>.yaml` fails `pulumi preview` with a readable message and declares nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi.runtime
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+REQUIRED_TAGS = ("Owner", "CostCenter")
+# Tags the program sets itself from the project and stack; users may not override them.
+PROGRAM_TAGS = ("Project", "Environment", "ManagedBy")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DB_MODES = ("rds", "patroni")
+_FQDN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_ZONE_ID = re.compile(r"^Z[A-Z0-9]{4,31}$")
+_K8S_VERSION = re.compile(r"^1\.(2[89]|3[0-7])$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SSH_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_NON_PUBLIC = [
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+]
+
+
+class ConfigError(Exception):
+    """Raised with one line per invalid key; nothing has been declared when it is raised."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class VpnConfig:
+    customer_gateway_ip: str
+    bgp_asn: int
+    static_routes_only: bool
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    vpc_cidr: str
+    availability_zones: tuple[str, ...]
+    nat_gateway_per_az: bool
+    onprem_cidrs: tuple[str, ...]
+    vpn: VpnConfig
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    zone_name: str
+    hosted_zone_id: str
+    waf_rate_limit: int
+    access_log_retention_days: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kubernetes_version: str
+    instance_types: tuple[str, ...]
+    node_min: int
+    node_desired: int
+    node_max: int
+    public_access_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    image_tag: str
+    replicas_min: int
+    replicas_max: int
+    cpu_target_percent: int
+    node_port: int
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+    idempotency_ttl_seconds: int
+    max_body_bytes: int
+    log_level: str
+
+
+@dataclass(frozen=True)
+class PatroniConfig:
+    members: int
+    instance_type: str
+    volume_gb: int
+    ssh_public_key: str
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    mode: str
+    name: str
+    username: str
+    engine_version: str
+    instance_class: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    multi_az: bool
+    backup_retention_days: int
+    deletion_protection: bool
+    publicly_accessible: bool
+    allowed_cidrs: tuple[str, ...]
+    patroni: PatroniConfig | None
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    max_receive_count: int
+    visibility_timeout_seconds: int
+    message_retention_seconds: int
+    dead_letter_retention_seconds: int
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    onprem_gateway_address: str
+    health_check_regions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    project: str
+    stack: str
+    environment: str
+    region: str
+    tags: Mapping[str, str]
+    network: NetworkConfig
+    edge: EdgeConfig
+    cluster: ClusterConfig
+    api: ApiConfig
+    database: DatabaseConfig
+    queue: QueueConfig
+    dns: DnsConfig
+    database_password: pulumi.Output[str]
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "prod"
+
+
+class _Reader:
+    """Typed access to one config object, collecting problems instead of stopping at the first."""
+
+    def __init__(self, key: str, data: Any, problems: list[str]) -> None:
+        self.key = key
+        self.problems = problems
+        if data is not None and not isinstance(data, dict):
+            self.fail("", f"must be an object, got {type(data).__name__}")
+            data = {}
+        self.data: dict[str, Any] = data or {}
+
+    def fail(self, field: str, message: str) -> None:
+        self.problems.append(f"{self.key}{'.' + field if field else ''}: {message}")
+
+    def _get(self, field: str, default: Any) -> Any:
+        if field not in self.data:
+            if default is _REQUIRED:
+                self.fail(field, "is required")
+            return None if default is _REQUIRED else default
+        return self.data[field]
+
+    def str(self, field: str, default: Any = None, pattern: re.Pattern[str] | None = None) -> str:
+        value = self._get(field, _REQUIRED if default is None else default)
+        if value is None:
+            return ""
+        if not isinstance(value, str) or not value:
+            self.fail(field, f"must be a non-empty string, got {value!r}")
+            return ""
+        if pattern is not None and not pattern.match(value):
+            self.fail(field, f"{value!r} does not match {pattern.pattern}")
+        return value
+
+    def int(self, field: str, default: Any = None, lo: int = 0, hi: int = 2**31) -> int:
+        value = self._get(field, _REQUIRED if default is None else default)
+        if value is None:
+            return lo
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(field, f"must be an integer, got {value!r}")
+            return lo
+        if not lo <= value <= hi:
+            self.fail(field, f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    def bool(self, field: str, default: Any = None) -> bool:
+        value = self._get(field, _REQUIRED if default is None else default)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.fail(field, f"must be true or false, got {value!r}")
+            return False
+        return value
+
+    def choice(self, field: str, choices: tuple[str, ...], default: Any = None) -> str:
+        value = self.str(field, default)
+        if value and value not in choices:
+            self.fail(field, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def list(self, field: str, default: Any = None) -> list[Any]:
+        value = self._get(field, _REQUIRED if default is None else default)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(field, f"must be a list, got {value!r}")
+            return []
+        return value
+
+    def cidrs(self, field: str, default: Any = None, allow_any: bool = False) -> tuple[str, ...]:
+        out = []
+        for item in self.list(field, default):
+            try:
+                net = ipaddress.ip_network(str(item), strict=True)
+            except ValueError:
+                self.fail(field, f"{item!r} is not a valid CIDR (network address/prefix, e.g. 10.0.0.0/16)")
+                continue
+            if net.prefixlen == 0 and not allow_any:
+                self.fail(field, f"{item} opens it to the whole internet; list the networks that need access")
+                continue
+            out.append(str(net))
+        return tuple(out)
+
+    def public_ip(self, field: str) -> str:
+        value = self.str(field)
+        if not value:
+            return ""
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            self.fail(field, f"{value!r} is not an IPv4 address")
+            return ""
+        if addr.version != 4 or any(addr in n for n in _NON_PUBLIC):
+            self.fail(field, f"{value} is not a public IPv4 address (AWS must reach it over the internet)")
+        return value
+
+    def obj(self, field: str, required: bool = True) -> _Reader | None:
+        value = self._get(field, _REQUIRED if required else None)
+        if value is None:
+            return None if not required else _Reader(f"{self.key}.{field}", {}, self.problems)
+        return _Reader(f"{self.key}.{field}", value, self.problems)
+
+    def unknown_fields(self, known: set[str]) -> None:
+        for extra in sorted(set(self.data) - known):
+            self.fail(extra, "is not a known setting (typo?)")
+
+
+_REQUIRED = object()
+
+
+def _read_object(cfg: pulumi.Config, name: str, problems: list[str]) -> _Reader:
+    key = f"{cfg.name}:{name}"
+    try:
+        data = cfg.get_object(name)
+    except Exception as exc:  # the engine's message for bad JSON/YAML is precise enough
+        problems.append(f"{key}: {exc}")
+        data = {}
+    if data is None:
+        problems.append(f"{key}: is required")
+    return _Reader(key, data, problems)
+
+
+def _tags(cfg: pulumi.Config, problems: list[str]) -> dict[str, str]:
+    reader = _read_object(cfg, "tags", problems)
+    tags: dict[str, str] = {}
+    for k, v in reader.data.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not v:
+            reader.fail(str(k), f"tag values must be non-empty strings, got {v!r}")
+        elif k.lower().startswith("aws:") or len(k) > 128 or len(v) > 256:
+            reader.fail(k, "tag keys may not start with aws: and are limited to 128/256 characters")
+        elif k in PROGRAM_TAGS:
+            reader.fail(k, "is set by the program from the project and stack; remove it")
+        else:
+            tags[k] = v
+    for required in REQUIRED_TAGS:
+        if required not in reader.data:
+            reader.fail(required, "required tag is missing (every resource carries it)")
+    return tags
+
+
+def _network(cfg: pulumi.Config, region: str, production: bool, problems: list[str]) -> NetworkConfig:
+    r = _read_object(cfg, "network", problems)
+    r.unknown_fields({"vpcCidr", "availabilityZones", "natGateways", "onpremCidrs", "vpn"})
+    vpc = r.str("vpcCidr")
+    vpc_net: ipaddress.IPv4Network | None = None
+    try:
+        parsed = ipaddress.ip_network(vpc, strict=True) if vpc else None
+        if parsed is not None and (
+            parsed.version != 4 or not 16 <= parsed.prefixlen <= 22 or not parsed.is_private
+        ):
+            r.fail("vpcCidr", f"{vpc} must be a private IPv4 network between /16 and /22")
+        elif isinstance(parsed, ipaddress.IPv4Network):
+            vpc_net = parsed
+    except ValueError:
+        r.fail("vpcCidr", f"{vpc!r} is not a valid CIDR (network address/prefix, e.g. 10.60.0.0/16)")
+    azs = [str(a) for a in r.list("availabilityZones")]
+    need = 3 if production else 2
+    if len(azs) < need or len(set(azs)) != len(azs):
+        r.fail("availabilityZones", f"needs at least {need} distinct zones in this environment, got {azs}")
+    for az in azs:
+        if not (az.startswith(region) and len(az) == len(region) + 1):
+            r.fail("availabilityZones", f"{az!r} is not a zone of region {region}")
+    nat = r.choice("natGateways", ("single", "perAz"), "perAz" if production else "single")
+    if production and nat == "single":
+        r.fail("natGateways", "prod needs perAz: a single NAT gateway is a single point of failure")
+    onprem = r.cidrs("onpremCidrs")
+    if not onprem:
+        r.fail("onpremCidrs", "at least one on-prem network is needed for the site-to-site VPN")
+    for c in onprem:
+        if vpc_net is not None and ipaddress.ip_network(c).overlaps(vpc_net):
+            r.fail("onpremCidrs", f"{c} overlaps vpcCidr {vpc}: the VPN could not route between them")
+    vr = r.obj("vpn")
+    assert vr is not None
+    vr.unknown_fields({"customerGatewayIp", "bgpAsn", "staticRoutesOnly"})
+    vpn = VpnConfig(
+        customer_gateway_ip=vr.public_ip("customerGatewayIp"),
+        bgp_asn=vr.int("bgpAsn", 65000, 1, 4294967294),
+        static_routes_only=vr.bool("staticRoutesOnly", True),
+    )
+    return NetworkConfig(vpc, tuple(azs), nat == "perAz", onprem, vpn)
+
+
+def _edge(cfg: pulumi.Config, problems: list[str]) -> EdgeConfig:
+    r = _read_object(cfg, "edge", problems)
+    r.unknown_fields({"zoneName", "hostedZoneId", "wafRateLimit", "accessLogRetentionDays"})
+    return EdgeConfig(
+        # The public Route 53 zone; the API's name in it comes from templates/failover/policy.yml.
+        zone_name=r.str("zoneName", pattern=_FQDN),
+        hosted_zone_id=r.str("hostedZoneId", pattern=_ZONE_ID),
+        # WAF counts requests per client IP over 5 minutes.
+        waf_rate_limit=r.int("wafRateLimit", 2000, 100, 2_000_000_000),
+        access_log_retention_days=r.int("accessLogRetentionDays", 90, 1, 3650),
+    )
+
+
+def _cluster(cfg: pulumi.Config, production: bool, problems: list[str]) -> ClusterConfig:
+    r = _read_object(cfg, "cluster", problems)
+    r.unknown_fields(
+        {"kubernetesVersion", "instanceTypes", "nodeMin", "nodeDesired", "nodeMax", "publicAccessCidrs"}
+    )
+    node_min = r.int("nodeMin", None, 2 if production else 1, 100)
+    node_desired = r.int("nodeDesired", None, 1, 100)
+    node_max = r.int("nodeMax", None, 1, 100)
+    if not node_min <= node_desired <= node_max:
+        r.fail(
+            "nodeDesired",
+            f"needs nodeMin <= nodeDesired <= nodeMax, got {node_min}/{node_desired}/{node_max}",
+        )
+    types = [str(t) for t in r.list("instanceTypes")]
+    if not types or any(not _INSTANCE_TYPE.match(t) for t in types):
+        r.fail("instanceTypes", f"needs at least one EC2 instance type like t3.medium, got {types}")
+    return ClusterConfig(
+        kubernetes_version=r.str("kubernetesVersion", pattern=_K8S_VERSION),
+        instance_types=tuple(types),
+        node_min=node_min,
+        node_desired=node_desired,
+        node_max=node_max,
+        # Who may reach the EKS API from outside the VPC (the machine running `pulumi up`); empty =
+        # private endpoint only.
+        public_access_cidrs=r.cidrs("publicAccessCidrs", []),
+    )
+
+
+def _api(cfg: pulumi.Config, production: bool, problems: list[str]) -> ApiConfig:
+    r = _read_object(cfg, "api", problems)
+    r.unknown_fields(
+        {
+            "imageTag",
+            "replicasMin",
+            "replicasMax",
+            "cpuTargetPercent",
+            "nodePort",
+            "cpuRequest",
+            "memoryRequest",
+            "cpuLimit",
+            "memoryLimit",
+            "idempotencyTtlSeconds",
+            "maxBodyBytes",
+            "logLevel",
+        }
+    )
+    lo = r.int("replicasMin", None, 2 if production else 1, 100)
+    hi = r.int("replicasMax", None, 1, 100)
+    if hi < lo:
+        r.fail("replicasMax", f"must be >= replicasMin ({lo}), got {hi}")
+    return ApiConfig(
+        image_tag=r.str("imageTag", pattern=_IMAGE_TAG),
+        replicas_min=lo,
+        replicas_max=hi,
+        cpu_target_percent=r.int("cpuTargetPercent", 70, 10, 95),
+        node_port=r.int("nodePort", 30080, 30000, 32767),
+        cpu_request=r.str("cpuRequest", "250m", _QUANTITY),
+        memory_request=r.str("memoryRequest", "256Mi", _QUANTITY),
+        cpu_limit=r.str("cpuLimit", "1", _QUANTITY),
+        memory_limit=r.str("memoryLimit", "512Mi", _QUANTITY),
+        idempotency_ttl_seconds=r.int("idempotencyTtlSeconds", 86400, 60, 30 * 86400),
+        max_body_bytes=r.int("maxBodyBytes", 65536, 1024, 10 * 1024 * 1024),
+        log_level=r.choice("logLevel", LOG_LEVELS, "INFO"),
+    )
+
+
+def _database(
+    cfg: pulumi.Config, network: NetworkConfig, production: bool, problems: list[str]
+) -> DatabaseConfig:
+    r = _read_object(cfg, "database", problems)
+    r.unknown_fields(
+        {
+            "mode",
+            "name",
+            "username",
+            "engineVersion",
+            "instanceClass",
+            "allocatedStorageGb",
+            "maxAllocatedStorageGb",
+            "multiAz",
+            "backupRetentionDays",
+            "deletionProtection",
+            "publiclyAccessible",
+            "allowedCidrs",
+            "patroni",
+        }
+    )
+    mode = r.choice("mode", DB_MODES, "rds")
+    public = r.bool("publiclyAccessible", False)
+    if public:
+        r.fail(
+            "publiclyAccessible", "a public database is refused: clients reach it through the VPC or the VPN"
+        )
+    multi_az = r.bool("multiAz", True)
+    retention = r.int("backupRetentionDays", 7, 1, 35)
+    deletion_protection = r.bool("deletionProtection", production)
+    if production:
+        if not multi_az:
+            r.fail("multiAz", "prod requires Multi-AZ")
+        if retention < 7:
+            r.fail("backupRetentionDays", f"prod requires at least 7 days of backups, got {retention}")
+        if not deletion_protection:
+            r.fail("deletionProtection", "prod requires deletion protection")
+    allocated = r.int("allocatedStorageGb", 20, 20, 65536)
+    max_allocated = r.int("maxAllocatedStorageGb", 100, 20, 65536)
+    if max_allocated < allocated:
+        r.fail("maxAllocatedStorageGb", f"must be >= allocatedStorageGb ({allocated})")
+    patroni = None
+    pr = r.obj("patroni", required=(mode == "patroni"))
+    if pr is not None:
+        pr.unknown_fields({"members", "instanceType", "volumeGb", "sshPublicKey"})
+        patroni = PatroniConfig(
+            members=pr.int("members", 1, 1, 3),
+            instance_type=pr.str("instanceType", "t3.medium", _INSTANCE_TYPE),
+            volume_gb=pr.int("volumeGb", 50, 10, 16384),
+            ssh_public_key=pr.str("sshPublicKey", pattern=_SSH_KEY),
+        )
+    return DatabaseConfig(
+        mode=mode,
+        name=r.str("name", "puente", re.compile(r"^[a-z][a-z0-9_]{0,62}$")),
+        username=r.str("username", "puente", re.compile(r"^[a-z][a-z0-9_]{0,15}$")),
+        engine_version=r.str("engineVersion", "15", re.compile(r"^1[3-8](\.[0-9]+)?$")),
+        instance_class=r.str("instanceClass", "db.t4g.medium", re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")),
+        allocated_storage_gb=allocated,
+        max_allocated_storage_gb=max_allocated,
+        multi_az=multi_az,
+        backup_retention_days=retention,
+        deletion_protection=deletion_protection,
+        publicly_accessible=public,
+        # Who besides the API may reach PostgreSQL (on-prem replication, operators); default on-prem.
+        allowed_cidrs=r.cidrs("allowedCidrs", list(network.onprem_cidrs)),
+        patroni=patroni,
+    )
+
+
+def _queue(cfg: pulumi.Config, problems: list[str]) -> QueueConfig:
+    r = _read_object(cfg, "queue", problems)
+    r.unknown_fields(
+        {
+            "maxReceiveCount",
+            "visibilityTimeoutSeconds",
+            "messageRetentionSeconds",
+            "deadLetterRetentionSeconds",
+        }
+    )
+    retention = r.int("messageRetentionSeconds", 345600, 60, 1209600)
+    dlq = r.int("deadLetterRetentionSeconds", 1209600, 60, 1209600)
+    if dlq < retention:
+        r.fail(
+            "deadLetterRetentionSeconds",
+            "must be >= messageRetentionSeconds, or failed messages expire first",
+        )
+    return QueueConfig(
+        max_receive_count=r.int("maxReceiveCount", 5, 1, 1000),
+        visibility_timeout_seconds=r.int("visibilityTimeoutSeconds", 60, 0, 43200),
+        message_retention_seconds=retention,
+        dead_letter_retention_seconds=dlq,
+    )
+
+
+def _dns(cfg: pulumi.Config, problems: list[str]) -> DnsConfig:
+    r = _read_object(cfg, "dns", problems)
+    r.unknown_fields({"onpremGatewayAddress", "healthCheckRegions"})
+    regions = tuple(str(x) for x in r.list("healthCheckRegions", []))
+    if regions and len(regions) < 3:
+        r.fail("healthCheckRegions", "Route 53 needs at least 3 checker regions (or leave it empty for all)")
+    return DnsConfig(onprem_gateway_address=r.public_ip("onpremGatewayAddress"), health_check_regions=regions)
+
+
+_PASSWORD_FORBIDDEN = re.compile(r"[/@\" ]")
+
+
+def _password(cfg: pulumi.Config, problems: list[str]) -> pulumi.Output[str]:
+    key = f"{cfg.name}:databasePassword"
+    hint = f"set it with `pulumi config set --secret {key.split(':')[1]}`"
+    # Read the raw value only to validate it up front; the program uses the secret Output.
+    raw = pulumi.runtime.get_config(key)
+    if raw is None:
+        problems.append(f"{key}: is required ({hint})")
+    elif not pulumi.runtime.is_config_secret(key):
+        problems.append(f"{key}: must be stored as a secret ({hint})")
+    elif len(raw) < 16 or len(raw) > 128 or _PASSWORD_FORBIDDEN.search(raw):
+        problems.append(f'{key}: needs 16-128 characters without / @ " or space (RDS rules)')
+    return cfg.get_secret("databasePassword") or pulumi.Output.secret("")
+
+
+def load() -> StackConfig:
+    """Read and validate the whole stack configuration; raise ConfigError listing every problem."""
+    cfg = pulumi.Config()
+    problems: list[str] = []
+    stack = pulumi.get_stack()
+    region = pulumi.Config("aws").get("region") or ""
+    if not region:
+        problems.append("aws:region: is required (pulumi config set aws:region eu-west-1)")
+    environment = cfg.get("environment") or ""
+    if environment not in ENVIRONMENTS:
+        problems.append(
+            f"{cfg.name}:environment: must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
+        )
+    production = environment == "prod"
+    tags = _tags(cfg, problems)
+    network = _network(cfg, region, production, problems)
+    conf = StackConfig(
+        project=pulumi.get_project(),
+        stack=stack,
+        environment=environment,
+        region=region,
+        tags=tags,
+        network=network,
+        edge=_edge(cfg, problems),
+        cluster=_cluster(cfg, production, problems),
+        api=_api(cfg, production, problems),
+        database=_database(cfg, network, production, problems),
+        queue=_queue(cfg, problems),
+        dns=_dns(cfg, problems),
+        database_password=_password(cfg, problems),
+    )
+    if problems:
+        raise ConfigError(problems)
+    return conf

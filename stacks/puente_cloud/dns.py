@@ -1,0 +1,90 @@
+"""DNS: Route 53 failover between the sites, built from templates/failover/policy.yml.
+
+PRIMARY = the on-prem gateway (A record + health check on its public address),
+SECONDARY = the cloud edge (alias to the ALB with evaluate-target-health + its own health check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from .base import Component, Tags
+from .failover import FailoverPolicy
+
+
+@dataclass(frozen=True)
+class FailoverDnsArgs:
+    policy: FailoverPolicy
+    zone_id: str
+    fqdn: str
+    onprem_gateway_address: str
+    alb_dns_name: pulumi.Input[str]
+    alb_zone_id: pulumi.Input[str]
+    checker_regions: tuple[str, ...]
+
+
+class FailoverDns(Component):
+    MODULE = "dns"
+
+    def __init__(
+        self, name: str, args: FailoverDnsArgs, tags: Tags, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, tags, opts)
+        p = args.policy
+        check = {
+            "type": p.route53_type,
+            "port": p.port,
+            "resource_path": p.path,
+            "request_interval": p.interval_seconds,
+            "failure_threshold": p.failure_threshold,
+            "regions": list(args.checker_regions) or None,
+        }
+        onprem_name = self.child("onprem")
+        onprem_check = aws.route53.HealthCheck(
+            onprem_name,
+            ip_address=args.onprem_gateway_address,
+            fqdn=args.fqdn,
+            enable_sni=p.protocol == "https",
+            tags=tags(onprem_name, Site="onprem"),
+            opts=self.opts(),
+            **check,
+        )
+        cloud_name = self.child("cloud")
+        cloud_check = aws.route53.HealthCheck(
+            cloud_name,
+            fqdn=args.alb_dns_name,
+            enable_sni=p.protocol == "https",
+            tags=tags(cloud_name, Site="cloud"),
+            opts=self.opts(),
+            **check,
+        )
+        aws.route53.Record(
+            onprem_name,
+            zone_id=args.zone_id,
+            name=args.fqdn,
+            type=p.record_type,
+            ttl=p.ttl,
+            records=[args.onprem_gateway_address],
+            set_identifier="onprem",
+            failover_routing_policies=[{"type": "PRIMARY"}],
+            health_check_id=onprem_check.id,
+            opts=self.opts(parent=onprem_check),
+        )
+        aws.route53.Record(
+            cloud_name,
+            zone_id=args.zone_id,
+            name=args.fqdn,
+            type=p.record_type,
+            set_identifier="cloud",
+            failover_routing_policies=[{"type": "SECONDARY"}],
+            health_check_id=cloud_check.id,
+            aliases=[
+                {"name": args.alb_dns_name, "zone_id": args.alb_zone_id, "evaluate_target_health": True}
+            ],
+            opts=self.opts(parent=cloud_check),
+        )
+        self.health_check_ids = {"onprem": onprem_check.id, "cloud": cloud_check.id}
+        self.register_outputs({"fqdn": args.fqdn, "healthCheckIds": self.health_check_ids})

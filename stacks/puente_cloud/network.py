@@ -1,0 +1,207 @@
+"""Network: VPC over the configured zones, public/private subnets, NAT, endpoints, VPN to on-prem."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from .base import Component, Tags
+from .config import NetworkConfig
+
+# Interface endpoints that let private nodes pull images and talk to AWS APIs without the internet.
+INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "ec2", "kms")
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    config: NetworkConfig
+    region: str
+
+
+class Network(Component):
+    MODULE = "network"
+
+    def __init__(
+        self, name: str, args: NetworkArgs, tags: Tags, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, tags, opts)
+        cfg = args.config
+        self.cidr = cfg.vpc_cidr
+        self.onprem_cidrs = cfg.onprem_cidrs
+        vpc_name = self.child("vpc")
+        self.vpc = aws.ec2.Vpc(
+            vpc_name,
+            cidr_block=cfg.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags=tags(vpc_name),
+            opts=self.opts(),
+        )
+        # Each zone gets one public and one private subnet: the VPC split in 16, public first half.
+        blocks = list(ipaddress.ip_network(cfg.vpc_cidr).subnets(prefixlen_diff=4))
+        igw_name = self.child("igw")
+        igw = aws.ec2.InternetGateway(igw_name, vpc_id=self.vpc.id, tags=tags(igw_name), opts=self.opts())
+        public_rt_name = self.child("public-rt")
+        public_rt = aws.ec2.RouteTable(
+            public_rt_name, vpc_id=self.vpc.id, tags=tags(public_rt_name), opts=self.opts()
+        )
+        aws.ec2.Route(
+            self.child("public-default"),
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+            opts=self.opts(parent=public_rt),
+        )
+        self.public_subnets: list[aws.ec2.Subnet] = []
+        self.private_subnets: list[aws.ec2.Subnet] = []
+        self.private_route_tables: list[aws.ec2.RouteTable] = []
+        nat_ids: list[pulumi.Output[str]] = []
+        for i, az in enumerate(cfg.availability_zones):
+            pub_name = self.child(f"public-{az}")
+            pub = aws.ec2.Subnet(
+                pub_name,
+                vpc_id=self.vpc.id,
+                availability_zone=az,
+                cidr_block=str(blocks[i]),
+                map_public_ip_on_launch=False,
+                tags=tags(pub_name, Tier="public"),
+                opts=self.opts(),
+            )
+            aws.ec2.RouteTableAssociation(
+                pub_name, subnet_id=pub.id, route_table_id=public_rt.id, opts=self.opts(parent=pub)
+            )
+            self.public_subnets.append(pub)
+            if cfg.nat_gateway_per_az or i == 0:
+                nat_name = self.child(f"nat-{az}")
+                eip = aws.ec2.Eip(nat_name, domain="vpc", tags=tags(nat_name), opts=self.opts())
+                nat = aws.ec2.NatGateway(
+                    nat_name,
+                    allocation_id=eip.id,
+                    subnet_id=pub.id,
+                    tags=tags(nat_name),
+                    opts=self.opts(depends_on=[igw]),
+                )
+                nat_ids.append(nat.id)
+            priv_name = self.child(f"private-{az}")
+            priv = aws.ec2.Subnet(
+                priv_name,
+                vpc_id=self.vpc.id,
+                availability_zone=az,
+                cidr_block=str(blocks[8 + i]),
+                tags=tags(priv_name, Tier="private"),
+                opts=self.opts(),
+            )
+            rt = aws.ec2.RouteTable(priv_name, vpc_id=self.vpc.id, tags=tags(priv_name), opts=self.opts())
+            aws.ec2.Route(
+                f"{priv_name}-default",
+                route_table_id=rt.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nat_ids[-1],
+                opts=self.opts(parent=rt),
+            )
+            aws.ec2.RouteTableAssociation(
+                priv_name, subnet_id=priv.id, route_table_id=rt.id, opts=self.opts(parent=priv)
+            )
+            self.private_subnets.append(priv)
+            self.private_route_tables.append(rt)
+        self.public_subnet_ids = [s.id for s in self.public_subnets]
+        self.private_subnet_ids = [s.id for s in self.private_subnets]
+        self._endpoints(args.region, tags)
+        self._vpn(cfg, tags)
+        self.register_outputs(
+            {
+                "vpcId": self.vpc.id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+                "vpnConnectionId": self.vpn.id,
+                "vpnTunnelAddresses": self.vpn_tunnel_addresses,
+            }
+        )
+
+    def _endpoints(self, region: str, tags: Tags) -> None:
+        s3_name = self.child("s3-endpoint")
+        self.s3_endpoint = aws.ec2.VpcEndpoint(
+            s3_name,
+            vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[rt.id for rt in self.private_route_tables],
+            tags=tags(s3_name),
+            opts=self.opts(),
+        )
+        sg_name = self.child("endpoints")
+        sg = aws.ec2.SecurityGroup(
+            sg_name,
+            vpc_id=self.vpc.id,
+            description="HTTPS to AWS interface endpoints",
+            tags=tags(sg_name),
+            opts=self.opts(),
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            sg_name,
+            security_group_id=sg.id,
+            cidr_ipv4=self.cidr,
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="HTTPS from the VPC",
+            tags=tags(sg_name),
+            opts=self.opts(parent=sg),
+        )
+        for service in INTERFACE_ENDPOINTS:
+            ep_name = self.child(f"{service.replace('.', '-')}-endpoint")
+            aws.ec2.VpcEndpoint(
+                ep_name,
+                vpc_id=self.vpc.id,
+                service_name=f"com.amazonaws.{region}.{service}",
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=self.private_subnet_ids,
+                security_group_ids=[sg.id],
+                tags=tags(ep_name),
+                opts=self.opts(),
+            )
+
+    def _vpn(self, cfg: NetworkConfig, tags: Tags) -> None:
+        vgw_name = self.child("vgw")
+        vgw = aws.ec2.VpnGateway(vgw_name, vpc_id=self.vpc.id, tags=tags(vgw_name), opts=self.opts())
+        cgw_name = self.child("onprem-cgw")
+        cgw = aws.ec2.CustomerGateway(
+            cgw_name,
+            ip_address=cfg.vpn.customer_gateway_ip,
+            bgp_asn=str(cfg.vpn.bgp_asn),
+            type="ipsec.1",
+            tags=tags(cgw_name),
+            opts=self.opts(),
+        )
+        vpn_name = self.child("onprem-vpn")
+        self.vpn = aws.ec2.VpnConnection(
+            vpn_name,
+            vpn_gateway_id=vgw.id,
+            customer_gateway_id=cgw.id,
+            type="ipsec.1",
+            static_routes_only=cfg.vpn.static_routes_only,
+            tunnel1_ike_versions=["ikev2"],
+            tunnel2_ike_versions=["ikev2"],
+            tags=tags(vpn_name),
+            opts=self.opts(),
+        )
+        if cfg.vpn.static_routes_only:
+            for cidr in cfg.onprem_cidrs:
+                aws.ec2.VpnConnectionRoute(
+                    f"{vpn_name}-{cidr.replace('/', '-')}",
+                    vpn_connection_id=self.vpn.id,
+                    destination_cidr_block=cidr,
+                    opts=self.opts(parent=self.vpn),
+                )
+        for rt, az in zip(self.private_route_tables, cfg.availability_zones, strict=True):
+            aws.ec2.VpnGatewayRoutePropagation(
+                self.child(f"vgw-propagation-{az}"),
+                vpn_gateway_id=vgw.id,
+                route_table_id=rt.id,
+                opts=self.opts(parent=vgw),
+            )
+        self.vpn_tunnel_addresses = pulumi.Output.all(self.vpn.tunnel1_address, self.vpn.tunnel2_address)

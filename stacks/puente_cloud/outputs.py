@@ -1,0 +1,56 @@
+"""Stack output keys: one constant each, imported by the program, the tests and the inventory plugin's docs.
+
+camelCase, like Pulumi's own property names. The Ansible inventory plugin `pulumi_stack` reads these keys.
+"""
+
+from typing import Final
+
+ALB_DNS_NAME: Final = "albDnsName"
+API_URL: Final = "apiUrl"
+API_GATEWAY_URL: Final = "apiGatewayUrl"
+VPC_ID: Final = "vpcId"
+VPC_CIDR: Final = "vpcCidr"
+VPN_CONNECTION_ID: Final = "vpnConnectionId"
+# The AWS ends of the two IPsec tunnels, to configure on the on-prem VPN device.
+VPN_TUNNEL_ADDRESSES: Final = "vpnTunnelAddresses"
+DB_MODE: Final = "dbMode"
+DB_ENDPOINT: Final = "dbEndpoint"
+DB_ADDRESS: Final = "dbAddress"
+DB_PORT: Final = "dbPort"
+DB_NAME: Final = "dbName"
+QUEUE_URL: Final = "queueUrl"
+QUEUE_NAME: Final = "queueName"
+DEAD_LETTER_QUEUE_URL: Final = "deadLetterQueueUrl"
+CLUSTER_NAME: Final = "clusterName"
+ECR_REPOSITORY_URL: Final = "ecrRepositoryUrl"
+KUBECONFIG: Final = "kubeconfig"
+FAILOVER_FQDN: Final = "failoverFqdn"
+HEALTH_CHECK_IDS: Final = "healthCheckIds"
+# {node name: {"address": private IP, "groups": [...]}} for cloud VMs Ansible configures.
+CLOUD_NODES: Final = "cloudNodes"
+REGION: Final = "region"
+
+ALL: Final = (
+    ALB_DNS_NAME,
+    API_URL,
+    API_GATEWAY_URL,
+    VPC_ID,
+    VPC_CIDR,
+    VPN_CONNECTION_ID,
+    VPN_TUNNEL_ADDRESSES,
+    DB_MODE,
+    DB_ENDPOINT,
+    DB_ADDRESS,
+    DB_PORT,
+    DB_NAME,
+    QUEUE_URL,
+    QUEUE_NAME,
+    DEAD_LETTER_QUEUE_URL,
+    CLUSTER_NAME,
+    ECR_REPOSITORY_URL,
+    KUBECONFIG,
+    FAILOVER_FQDN,
+    HEALTH_CHECK_IDS,
+    CLOUD_NODES,
+    REGION,
+)

@@ -1,0 +1,135 @@
+"""Wires the components together and returns the stack outputs. Called by stacks/__main__.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from . import outputs as out
+from .api_service import NAMESPACE, SERVICE_ACCOUNT, ApiService, ApiServiceArgs
+from .base import Tags
+from .compute import Cluster, ClusterArgs
+from .config import StackConfig
+from .data import Database, DatabaseArgs
+from .dns import FailoverDns, FailoverDnsArgs
+from .edge import Edge, EdgeArgs
+from .failover import FailoverPolicy
+from .network import Network, NetworkArgs
+from .queue import Queue, QueueArgs
+
+
+def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
+    """Declare every resource of the cloud site; return {output key: value}."""
+    tags = Tags({**cfg.tags, "Project": cfg.project, "Environment": cfg.environment, "ManagedBy": "pulumi"})
+    fqdn = f"{policy.record_name}.{cfg.edge.zone_name}"
+
+    network = Network("network", NetworkArgs(cfg.network, cfg.region), tags)
+    queue = Queue("queue", QueueArgs(cfg.queue, f"{cfg.project}-{cfg.stack}-events"), tags)
+    edge = Edge(
+        "edge",
+        EdgeArgs(
+            network=network,
+            fqdn=fqdn,
+            hosted_zone_id=cfg.edge.hosted_zone_id,
+            node_port=cfg.api.node_port,
+            health_check_path=policy.path,
+            waf_rate_limit=cfg.edge.waf_rate_limit,
+            access_log_retention_days=cfg.edge.access_log_retention_days,
+            production=cfg.production,
+        ),
+        tags,
+    )
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            config=cfg.cluster,
+            network=network,
+            region=cfg.region,
+            alb_security_group_id=edge.security_group.id,
+            target_group_arn=edge.target_group.arn,
+            node_port=cfg.api.node_port,
+        ),
+        tags,
+    )
+    database = Database(
+        "database",
+        DatabaseArgs(
+            config=cfg.database,
+            network=network,
+            client_security_group_id=cluster.cluster_security_group_id,
+            password=cfg.database_password,
+            production=cfg.production,
+        ),
+        tags,
+    )
+    cluster.pod_role("api-pods", NAMESPACE, SERVICE_ACCOUNT, queue.consumer_policy())
+    ApiService(
+        "api",
+        ApiServiceArgs(
+            config=cfg.api,
+            provider=cluster.provider,
+            image=cluster.repository.repository_url.apply(lambda url: f"{url}:{cfg.api.image_tag}"),
+            runtime_vars={
+                "api_site": "cloud",
+                "api_site_role": "secondary",  # templates/failover/policy.yml: the cloud edge is SECONDARY
+                "api_database_url": database.address.apply(
+                    lambda host: (
+                        f"postgresql://{cfg.database.username}@{host}:{database.port}/{cfg.database.name}"
+                    )
+                ),
+                "api_broker_url": queue.queue.name.apply(lambda name: f"sqs://{name}?region={cfg.region}"),
+                "api_idempotency_ttl_seconds": cfg.api.idempotency_ttl_seconds,
+                "api_max_body_bytes": cfg.api.max_body_bytes,
+                "api_log_level": cfg.api.log_level,
+            },
+            # SQS is reached with the pods' IAM role (EKS Pod Identity): no broker password in the cloud.
+            secret_vars={"api_database_password": cfg.database_password, "api_broker_password": ""},
+            health_path="/healthz",
+            ready_path=policy.path,
+        ),
+        tags,
+    )
+    dns = FailoverDns(
+        "failover",
+        FailoverDnsArgs(
+            policy=policy,
+            zone_id=cfg.edge.hosted_zone_id,
+            fqdn=fqdn,
+            onprem_gateway_address=cfg.dns.onprem_gateway_address,
+            alb_dns_name=edge.dns_name,
+            alb_zone_id=edge.zone_id,
+            checker_regions=cfg.dns.health_check_regions,
+        ),
+        tags,
+    )
+
+    return {
+        out.REGION: cfg.region,
+        out.VPC_ID: network.vpc.id,
+        out.VPC_CIDR: network.cidr,
+        out.VPN_CONNECTION_ID: network.vpn.id,
+        out.VPN_TUNNEL_ADDRESSES: network.vpn_tunnel_addresses,
+        out.ALB_DNS_NAME: edge.dns_name,
+        out.API_URL: f"https://{fqdn}",
+        out.API_GATEWAY_URL: edge.api_gateway_url,
+        out.FAILOVER_FQDN: fqdn,
+        out.HEALTH_CHECK_IDS: dns.health_check_ids,
+        out.CLUSTER_NAME: cluster.cluster.name,
+        out.ECR_REPOSITORY_URL: cluster.repository.repository_url,
+        out.KUBECONFIG: cluster.kubeconfig,
+        out.DB_MODE: cfg.database.mode,
+        out.DB_ADDRESS: database.address,
+        out.DB_PORT: database.port,
+        out.DB_NAME: cfg.database.name,
+        out.DB_ENDPOINT: database.address.apply(lambda host: f"{host}:{database.port}"),
+        out.QUEUE_URL: queue.queue.url,
+        out.QUEUE_NAME: queue.queue.name,
+        out.DEAD_LETTER_QUEUE_URL: queue.dead_letter.url,
+        out.CLOUD_NODES: database.nodes,
+    }
+
+
+def export_all(values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        pulumi.export(key, value)

@@ -1,0 +1,52 @@
+"""Shared building blocks for encryption and IAM, so components do not copy them."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from .base import Component
+
+
+def kms_key(owner: Component, suffix: str, description: str) -> aws.kms.Key:
+    """A customer-managed key with yearly rotation, owned by (and named after) `owner`."""
+    name = owner.child(suffix)
+    key = aws.kms.Key(
+        name,
+        description=description,
+        enable_key_rotation=True,
+        deletion_window_in_days=30,
+        tags=owner.tags(name),
+        opts=owner.opts(),
+    )
+    aws.kms.Alias(name, name=f"alias/{name}", target_key_id=key.key_id, opts=owner.opts(parent=key))
+    return key
+
+
+def assume_role_policy(service: str) -> pulumi.Output[str]:
+    """Trust policy letting an AWS service (e.g. eks.amazonaws.com) assume a role."""
+    actions = (
+        ["sts:AssumeRole", "sts:TagSession"] if service == "pods.eks.amazonaws.com" else ["sts:AssumeRole"]
+    )
+    return aws.iam.get_policy_document_output(
+        statements=[
+            {
+                "effect": "Allow",
+                "actions": actions,
+                "principals": [{"type": "Service", "identifiers": [service]}],
+            }
+        ]
+    ).json
+
+
+def service_role(owner: Component, suffix: str, service: str, managed_policies: list[str]) -> aws.iam.Role:
+    """An IAM role for `service` with AWS-managed policies attached (one attachment per policy)."""
+    name = owner.child(suffix)
+    role = aws.iam.Role(
+        name, assume_role_policy=assume_role_policy(service), tags=owner.tags(name), opts=owner.opts()
+    )
+    for arn in managed_policies:
+        aws.iam.RolePolicyAttachment(
+            f"{name}-{arn.rsplit('/', 1)[1]}", role=role.name, policy_arn=arn, opts=owner.opts(parent=role)
+        )
+    return role
