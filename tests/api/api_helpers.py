@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import psycopg
-
 from puente_api import outbox, worker
 from puente_api.brokers import Broker
 
@@ -18,7 +17,13 @@ def new_key() -> str:
 
 
 def address(name: str = "Ada Lovelace", city: str = "London") -> dict[str, Any]:
-    return {"name": name, "street": "12 St James's Square", "city": city, "postal_code": "SW1Y 4JH", "country": "GB"}
+    return {
+        "name": name,
+        "street": "12 St James's Square",
+        "city": city,
+        "postal_code": "SW1Y 4JH",
+        "country": "GB",
+    }
 
 
 def shipment_body(weight: int = 1200, **overrides: Any) -> dict[str, Any]:

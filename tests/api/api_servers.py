@@ -33,7 +33,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_port(
+    port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -215,7 +217,16 @@ class APIServer:
         exe = Path(sys.executable).with_name("puente-api")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [exe, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)],
+                [
+                    exe,
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
                 env={**os.environ, **self.env, **(extra_env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,

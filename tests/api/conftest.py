@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import api_servers as servers
 import httpx
 import psycopg
 import pytest
-
 from puente_api import settings as settings_mod
 from puente_api.brokers import Broker
 from puente_api.brokers import connect as connect_broker
-import api_servers as servers
 
 API_EXE = str(Path(sys.executable).with_name("puente-api"))
 

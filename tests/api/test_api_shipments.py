@@ -11,7 +11,9 @@ from api_helpers import count, headers, new_key, shipment_body
 
 
 def create(client: httpx.Client, client_id: str, **body_overrides: object) -> httpx.Response:
-    return client.post("/v1/shipments", json=shipment_body(**body_overrides), headers=headers(client_id, new_key()))
+    return client.post(
+        "/v1/shipments", json=shipment_body(**body_overrides), headers=headers(client_id, new_key())
+    )
 
 
 def test_create_returns_201_with_location_and_pending_label(client: httpx.Client, client_id: str) -> None:
@@ -113,7 +115,9 @@ def test_request_id_is_echoed_or_generated_and_logged(client: httpx.Client, api:
     assert len(generated) == 32
     int(generated, 16)
     lines = [orjson.loads(line) for line in api.logs().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
-    access = [e for e in lines if e.get("logger") == "puente_api.access" and e.get("request_id") == "drill-1234"]
+    access = [
+        e for e in lines if e.get("logger") == "puente_api.access" and e.get("request_id") == "drill-1234"
+    ]
     assert access and access[0]["status"] == 200 and access[0]["path"] == "/healthz"
 
 
@@ -121,7 +125,13 @@ def test_healthz_and_readyz_name_site_and_role(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "alive", "site": "test", "role": "primary"}
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "site": "test", "role": "primary", "database": "ok", "broker": "ok"}
+    assert r.json() == {
+        "status": "ready",
+        "site": "test",
+        "role": "primary",
+        "database": "ok",
+        "broker": "ok",
+    }
 
 
 def test_metrics_count_requests(client: httpx.Client) -> None:

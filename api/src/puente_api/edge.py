@@ -32,12 +32,11 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _send_problem(send: Send, problem: Problem, path: str, request_id: bytes) -> None:
+async def _send_problem(send: Send, problem: Problem, path: str) -> None:
     body = problem.body(path)
     headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id),
     ]
     headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
@@ -66,6 +65,14 @@ class Edge:
         state: dict[str, Any] = {"status": 500, "started": False}
 
         async def send_wrapper(message: Message) -> None:
+            if state.get("too_large"):
+                # the framework turned our "too large" into its own error response: answer 413 instead
+                if message["type"] == "http.response.start" and not state["started"]:
+                    await _send_problem(send_wrapper_inner, self._too_large(), path)
+                return
+            await send_wrapper_inner(message)
+
+        async def send_wrapper_inner(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["status"] = message["status"]
@@ -80,23 +87,24 @@ class Edge:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    state["too_large"] = True
                     raise _BodyTooLarge
             return message
 
         try:
             problem = self._refuse(method, headers)
             if problem is not None:
-                await _send_problem(send_wrapper, problem, path, rid)
+                await _send_problem(send_wrapper_inner, problem, path)
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except _BodyTooLarge:
             if not state["started"]:
-                await _send_problem(send_wrapper, self._too_large(), path, rid)
+                await _send_problem(send_wrapper_inner, self._too_large(), path)
         except Exception:
             access.exception("unhandled error on %s %s", method, path)
             if not state["started"]:
                 await _send_problem(
-                    send_wrapper, Problem(500, "internal", "An unexpected error occurred."), path, rid
+                    send_wrapper_inner, Problem(500, "internal", "An unexpected error occurred."), path, rid
                 )
         finally:
             elapsed = time.perf_counter() - start
@@ -131,6 +139,7 @@ class Edge:
                 return Problem(400, "bad-content-length", "Content-Length is not a number.")
             if int(length) > self.max_body:
                 return self._too_large()
-        if method in _WRITES and not _JSON_MEDIA.match(headers.get(b"content-type", b"")):
+        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        if method in _WRITES and has_body and not _JSON_MEDIA.match(headers.get(b"content-type", b"")):
             return Problem(415, "unsupported-media-type", "Send the request body as application/json.")
         return None

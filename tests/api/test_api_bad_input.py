@@ -1,0 +1,170 @@
+"""Bad input never yields a 5xx: every refusal is a 4xx application/problem+json, and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from api_helpers import address, count, headers, new_key, shipment_body
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    doc = r.json()
+    assert doc["status"] == status
+    assert doc["type"].startswith("https://") and doc["title"] and doc["detail"]
+    return doc
+
+
+def raw_post(client: httpx.Client, client_id: str, content: bytes, **extra: str) -> httpx.Response:
+    return client.post("/v1/shipments", content=content, headers=headers(client_id, new_key(), **extra))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{", b'{"sender": }', b"\xff\xfe not utf-8", b"[1, 2", b"NaN-ish", b'{"a": 1}{"b": 2}'],
+)
+def test_malformed_json_is_400(client: httpx.Client, client_id: str, content: bytes) -> None:
+    assert_problem(raw_post(client, client_id, content), 400)
+
+
+def _with_parcel(**parcel: object) -> dict[str, Any]:
+    base = {"weight_grams": 100, "length_cm": 10, "width_cm": 10, "height_cm": 10}
+    return shipment_body(parcels=[{**base, **parcel}])
+
+
+INVALID_BODIES = {
+    "negative weight": _with_parcel(weight_grams=-1),
+    "zero weight": _with_parcel(weight_grams=0),
+    "too heavy": _with_parcel(weight_grams=70_001),
+    "weight as string": _with_parcel(weight_grams="100"),
+    "weight as float": _with_parcel(weight_grams=1.5),
+    "weight as bool": _with_parcel(weight_grams=True),
+    "weight huge int": _with_parcel(weight_grams=10**40),
+    "unknown field": {**shipment_body(), "priority": "high"},
+    "unknown nested field": shipment_body(sender={**address(), "floor": 3}),
+    "no parcels": shipment_body(parcels=[]),
+    "parcels not a list": shipment_body(parcels={"weight_grams": 1}),
+    "missing recipient": {k: v for k, v in shipment_body().items() if k != "recipient"},
+    "body is a list": [shipment_body()],
+    "body is a string": "shipment",
+    "body is null": None,
+    "bad country": shipment_body(recipient={**address(), "country": "gb"}),
+    "bad service": shipment_body(service="overnight"),
+    "NUL in name": shipment_body(recipient={**address(), "name": "Ada\u0000"}),
+    "control char in city": shipment_body(recipient={**address(), "city": "Lon\u001bdon"}),
+    "blank name": shipment_body(recipient={**address(), "name": "   "}),
+    "unassigned code point": shipment_body(recipient={**address(), "name": "Ada \U000e0fff"}),
+    "private use": shipment_body(recipient={**address(), "name": "Ada \ue000"}),
+    "name too long": shipment_body(recipient={**address(), "name": "é" * 101}),
+    "too many parcels": shipment_body(parcels=[_with_parcel()["parcels"][0]] * 21),
+}
+
+
+@pytest.mark.parametrize("body", INVALID_BODIES.values(), ids=INVALID_BODIES.keys())
+def test_invalid_bodies_are_422_and_create_nothing(
+    client: httpx.Client, client_id: str, db: psycopg.Connection, body: object
+) -> None:
+    r = client.post("/v1/shipments", json=body, headers=headers(client_id, new_key()))
+    doc = assert_problem(r, 422)
+    assert doc["errors"], doc
+    assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == 0
+
+
+def test_lone_surrogate_is_422(client: httpx.Client, client_id: str) -> None:
+    # JSON may spell a lone surrogate (\ud800); it is not text and PostgreSQL cannot store it
+    content = (
+        b'{"sender": {"name": "A\\ud800", "street": "s", "city": "c", "postal_code": "1", "country": "ES"}}'
+    )
+    assert_problem(raw_post(client, client_id, content), 422)
+
+
+def test_real_unicode_is_accepted_and_normalised(client: httpx.Client, client_id: str) -> None:
+    recipient = {**address(), "name": "Zoë 🚚 عبد الله", "city": "Cafe\u0301 Łódź"}  # decomposed é
+    r = client.post(
+        "/v1/shipments", json=shipment_body(recipient=recipient), headers=headers(client_id, new_key())
+    )
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert doc["recipient"]["name"] == "Zoë 🚚 عبد الله"
+    assert doc["recipient"]["city"] == "Caf\u00e9 Łódź"  # stored NFC
+
+
+def test_huge_body_with_content_length_is_413(client: httpx.Client, client_id: str) -> None:
+    content = b'{"reference": "' + b"x" * 70_000 + b'"}'
+    doc = assert_problem(raw_post(client, client_id, content), 413)
+    assert doc["max_bytes"] == 65536
+
+
+def test_huge_chunked_body_is_413(client: httpx.Client, client_id: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"reference": "'
+        for _ in range(20):
+            yield b"y" * 8192
+        yield b'"}'
+
+    r = client.post("/v1/shipments", content=chunks(), headers=headers(client_id, new_key()))
+    assert "content-length" not in r.request.headers
+    assert_problem(r, 413)
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "application/xml", ""])
+def test_wrong_media_type_is_415(client: httpx.Client, client_id: str, ctype: str) -> None:
+    r = client.post(
+        "/v1/shipments",
+        content=b"{}",
+        headers={"X-Client-Id": client_id, "Idempotency-Key": new_key(), "Content-Type": ctype},
+    )
+    assert_problem(r, 415)
+
+
+def test_json_with_charset_is_accepted(client: httpx.Client, client_id: str) -> None:
+    import orjson
+
+    r = raw_post(
+        client,
+        client_id,
+        orjson.dumps(shipment_body()),
+        **{"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert r.status_code == 201
+
+
+def test_bad_client_id_is_400(client: httpx.Client) -> None:
+    r = client.post("/v1/shipments", json=shipment_body(), headers=headers("no spaces allowed", new_key()))
+    assert_problem(r, 400)
+
+
+@pytest.mark.parametrize(
+    "method,path,status",
+    [
+        ("GET", "/v1/nothing-here", 404),
+        ("DELETE", "/v1/shipments", 405),
+        ("PUT", "/healthz", 405),
+        ("GET", "/v1/shipments/not-a-uuid", 422),
+    ],
+)
+def test_routing_errors_are_problems(client: httpx.Client, method: str, path: str, status: int) -> None:
+    assert_problem(client.request(method, path), status)
+
+
+INVALID_EVENTS = {
+    "naive datetime": {"type": "picked_up", "occurred_at": "2026-01-02T08:00:00"},
+    "datetime out of window": {"type": "picked_up", "occurred_at": "0001-01-01T00:00:00+14:00"},
+    "far future": {"type": "picked_up", "occurred_at": "9999-12-31T23:59:59-14:00"},
+    "unknown type": {"type": "teleported", "occurred_at": "2026-01-02T08:00:00Z"},
+    "not a datetime": {"type": "picked_up", "occurred_at": "yesterday"},
+}
+
+
+@pytest.mark.parametrize("body", INVALID_EVENTS.values(), ids=INVALID_EVENTS.keys())
+def test_invalid_events_are_422(client: httpx.Client, client_id: str, body: object) -> None:
+    sid = client.post("/v1/shipments", json=shipment_body(), headers=headers(client_id, new_key())).json()[
+        "id"
+    ]
+    r = client.post(f"/v1/shipments/{sid}/events", json=body, headers=headers(client_id, new_key()))
+    assert_problem(r, 422)

@@ -1,0 +1,218 @@
+"""Idempotency-Key semantics (IETF httpapi draft + Stripe's documented behaviour), end to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import psycopg
+import pytest
+from api_helpers import count, headers, new_key, shipment_body
+from puente_api import reaper
+from puente_api.settings import Settings
+
+
+def post(client: httpx.Client, client_id: str, key: str | None, body: object | None = None) -> httpx.Response:
+    return client.post("/v1/shipments", json=body or shipment_body(), headers=headers(client_id, key))
+
+
+def test_missing_key_is_400_and_creates_nothing(
+    client: httpx.Client, client_id: str, db: psycopg.Connection
+) -> None:
+    r = post(client, client_id, None)
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith("/idempotency-key-missing")
+    assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "8e03978e-40d5-43e8-bc93-6894a57f9324",  # a token, not an sf-string (no quotes)
+        '"short"',  # fewer than 8 characters
+        '"' + "x" * 256 + '"',  # more than 255
+        '"has"quote"',  # unescaped DQUOTE inside
+        '"8e03978e-40d5";a=1',  # parameters: not a bare sf-string
+        '"ключ-ключ-ключ"'.encode(),  # non-ASCII (sent as raw UTF-8 bytes)
+        '""',
+    ],
+)
+def test_malformed_key_is_400(client: httpx.Client, client_id: str, key: str | bytes) -> None:
+    r = client.post(
+        "/v1/shipments", json=shipment_body(), headers={**headers(client_id), "Idempotency-Key": key}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["type"].endswith("/idempotency-key-malformed")
+
+
+def test_two_key_headers_are_400(api: object, client_id: str) -> None:
+    base = api.base_url  # type: ignore[attr-defined]
+    h = [("Idempotency-Key", new_key()), ("Idempotency-Key", new_key()), ("X-Client-Id", client_id)]
+    r = httpx.post(f"{base}/v1/shipments", json=shipment_body(), headers=h)
+    assert r.status_code == 400
+
+
+def test_escaped_sf_string_is_accepted(client: httpx.Client, client_id: str) -> None:
+    r = post(client, client_id, r'"with \"escapes\" and \\ slash"')
+    assert r.status_code == 201, r.text
+
+
+def test_retry_replays_the_stored_response_byte_for_byte(
+    client: httpx.Client, client_id: str, db: psycopg.Connection
+) -> None:
+    key = new_key()
+    first = post(client, client_id, key)
+    again = post(client, client_id, key)
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == 1
+
+
+def test_same_json_in_another_order_is_the_same_request(client: httpx.Client, client_id: str) -> None:
+    key = new_key()
+    body = shipment_body()
+    first = client.post("/v1/shipments", content=orjson_dumps(body), headers=headers(client_id, key))
+    reordered = dict(reversed(list(body.items())))
+    again = client.post(
+        "/v1/shipments", content=orjson_dumps(reordered, indent=True), headers=headers(client_id, key)
+    )
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+
+
+def orjson_dumps(doc: object, indent: bool = False) -> bytes:
+    import orjson
+
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 if indent else 0)
+
+
+def test_same_key_different_payload_is_422(
+    client: httpx.Client, client_id: str, db: psycopg.Connection
+) -> None:
+    key = new_key()
+    assert post(client, client_id, key).status_code == 201
+    r = post(client, client_id, key, shipment_body(weight=999))
+    assert r.status_code == 422
+    assert r.json()["type"].endswith("/idempotency-key-reused")
+    assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == 1
+
+
+def test_same_key_on_another_endpoint_is_422(client: httpx.Client, client_id: str) -> None:
+    key = new_key()
+    sid = post(client, client_id, key).json()["id"]
+    r = client.post(
+        f"/v1/shipments/{sid}/events",
+        json={"type": "picked_up", "occurred_at": "2026-01-02T08:00:00Z"},
+        headers=headers(client_id, key),
+    )
+    assert r.status_code == 422
+
+
+def test_keys_are_scoped_per_client(client: httpx.Client, client_id: str, db: psycopg.Connection) -> None:
+    key = new_key()
+    a = post(client, client_id, key)
+    b = post(client, client_id + "-other", key)
+    assert a.status_code == b.status_code == 201
+    assert "idempotent-replayed" not in b.headers
+    assert a.json()["id"] != b.json()["id"]
+
+
+def test_stored_4xx_is_replayed(client: httpx.Client, client_id: str) -> None:
+    sid = post(client, client_id, new_key()).json()["id"]
+    delivered = {"type": "delivered", "occurred_at": "2026-01-03T10:00:00Z"}
+    assert (
+        client.post(
+            f"/v1/shipments/{sid}/events", json=delivered, headers=headers(client_id, new_key())
+        ).status_code
+        == 201
+    )
+    key = new_key()
+    late = {"type": "in_transit", "occurred_at": "2026-01-04T10:00:00Z"}
+    first = client.post(f"/v1/shipments/{sid}/events", json=late, headers=headers(client_id, key))
+    assert first.status_code == 409
+    assert first.json()["type"].endswith("/shipment-closed")
+    again = client.post(f"/v1/shipments/{sid}/events", json=late, headers=headers(client_id, key))
+    assert again.status_code == 409
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["content-type"] == "application/problem+json"
+
+
+def test_validation_failures_are_not_stored(client: httpx.Client, client_id: str) -> None:
+    """Stripe: results are saved only once the endpoint started executing; fix the body, keep the key."""
+    key = new_key()
+    bad = post(client, client_id, key, shipment_body(weight=-5))
+    assert bad.status_code == 422
+    good = post(client, client_id, key)
+    assert good.status_code == 201
+    assert "idempotent-replayed" not in good.headers
+
+
+def test_fifty_concurrent_posts_with_one_key_make_one_shipment(
+    api: object, client_id: str, db: psycopg.Connection
+) -> None:
+    key = new_key()
+    body = shipment_body()
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=60, limits=limits) as ac:  # type: ignore[attr-defined]
+            return await asyncio.gather(
+                *(ac.post("/v1/shipments", json=body, headers=headers(client_id, key)) for _ in range(50))
+            )
+
+    responses = asyncio.run(burst())
+    fresh = [r for r in responses if r.status_code == 201 and "idempotent-replayed" not in r.headers]
+    replays = [
+        r for r in responses if r.status_code == 201 and r.headers.get("idempotent-replayed") == "true"
+    ]
+    conflicts = [r for r in responses if r.status_code == 409]
+    assert len(fresh) == 1
+    assert len(fresh) + len(replays) + len(conflicts) == 50, [r.status_code for r in responses]
+    assert all(r.content == fresh[0].content for r in replays)
+    assert all(r.headers["content-type"] == "application/problem+json" for r in conflicts)
+    assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == 1
+    assert count(db, "SELECT count(*) FROM outbox WHERE aggregate_id = %s", fresh[0].json()["id"]) == 1
+
+
+def test_reaper_removes_expired_keys_and_keeps_shipments(
+    client: httpx.Client, client_id: str, db: psycopg.Connection, settings: Settings
+) -> None:
+    old_key, new = new_key(), new_key()
+    old_id = post(client, client_id, old_key).json()["id"]
+    post(client, client_id, new)
+    db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - make_interval(secs => %s + 60) "
+        "WHERE client_id = %s AND idempotency_key = %s",
+        (settings.idempotency_ttl_seconds, client_id, old_key.strip('"')),
+    )
+    assert reaper.run_once(db, settings.idempotency_ttl_seconds) >= 1
+    keys = [
+        r[0]
+        for r in db.execute("SELECT idempotency_key FROM idempotency_keys WHERE client_id = %s", (client_id,))
+    ]
+    assert keys == [new.strip('"')]
+    assert count(db, "SELECT count(*) FROM shipments WHERE id = %s", old_id) == 1
+    # after expiry the key is new again: a fresh request, a second shipment
+    again = post(client, client_id, old_key)
+    assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != old_id
+
+
+def test_expired_key_not_yet_reaped_counts_as_absent(
+    client: httpx.Client, client_id: str, db: psycopg.Connection, settings: Settings
+) -> None:
+    key = new_key()
+    first = post(client, client_id, key).json()["id"]
+    db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - make_interval(secs => %s + 1) WHERE client_id = %s",
+        (settings.idempotency_ttl_seconds, client_id),
+    )
+    again = post(client, client_id, key)
+    assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != first
+    assert count(db, "SELECT count(*) FROM idempotency_keys WHERE client_id = %s", client_id) == 1
