@@ -1,0 +1,90 @@
+"""kill -9 of the API process in the middle of a POST, restart, retry: exactly one shipment and one
+label. The test-only pause hooks (PUENTE_TEST_PAUSE_AFTER_*_SECONDS) hold the request at a chosen
+point so the kill lands exactly there."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import psycopg
+import pytest
+from api_helpers import count, deliver_all, headers, new_key, shipment_body
+from api_servers import APIServer
+from puente_api.brokers import Broker
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def advisory_locks(db: psycopg.Connection) -> int:
+    return count(
+        db,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+
+
+def post_in_background(
+    base_url: str, body: object, hdrs: dict[str, str]
+) -> tuple[threading.Thread, list[object]]:
+    result: list[object] = []
+
+    def send() -> None:
+        try:
+            result.append(httpx.post(f"{base_url}/v1/shipments", json=body, headers=hdrs, timeout=60))
+        except httpx.HTTPError as exc:  # the server died under the request
+            result.append(exc)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.parametrize("point", ["LOCK", "COMMIT"])
+def test_kill9_mid_post_then_retry_gives_one_shipment_and_one_label(
+    api_env: dict[str, str], client_id: str, db: psycopg.Connection, rabbit_broker: Broker, point: str
+) -> None:
+    server = APIServer(api_env).start({f"PUENTE_TEST_PAUSE_AFTER_{point}_SECONDS": "30"})
+    key, body = new_key(), shipment_body()
+    try:
+        thread, result = post_in_background(server.base_url, body, headers(client_id, key))
+        if point == "LOCK":
+            # the transaction is open and holds the key's lock: kill now
+            wait_for(lambda: advisory_locks(db) == 1)
+        else:
+            # the transaction committed; the response is not written yet: kill now
+            wait_for(lambda: count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == 1)
+        server.kill9()
+        thread.join(30)
+        assert isinstance(result[0], httpx.HTTPError), result  # the client saw no answer
+
+        # PostgreSQL noticed the dead client: the lock is gone, nothing half-done is left
+        wait_for(lambda: advisory_locks(db) == 0)
+        expected = 0 if point == "LOCK" else 1
+        assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == expected
+        assert count(db, "SELECT count(*) FROM idempotency_keys WHERE client_id = %s", client_id) == expected
+
+        server.start()  # restart without the pause
+        retry = httpx.post(f"{server.base_url}/v1/shipments", json=body, headers=headers(client_id, key))
+        assert retry.status_code == 201
+        assert ("idempotent-replayed" in retry.headers) == (point == "COMMIT")
+        again = httpx.post(f"{server.base_url}/v1/shipments", json=body, headers=headers(client_id, key))
+        assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+        assert again.content == retry.content
+    finally:
+        server.stop()
+
+    deliver_all(db, rabbit_broker)
+    sid = retry.json()["id"]
+    assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", client_id) == 1
+    assert count(db, "SELECT count(*) FROM outbox WHERE aggregate_id = %s", sid) == 1
+    assert count(db, "SELECT count(*) FROM labels WHERE shipment_id = %s", sid) == 1
+    row = db.execute("SELECT label_status FROM shipments WHERE id = %s", (sid,)).fetchone()
+    assert row == ("ready",)

@@ -1,0 +1,91 @@
+"""When the database is unreachable or read-only, or the broker is down, the API answers 503 +
+Retry-After problem+json (never a bare 500) and /readyz says why, naming the site and its role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from api_helpers import headers, new_key, shipment_body
+from api_servers import APIServer, Postgres, free_port
+from conftest import make_env, migrate
+
+
+def assert_unavailable(r: httpx.Response) -> dict[str, object]:
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert int(r.headers["retry-after"]) > 0
+    return dict(r.json())
+
+
+@pytest.fixture
+def server_factory() -> Iterator[list[APIServer]]:
+    started: list[APIServer] = []
+    yield started
+    for s in started:
+        s.stop()
+
+
+def serve(factory: list[APIServer], env: dict[str, str]) -> APIServer:
+    server = APIServer(env).start()
+    factory.append(server)
+    return server
+
+
+def test_database_unreachable_gives_503_and_readyz_says_why(
+    server_factory: list[APIServer], api_env: dict[str, str]
+) -> None:
+    env = {
+        **api_env,
+        "PUENTE_DATABASE_URL": f"postgresql://puente@127.0.0.1:{free_port()}/puente",
+        "PUENTE_SITE": "cloud",
+        "PUENTE_SITE_ROLE": "secondary",
+    }
+    server = serve(server_factory, env)
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        assert c.get("/healthz").status_code == 200  # alive, just not ready
+        doc = assert_unavailable(
+            c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+        )
+        assert str(doc["type"]).endswith("/database-unavailable")
+        assert_unavailable(c.get("/v1/shipments"))
+        ready = assert_unavailable(c.get("/readyz"))
+        assert ready["site"] == "cloud" and ready["role"] == "secondary"
+        assert any("database unreachable" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
+
+
+def test_read_only_database_gives_503_reads_still_work(
+    server_factory: list[APIServer], pg: Postgres, api_env: dict[str, str]
+) -> None:
+    url = pg.create_database("puente_ro")
+    env = make_env(url, api_env["PUENTE_BROKER_URL"])
+    migrate(env)
+    import psycopg
+
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+        # what a standby or a leaderless cluster looks like to the API: every transaction read-only
+        conn.execute("ALTER DATABASE puente_ro SET default_transaction_read_only = on")
+    server = serve(server_factory, env)
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        doc = assert_unavailable(
+            c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+        )
+        assert str(doc["type"]).endswith("/database-read-only")
+        assert c.get("/v1/shipments").status_code == 200
+        ready = assert_unavailable(c.get("/readyz"))
+        assert any("read-only" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
+
+
+def test_broker_down_fails_readyz_but_writes_go_on(
+    server_factory: list[APIServer], api_env: dict[str, str]
+) -> None:
+    """The outbox decouples writes from the broker: the shipment is taken, its label waits."""
+    env = {**api_env, "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F"}
+    server = serve(server_factory, env)
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        ready = assert_unavailable(c.get("/readyz"))
+        assert ready["reasons"] and "broker unreachable" in str(ready["reasons"])
+        r = c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+        assert r.status_code == 201
+        assert r.json()["label_status"] == "pending"

@@ -1,0 +1,73 @@
+"""Settings come from the environment and are validated with messages that name the variable."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+from conftest import API_EXE
+from puente_api import settings
+from puente_api.settings import SettingsError
+
+GOOD = {
+    "PUENTE_SITE": "onprem",
+    "PUENTE_SITE_ROLE": "primary",
+    "PUENTE_DATABASE_URL": "postgresql://puente_api@10.89.1.31:5432/puente",
+    "PUENTE_DATABASE_PASSWORD": "s3cret",
+    "PUENTE_BROKER_URL": "amqp://puente@10.89.1.41:5672/puente",
+    "PUENTE_BROKER_PASSWORD": "hunter2",
+    "PUENTE_IDEMPOTENCY_TTL_SECONDS": "86400",
+    "PUENTE_MAX_BODY_BYTES": "65536",
+    "PUENTE_LOG_LEVEL": "INFO",
+}
+
+
+def test_good_settings_load() -> None:
+    s = settings.load(GOOD)
+    assert s.site == "onprem" and s.site_role == "primary"
+    assert s.broker.host == "10.89.1.41" and s.broker.vhost == "puente" and s.broker.password == "hunter2"
+    assert "password=s3cret" in s.conninfo and "connect_timeout=3" in s.conninfo
+
+
+def test_sqs_broker_url() -> None:
+    s = settings.load({**GOOD, "PUENTE_BROKER_URL": "sqs://puente-labels.fifo?region=eu-central-1"})
+    assert (s.broker.scheme, s.broker.queue, s.broker.region, s.broker.endpoint_url) == (
+        "sqs",
+        "puente-labels.fifo",
+        "eu-central-1",
+        None,
+    )
+
+
+BAD = [
+    ({"PUENTE_SITE": ""}, "PUENTE_SITE is required"),
+    ({"PUENTE_SITE": "On Prem"}, "PUENTE_SITE must be"),
+    ({"PUENTE_SITE_ROLE": "leader"}, "PUENTE_SITE_ROLE must be one of primary, secondary"),
+    ({"PUENTE_DATABASE_URL": ""}, "PUENTE_DATABASE_URL is required"),
+    ({"PUENTE_DATABASE_URL": "mysql://x@h/db"}, "PUENTE_DATABASE_URL must start with postgresql://"),
+    ({"PUENTE_DATABASE_URL": "postgresql://x@h:5432/"}, "PUENTE_DATABASE_URL must name a database"),
+    ({"PUENTE_DATABASE_URL": "postgresql://x@h:99999/db"}, "PUENTE_DATABASE_URL has an invalid port"),
+    ({"PUENTE_BROKER_URL": "kafka://h"}, "PUENTE_BROKER_URL must start with amqp:// or sqs://"),
+    ({"PUENTE_BROKER_URL": "sqs://labels?region=eu-central-1"}, "PUENTE_BROKER_URL must name a FIFO queue"),
+    ({"PUENTE_BROKER_URL": "sqs://labels.fifo"}, "PUENTE_BROKER_URL must carry ?region="),
+    ({"PUENTE_IDEMPOTENCY_TTL_SECONDS": "1 day"}, "PUENTE_IDEMPOTENCY_TTL_SECONDS must be an integer"),
+    ({"PUENTE_IDEMPOTENCY_TTL_SECONDS": "5"}, "PUENTE_IDEMPOTENCY_TTL_SECONDS must be between"),
+    ({"PUENTE_MAX_BODY_BYTES": "-1"}, "PUENTE_MAX_BODY_BYTES must be between"),
+    ({"PUENTE_LOG_LEVEL": "LOUD"}, "PUENTE_LOG_LEVEL must be one of"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD, ids=[m for _, m in BAD])
+def test_bad_settings_name_the_variable(override: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        settings.load({**GOOD, **override})
+
+
+def test_serve_exits_non_zero_with_the_message() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUENTE_")}
+    env |= {**GOOD, "PUENTE_BROKER_URL": "kafka://nowhere"}
+    r = subprocess.run([API_EXE, "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "PUENTE_BROKER_URL must start with amqp:// or sqs://" in r.stderr
