@@ -239,7 +239,9 @@ class APIServer:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
+        if not keep_log:
+            self.log.unlink(missing_ok=True)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

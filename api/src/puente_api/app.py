@@ -59,9 +59,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None, configure_logging: bool = True) -> ASGIApp:
     settings = settings or settings_mod.load()
-    logs.setup(settings.log_level, settings.site)
+    if configure_logging:
+        logs.setup(settings.log_level, settings.site)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,3 +89,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return Edge(app, settings.max_body_bytes)
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document without serving anything (for tests and docs)."""
+    edge = create_app(settings, configure_logging=False)
+    assert isinstance(edge, Edge)
+    fastapi_app = edge.app
+    assert isinstance(fastapi_app, FastAPI)
+    return fastapi_app.openapi()

@@ -1,0 +1,44 @@
+"""Property-based contract test: schemathesis generates valid and invalid requests from the OpenAPI
+document, sends them to the running server, and every response must be documented (status, content
+type, headers, body schema) and never a 5xx. Bounded (max_examples per operation and generation mode)
+to stay well under a minute on two cores."""
+
+from __future__ import annotations
+
+import httpx
+import schemathesis
+from api_servers import APIServer
+from conftest import make_env
+from hypothesis import HealthCheck, settings
+from puente_api import settings as settings_mod
+from puente_api.app import openapi_document
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+# The document is built at collection time (the server starts later, in a fixture);
+# test_served_document_is_the_tested_one proves the server serves this very document.
+SPEC = openapi_document(settings_mod.load(make_env("postgresql://u@127.0.0.1:1/db", "amqp://g@127.0.0.1:1/")))
+schema = schemathesis.openapi.from_dict(SPEC)
+
+
+def test_served_document_is_the_tested_one(api: APIServer) -> None:
+    assert httpx.get(f"{api.base_url}/openapi.json").json() == SPEC
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_every_response_matches_the_contract(case: schemathesis.Case, api: APIServer) -> None:
+    case.call_and_validate(base_url=api.base_url, checks=CHECKS)
