@@ -8,6 +8,7 @@ outputs (ARNs, DNS names, endpoints) so that `apply` callbacks in the program ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -189,7 +190,9 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
             rid = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{physical}"
             extra = {"url": rid, "arn": _arn("sqs", region, physical), "name": physical}
         case "aws:ec2/instance:Instance":
-            extra = {"privateIp": inputs.get("privateIp", "10.0.128.10"), "privateDns": f"ip-{name}.internal"}
+            digest = hashlib.sha256(name.encode()).digest()
+            ip = inputs.get("privateIp") or f"10.{digest[0]}.{digest[1]}.{digest[2] % 250 + 4}"
+            extra = {"privateIp": ip, "privateDns": f"ip-{ip.replace('.', '-')}.{region}.compute.internal"}
         case "aws:ec2/vpnConnection:VpnConnection":
             extra = {"tunnel1Address": "192.0.2.11", "tunnel2Address": "192.0.2.12"}
         case "aws:kms/key:Key":
@@ -224,9 +227,12 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
 class RecordingMonitor(MockMonitor):
     """A MockMonitor that records every registration and enforces the engine's rules."""
 
-    def __init__(self, mocks: RecordingMocks, recording: Recording) -> None:
+    def __init__(self, mocks: RecordingMocks, recording: Recording, preview: bool = False) -> None:
         super().__init__(mocks)
         self.recording = recording
+        # Like the engine in a preview: providers compute nothing, so outputs that are not inputs (ids,
+        # ARNs, DNS names) stay unknown.
+        self.preview = preview
 
     def RegisterResource(self, request):
         if request.type == "pulumi:pulumi:Stack":
@@ -235,7 +241,10 @@ class RecordingMonitor(MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         wire = json_format.MessageToDict(request.object)
         inputs = plain(wire)
-        id_, state = synthesize_or_mock(self.mocks, request, inputs)
+        if self.preview:
+            id_, state = "", dict(inputs)
+        else:
+            id_, state = synthesize_or_mock(self.mocks, request, inputs)
         # Keep inputs that were secret secret in the state, as the engine does.
         for key, value in wire.items():
             if isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG and key in state:
@@ -259,6 +268,10 @@ class RecordingMonitor(MockMonitor):
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
         obj_proto = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+
+    def RegisterResourceOutputs(self, request):
+        self.recording.component_outputs[request.urn] = plain(json_format.MessageToDict(request.outputs))
+        return super().RegisterResourceOutputs(request)
 
     def ReadResource(self, request):
         response = super().ReadResource(request)

@@ -95,20 +95,29 @@ def run(
     secrets: Mapping[str, str] | None = None,
     preview: bool = False,
     invoke_answers: Mapping[str, InvokeAnswer] | None = None,
+    recording: Recording | None = None,
 ) -> Recording:
-    """Run `program` (a directory with __main__.py, or a function) and return what it registered."""
+    """Run `program` (a directory with __main__.py, or a function) and return what it registered.
+
+    Pass `recording` to keep what was registered even when the program raises (e.g. to prove that a
+    configuration error declared nothing).
+    """
     config = dict(config or {})
     secret_keys: Iterable[str] = list((secrets or {}).keys())
     config.update(secrets or {})
     region = str(config.get("aws:region", "us-east-1"))
-    recording = Recording(project=project, stack=stack)
+    recording = recording if recording is not None else Recording(project=project, stack=stack)
 
     def _body() -> None:
         ROOT.set(None)
         set_all_config(_config_strings(config), list(secret_keys))
         mocks = RecordingMocks(region, invoke_answers)
         set_mocks(
-            mocks, project=project, stack=stack, preview=preview, monitor=RecordingMonitor(mocks, recording)
+            mocks,
+            project=project,
+            stack=stack,
+            preview=preview,
+            monitor=RecordingMonitor(mocks, recording, preview),
         )
         expectations: list[_Expectation] = []
         _EXPECTATIONS.set(expectations)

@@ -1,0 +1,146 @@
+"""Ansible inventory plugin `pulumi_stack`: the cloud site's addresses straight from a Pulumi stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from typing import Any
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin
+
+DOCUMENTATION = r"""
+name: pulumi_stack
+short_description: Cloud nodes and endpoints from a Pulumi stack's outputs
+description:
+  - Reads the outputs of a stack of Puente's Pulumi program (C(stacks/)), either by running
+    C(pulumi stack output --json) or from a JSON file exported with that command, so operators never
+    copy cloud addresses by hand.
+  - Hosts come from the C(cloudNodes) output (node name mapped to its address and groups); they join
+    the site group (C(cloud) by default) and the groups the stack gives them (e.g. C(postgresql)
+    for the cross-site Patroni members), with C(ansible_host) set to their private address (reached through the VPN).
+  - Every other non-secret output becomes a variable of group C(all) named C(puente_cloud_<output in
+    snake_case>), e.g. C(puente_cloud_alb_dns_name), C(puente_cloud_vpn_tunnel_addresses),
+    C(puente_cloud_db_endpoint), C(puente_cloud_queue_url).
+  - The config file must be named C(pulumi.yml) or C(pulumi.yaml) (or end with it).
+options:
+  plugin:
+    description: Marks this file as a config of this plugin.
+    required: true
+    choices: [pulumi_stack]
+  stack:
+    description: Stack to read with the Pulumi CLI (e.g. C(prod)). Ignored when I(stack_output_file) is set.
+    type: str
+  project_dir:
+    description: Directory holding C(Pulumi.yaml), relative to this config file.
+    type: str
+    default: ../..
+  stack_output_file:
+    description:
+      - JSON written by C(pulumi stack output --json --stack STACK > FILE), relative to this config file.
+      - Lets machines without the Pulumi CLI or backend credentials use the inventory.
+    type: str
+  pulumi_command:
+    description: The Pulumi CLI executable.
+    type: str
+    default: pulumi
+  site_group:
+    description: Group every cloud host joins.
+    type: str
+    default: cloud
+"""
+
+EXAMPLES = r"""
+# inventories/production/pulumi.yml — read the `prod` stack with the CLI (needs `pulumi login`):
+plugin: pulumi_stack
+stack: prod
+
+# or from a file exported by the platform team:
+#   pulumi stack output --json --stack prod > inventories/production/prod-outputs.json
+plugin: pulumi_stack
+stack_output_file: prod-outputs.json
+"""
+
+# Output keys this plugin relies on (stacks/puente_cloud/outputs.py; a test keeps them in step).
+CLOUD_NODES = "cloudNodes"
+REQUIRED_OUTPUTS = (CLOUD_NODES, "albDnsName", "vpnTunnelAddresses", "dbEndpoint", "queueUrl", "vpcCidr")
+# How `pulumi stack output --json` prints a secret without --show-secrets.
+SECRET_PLACEHOLDER = "[secret]"
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def variable_name(output_key: str) -> str:
+    return "puente_cloud_" + _CAMEL.sub("_", output_key).lower()
+
+
+class InventoryModule(BaseInventoryPlugin):
+    NAME = "pulumi_stack"
+
+    def verify_file(self, path: str) -> bool:
+        return super().verify_file(path) and path.endswith(("pulumi.yml", "pulumi.yaml"))
+
+    def parse(self, inventory: Any, loader: Any, path: str, cache: bool = True) -> None:
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        base = os.path.dirname(os.path.abspath(path))
+        outputs = self._outputs(base)
+        self._populate(outputs, path)
+
+    def _outputs(self, base: str) -> dict[str, Any]:
+        exported = self.get_option("stack_output_file")
+        if exported:
+            file = os.path.join(base, os.path.expanduser(exported))
+            try:
+                with open(file, encoding="utf-8") as fh:
+                    data = json.load(fh)
+            except (OSError, ValueError) as exc:
+                raise AnsibleParserError(
+                    f"pulumi_stack: cannot read stack outputs from {file}: {exc}"
+                ) from exc
+        else:
+            stack = self.get_option("stack")
+            if not stack:
+                raise AnsibleParserError("pulumi_stack: set `stack` (or `stack_output_file`)")
+            argv = [self.get_option("pulumi_command"), "stack", "output", "--json", "--stack", stack]
+            cwd = os.path.join(base, os.path.expanduser(self.get_option("project_dir")))
+            try:
+                done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=120)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise AnsibleParserError(f"pulumi_stack: cannot run {' '.join(argv)}: {exc}") from exc
+            if done.returncode != 0:
+                raise AnsibleParserError(
+                    f"pulumi_stack: {' '.join(argv)} (in {cwd}) failed: {done.stderr.strip()}"
+                )
+            try:
+                data = json.loads(done.stdout)
+            except ValueError as exc:
+                raise AnsibleParserError(f"pulumi_stack: {' '.join(argv)} printed no JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise AnsibleParserError("pulumi_stack: stack outputs must be a JSON object")
+        missing = [k for k in REQUIRED_OUTPUTS if k not in data]
+        if missing:
+            raise AnsibleParserError(
+                f"pulumi_stack: stack outputs lack {', '.join(missing)} (a Puente stack, deployed?)"
+            )
+        return data
+
+    def _populate(self, outputs: dict[str, Any], path: str) -> None:
+        site = self.inventory.add_group(self.get_option("site_group"))
+        for key, value in outputs.items():
+            if key == CLOUD_NODES or value == SECRET_PLACEHOLDER:
+                continue
+            self.inventory.set_variable("all", variable_name(key), value)
+        nodes = outputs[CLOUD_NODES]
+        if not isinstance(nodes, dict):
+            raise AnsibleParserError(f"pulumi_stack: {CLOUD_NODES} must be an object in {path}")
+        for name, node in nodes.items():
+            if not isinstance(node, dict) or not node.get("address"):
+                raise AnsibleParserError(f"pulumi_stack: {CLOUD_NODES}.{name} needs an address")
+            self.inventory.add_host(name, group=site)
+            self.inventory.set_variable(name, "ansible_host", node["address"])
+            self.inventory.set_variable(name, "puente_site", self.get_option("site_group"))
+            for group in node.get("groups", []):
+                self.inventory.add_group(group)
+                self.inventory.add_host(name, group=group)

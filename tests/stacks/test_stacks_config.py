@@ -1,0 +1,193 @@
+"""Bad stack configs are refused with a message naming the key — before any resource is declared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import DELETE, TEST_SECRETS, run_stack
+from puente_cloud import failover
+from puente_cloud.config import ConfigError
+
+from puente.pulumikit import Recording
+
+
+def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | None = None) -> str:
+    recording = Recording(project="puente", stack=stack)
+    with pytest.raises(ConfigError) as info:
+        run_stack(stack, overrides, secrets=secrets, recording=recording)
+    assert recording.resources == [], "a config error must come before any resource"
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides", "expected"),
+    [
+        # invalid CIDR
+        (
+            "dev",
+            {"puente:network.vpcCidr": "10.60.0.0/33"},
+            "puente:network.vpcCidr: '10.60.0.0/33' is not a valid CIDR",
+        ),
+        (
+            "dev",
+            {"puente:network.vpcCidr": "10.60.0.1/16"},
+            "puente:network.vpcCidr: '10.60.0.1/16' is not a valid CIDR",
+        ),
+        (
+            "dev",
+            {"puente:network.onpremCidrs": ["10.60.0.0/24"]},
+            "puente:network.onpremCidrs: 10.60.0.0/24 overlaps vpcCidr",
+        ),
+        # public database
+        (
+            "dev",
+            {"puente:database.publiclyAccessible": True},
+            "puente:database.publiclyAccessible: a public database is refused",
+        ),
+        # open security group
+        (
+            "dev",
+            {"puente:database.allowedCidrs": ["0.0.0.0/0"]},
+            "puente:database.allowedCidrs: 0.0.0.0/0 opens it to the whole internet",
+        ),
+        (
+            "dev",
+            {"puente:cluster.publicAccessCidrs": ["0.0.0.0/0"]},
+            "puente:cluster.publicAccessCidrs: 0.0.0.0/0 opens it to the whole internet",
+        ),
+        # missing tags
+        ("dev", {"puente:tags.CostCenter": DELETE}, "puente:tags.CostCenter: required tag is missing"),
+        ("dev", {"puente:tags": DELETE}, "puente:tags: is required"),
+        ("dev", {"puente:tags.Environment": "qa"}, "puente:tags.Environment: is set by the program"),
+        # bad instance counts
+        (
+            "dev",
+            {"puente:cluster.nodeMin": 4},
+            "puente:cluster.nodeDesired: needs nodeMin <= nodeDesired <= nodeMax",
+        ),
+        (
+            "dev",
+            {"puente:cluster.nodeMax": "three"},
+            "puente:cluster.nodeMax: must be an integer, got 'three'",
+        ),
+        ("dev", {"puente:api.replicasMax": 0}, "puente:api.replicasMax: must be between 1 and 100, got 0"),
+        ("prod", {"puente:cluster.nodeMin": 1}, "puente:cluster.nodeMin: must be between 2 and 100, got 1"),
+        # production resilience
+        ("prod", {"puente:database.multiAz": False}, "puente:database.multiAz: prod requires Multi-AZ"),
+        (
+            "prod",
+            {"puente:database.backupRetentionDays": 3},
+            "puente:database.backupRetentionDays: prod requires at least 7 days",
+        ),
+        (
+            "prod",
+            {"puente:network.availabilityZones": ["eu-west-1a", "eu-west-1b"]},
+            "puente:network.availabilityZones: needs at least 3 distinct zones",
+        ),
+        ("prod", {"puente:network.natGateways": "single"}, "puente:network.natGateways: prod needs perAz"),
+        # everything else a user can get wrong
+        (
+            "dev",
+            {"puente:network.availabilityZones": ["us-east-1a", "eu-west-1b"]},
+            "puente:network.availabilityZones: 'us-east-1a' is not a zone of region eu-west-1",
+        ),
+        (
+            "dev",
+            {"puente:network.vpn.customerGatewayIp": "10.0.0.1"},
+            "puente:network.vpn.customerGatewayIp: 10.0.0.1 is not a public IPv4 address",
+        ),
+        (
+            "dev",
+            {"puente:dns.onpremGatewayAddress": "gateway"},
+            "puente:dns.onpremGatewayAddress: 'gateway' is not an IPv4",
+        ),
+        (
+            "dev",
+            {"puente:edge.zoneName": "Not A Domain"},
+            "puente:edge.zoneName: 'Not A Domain' does not match",
+        ),
+        (
+            "dev",
+            {"puente:cluster.kubernetesVersion": "1.19"},
+            "puente:cluster.kubernetesVersion: '1.19' does not match",
+        ),
+        ("dev", {"puente:database.mode": "aurora"}, "puente:database.mode: must be one of rds, patroni"),
+        ("dev", {"puente:database.mode": "patroni"}, "puente:database.patroni: is required"),
+        (
+            "dev",
+            {"puente:queue.deadLetterRetentionSeconds": 60},
+            "puente:queue.deadLetterRetentionSeconds: must be >= messageRetentionSeconds",
+        ),
+        ("dev", {"puente:database.multiAZ": True}, "puente:database.multiAZ: is not a known setting (typo?)"),
+        ("dev", {"puente:environment": "qa"}, "puente:environment: must be one of dev, staging, prod"),
+        ("dev", {"aws:region": DELETE}, "aws:region: is required"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_key(stack: str, overrides: dict[str, Any], expected: str) -> None:
+    assert expected in _refused(stack, overrides)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = _refused(
+        "dev",
+        {
+            "puente:network.vpcCidr": "nonsense",
+            "puente:database.publiclyAccessible": True,
+            "puente:tags.Owner": DELETE,
+        },
+    )
+    assert "puente:network.vpcCidr" in message
+    assert "puente:database.publiclyAccessible" in message
+    assert "puente:tags.Owner" in message
+
+
+@pytest.mark.parametrize(
+    ("secrets", "expected"),
+    [
+        (
+            {},
+            "puente:databasePassword: is required (set it with `pulumi config set --secret databasePass",
+        ),
+        ({"puente:databasePassword": "short"}, "puente:databasePassword: needs 16-128 characters"),
+        ({"puente:databasePassword": "has a space in it, too long"}, 'without / @ " or space'),
+    ],
+)
+def test_database_password_is_a_validated_secret(secrets: dict[str, str], expected: str) -> None:
+    assert expected in _refused("dev", {}, secrets=secrets)
+
+
+def test_a_password_in_plain_config_is_refused() -> None:
+    overrides = {"puente:databasePassword": TEST_SECRETS["puente:databasePassword"]}
+    assert "puente:databasePassword: must be stored as a secret" in _refused("dev", overrides, secrets={})
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d["health_check"].update(timeout_seconds=0.5),
+            "health_check.timeout_seconds: must be an integer",
+        ),
+        (lambda d: d["health_check"].update(interval_seconds=15), "Route 53 accepts 10 or 30"),
+        (lambda d: d["health_check"].update(protocol="tcp"), "health_check.protocol: must be http or https"),
+        (lambda d: d["health_check"].update(path="readyz"), "health_check.path: must start with /"),
+        (lambda d: d["record"].update(weight=1), "record.weight: unknown field"),
+        (lambda d: d.pop("secondary"), "secondary: section is required"),
+        (lambda d: d.update(primary={"site": "cloud", "role": "edge"}), "PRIMARY=onprem gateway"),
+    ],
+)
+def test_failover_policy_file_is_validated(mutate: Any, expected: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(failover.POLICY_FILE.read_text())
+    mutate(data)
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
+        failover.parse(data)
+
+
+def test_the_committed_failover_policy_is_valid() -> None:
+    policy = failover.load()
+    assert (policy.path, policy.protocol, policy.port) == ("/readyz", "https", 443)
+    assert isinstance(policy.timeout_seconds, int)
+    assert policy.primary == ("onprem", "gateway") and policy.secondary == ("cloud", "edge")

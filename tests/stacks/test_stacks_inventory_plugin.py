@@ -1,0 +1,127 @@
+"""plugins/inventory/pulumi_stack.py: the stack's outputs become Ansible hosts, groups and variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO
+from puente_cloud import outputs
+
+from puente.pulumikit import Recording
+
+
+def _cli_json(rec: Recording) -> dict[str, Any]:
+    """What `pulumi stack output --json` prints for the stack (secrets masked, no --show-secrets)."""
+    return {k: ("[secret]" if k in rec.secret_outputs else v) for k, v in rec.outputs.items()}
+
+
+def _untagged(value: Any) -> Any:
+    """ansible-inventory marks values from outside as unsafe (never templated): {"__ansible_unsafe": v}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: _untagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untagged(v) for v in value]
+    return value
+
+
+def _config(tmp_path: Path, **options: Any) -> Path:
+    path = tmp_path / "pulumi.yml"
+    path.write_text(yaml.safe_dump({"plugin": "pulumi_stack", **options}))
+    return path
+
+
+def _inventory(source: Path) -> Any:
+    """Run the plugin in-process on `source`, as ansible-inventory's `auto` plugin would."""
+    from ansible.inventory.data import InventoryData
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import inventory_loader
+
+    inventory_loader.add_directory(str(REPO / "plugins" / "inventory"))
+    inventory = InventoryData()
+    inventory_loader.get("pulumi_stack").parse(inventory, DataLoader(), str(source), cache=False)
+    return inventory
+
+
+def test_ansible_inventory_cli_reads_an_exported_stack(geo: Recording, tmp_path: Path) -> None:
+    (tmp_path / "outputs.json").write_text(json.dumps(_cli_json(geo)))
+    source = _config(tmp_path, stack_output_file="outputs.json")
+    # From the repository root, so the project's ansible.cfg (inventory_plugins) is what finds the plugin.
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(source), "--list", "--export"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},
+    )
+    assert done.returncode == 0, done.stderr
+    listing = _untagged(json.loads(done.stdout))
+    assert sorted(listing["cloud"]["hosts"]) == ["cloud-db1", "cloud-db2"]
+    assert sorted(listing["postgresql"]["hosts"]) == ["cloud-db1", "cloud-db2"]
+    hostvars = listing["_meta"]["hostvars"]
+    nodes = geo.outputs[outputs.CLOUD_NODES]
+    assert hostvars["cloud-db1"]["ansible_host"] == nodes["cloud-db1"]["address"]
+    assert hostvars["cloud-db1"]["puente_site"] == "cloud"
+    all_vars = listing["all"]["vars"]
+    assert all_vars["puente_cloud_alb_dns_name"] == geo.outputs[outputs.ALB_DNS_NAME]
+    assert all_vars["puente_cloud_vpn_tunnel_addresses"] == geo.outputs[outputs.VPN_TUNNEL_ADDRESSES]
+    assert all_vars["puente_cloud_db_endpoint"] == geo.outputs[outputs.DB_ENDPOINT]
+    assert all_vars["puente_cloud_queue_url"] == geo.outputs[outputs.QUEUE_URL]
+    assert "puente_cloud_kubeconfig" not in all_vars  # a secret: never copied into the inventory
+
+
+def test_plugin_runs_the_pulumi_cli_for_the_stack(dev: Recording, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "outputs.json").write_text(json.dumps(_cli_json(dev)))
+    fake = tmp_path / "pulumi"
+    # Stands in for the Pulumi CLI (absent here): checks the arguments and the directory, prints outputs.
+    fake.write_text(f"""#!{sys.executable}
+import os, sys
+assert sys.argv[1:] == ["stack", "output", "--json", "--stack", "dev"], sys.argv
+assert os.path.exists("outputs.json"), os.getcwd()
+sys.stdout.write(open("outputs.json").read())
+""")
+    fake.chmod(0o755)
+    manager = _inventory(_config(tmp_path, stack="dev", project_dir="project", pulumi_command=str(fake)))
+    assert manager.groups["cloud"].get_hosts() == []  # RDS mode: no cloud VMs to configure
+    variables = manager.groups["all"].get_vars()
+    assert variables["puente_cloud_queue_url"] == dev.outputs[outputs.QUEUE_URL]
+    assert variables["puente_cloud_db_mode"] == "rds"
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "expected"),
+    [
+        (None, {"stack_output_file": "missing.json"}, "cannot read stack outputs"),
+        ({"albDnsName": "x"}, {"stack_output_file": "outputs.json"}, "stack outputs lack cloudNodes"),
+        (None, {}, "set `stack`"),
+        (None, {"stack": "dev", "pulumi_command": "/nonexistent/pulumi"}, "cannot run /nonexistent/pulumi"),
+    ],
+)
+def test_plugin_errors_are_clear(
+    tmp_path: Path, content: Any, options: dict[str, Any], expected: str
+) -> None:
+    from ansible.errors import AnsibleError
+
+    if content is not None:
+        (tmp_path / "outputs.json").write_text(json.dumps(content))
+    with pytest.raises(AnsibleError, match=expected):
+        _inventory(_config(tmp_path, **options))
+
+
+def test_example_configs_name_the_plugin() -> None:
+    configs = sorted(REPO.glob("inventories/*/pulumi.yml"))
+    assert configs, "no example config"
+    for path in configs:
+        assert yaml.safe_load(path.read_text())["plugin"] == "pulumi_stack"

@@ -1,0 +1,311 @@
+"""The real stacks/ program under the kit: the resource graph each environment declares."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+
+import pytest
+import yaml
+from puente_cloud import outputs
+from puente_cloud.failover import load as load_failover
+
+from puente import pulumikit, templating
+from puente.pulumikit import Recording
+
+COMPONENT_TOKEN = re.compile(r"^puente:(network|edge|compute|data|queue|dns):[A-Z][A-Za-z]+$")
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _components(rec: Recording) -> list[pulumikit.RecordedResource]:
+    return [r for r in rec.resources if not r.custom and r.type != STACK_TYPE]
+
+
+def test_one_component_per_concern(any_stack: Recording) -> None:
+    tokens = sorted(r.type for r in _components(any_stack))
+    assert tokens == sorted(
+        [
+            "puente:network:Network",
+            "puente:edge:Edge",
+            "puente:compute:Cluster",
+            "puente:compute:ApiService",
+            "puente:data:Database",
+            "puente:queue:Queue",
+            "puente:dns:FailoverDns",
+        ]
+    )
+    assert all(COMPONENT_TOKEN.match(t) for t in tokens)
+
+
+def test_every_resource_lives_under_a_component_and_is_named_after_it(any_stack: Recording) -> None:
+    components = {r.urn: r for r in _components(any_stack)}
+    for res in any_stack.custom():
+        if res.type.startswith("pulumi:providers:"):
+            continue
+        owner = any_stack.by_urn(res.parent)
+        while owner.urn not in components:  # grandchildren (e.g. a listener under its load balancer)
+            owner = any_stack.by_urn(owner.parent)
+        assert res.name.startswith(owner.name + "-"), f"{res.urn} is not named after {owner.urn}"
+
+
+def test_components_register_their_real_outputs(any_stack: Recording) -> None:
+    for comp in _components(any_stack):
+        registered = any_stack.component_outputs.get(comp.urn)
+        assert registered, f"{comp.urn} registered no outputs"
+        assert "None" not in json.dumps(registered) and "null" not in json.dumps(registered), comp.urn
+
+
+def test_stack_exports_every_key_the_ansible_side_reads(any_stack: Recording) -> None:
+    assert set(any_stack.outputs) == set(outputs.ALL)
+    assert any_stack.secret_outputs == {outputs.KUBECONFIG}
+    assert any_stack.outputs[outputs.ALB_DNS_NAME].endswith(".elb.amazonaws.com")
+    assert len(any_stack.outputs[outputs.VPN_TUNNEL_ADDRESSES]) == 2
+    assert any_stack.outputs[outputs.QUEUE_URL].endswith(".fifo")
+    assert any_stack.outputs[outputs.DB_ENDPOINT] == (
+        f"{any_stack.outputs[outputs.DB_ADDRESS]}:{any_stack.outputs[outputs.DB_PORT]}"
+    )
+    kubeconfig = json.loads(any_stack.outputs[outputs.KUBECONFIG])
+    assert kubeconfig["users"][0]["user"]["exec"]["command"] == "aws"  # no static token in the state
+
+
+def test_inventory_plugin_reads_keys_the_program_exports() -> None:
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("pulumi_stack", REPO / "plugins/inventory/pulumi_stack.py")
+    assert spec is not None and spec.loader is not None
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    assert set(plugin.REQUIRED_OUTPUTS) <= set(outputs.ALL)
+    assert plugin.CLOUD_NODES == outputs.CLOUD_NODES
+
+
+@pytest.mark.parametrize(("stack", "zones", "nats"), [("dev", 2, 1), ("prod", 3, 3), ("geo", 3, 3)])
+def test_network_spans_the_configured_zones(
+    stack: str, zones: int, nats: int, request: pytest.FixtureRequest
+) -> None:
+    rec: Recording = request.getfixturevalue(stack)
+    subnets = rec.of_type("aws:ec2/subnet:Subnet")
+    assert len({s.inputs["availabilityZone"] for s in subnets}) == zones
+    assert len(rec.of_type("aws:ec2/natGateway:NatGateway")) == nats
+    vpc = ipaddress.ip_network(rec.one("aws:ec2/vpc:Vpc").inputs["cidrBlock"])
+    blocks = [ipaddress.ip_network(s.inputs["cidrBlock"]) for s in subnets]
+    assert all(b.subnet_of(vpc) for b in blocks)
+    assert not any(a.overlaps(b) for i, a in enumerate(blocks) for b in blocks[i + 1 :])
+    assert all(s.inputs.get("mapPublicIpOnLaunch") is not True for s in subnets)
+
+
+def test_vpn_routes_the_onprem_networks(dev: Recording) -> None:
+    vpn = dev.one("aws:ec2/vpnConnection:VpnConnection")
+    assert vpn.inputs["staticRoutesOnly"] is True
+    routes = [
+        r.inputs["destinationCidrBlock"] for r in dev.of_type("aws:ec2/vpnConnectionRoute:VpnConnectionRoute")
+    ]
+    assert routes == ["10.89.0.0/16"]  # the lab's on-prem site, from Pulumi.dev.yaml
+    assert dev.one("aws:ec2/customerGateway:CustomerGateway").inputs["ipAddress"] == "198.51.100.7"
+    assert len(dev.of_type("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation")) == 2
+
+
+def test_the_only_open_rules_are_the_public_listener_and_its_redirect(any_stack: Recording) -> None:
+    open_rules = [
+        r
+        for r in any_stack.resources
+        if "0.0.0.0/0" in json.dumps(r.inputs)
+        and r.type.startswith(("aws:vpc/securityGroup", "aws:ec2/securityGroup"))
+    ]
+    assert sorted((r.name, r.inputs["fromPort"]) for r in open_rules) == [
+        ("edge-alb-in-443", 443.0),
+        ("edge-alb-in-80", 80.0),
+    ]
+    lb = any_stack.one("aws:lb/loadBalancer:LoadBalancer")
+    assert lb.inputs["internal"] is False and lb.inputs["dropInvalidHeaderFields"] is True
+    assert lb.inputs["accessLogs"]["enabled"] is True
+    listeners = {r.inputs["port"]: r.inputs for r in any_stack.of_type("aws:lb/listener:Listener")}
+    assert listeners[443.0]["protocol"] == "HTTPS" and listeners[443.0]["sslPolicy"].startswith(
+        "ELBSecurityPolicy-TLS13"
+    )
+    assert listeners[443.0]["certificateArn"]
+    assert listeners[80.0]["defaultActions"] == [
+        {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}
+    ]
+
+
+def test_edge_has_waf_rate_rule_and_api_gateway_via_vpc_link(dev: Recording) -> None:
+    acl = dev.one("aws:wafv2/webAcl:WebAcl")
+    assert acl.inputs["rules"][0]["statement"]["rateBasedStatement"] == {
+        "limit": 2000.0,
+        "aggregateKeyType": "IP",
+    }
+    assert (
+        dev.one("aws:wafv2/webAclAssociation:WebAclAssociation")
+        .inputs["resourceArn"]
+        .startswith("arn:aws:lb:eu-west-1:123456789012:edge-alb")
+    )
+    integration = dev.one("aws:apigatewayv2/integration:Integration")
+    assert integration.inputs["connectionType"] == "VPC_LINK"
+    https = next(r for r in dev.of_type("aws:lb/listener:Listener") if r.inputs["port"] == 443.0)
+    assert https.urn in integration.property_dependencies["integrationUri"]
+    assert dev.one("aws:acm/certificate:Certificate").inputs["validationMethod"] == "DNS"
+
+
+def test_database_rds(dev: Recording, prod: Recording) -> None:
+    for rec in (dev, prod):
+        db = rec.one("aws:rds/instance:Instance")
+        assert db.inputs["storageEncrypted"] is True and db.inputs["multiAz"] is True
+        assert db.inputs["publiclyAccessible"] is False
+        assert db.wire_inputs["password"]["value"] == "correct-horse-battery-staple-42"  # sent as a secret
+        sg = next(
+            r for r in rec.of_type("aws:ec2/securityGroup:SecurityGroup") if r.name == "database-postgres"
+        )
+        assert sg.urn in db.property_dependencies["vpcSecurityGroupIds"]
+    dev_db, prod_db = dev.one("aws:rds/instance:Instance"), prod.one("aws:rds/instance:Instance")
+    assert (dev_db.inputs["deletionProtection"], dev_db.inputs["skipFinalSnapshot"]) == (False, True)
+    assert (prod_db.inputs["deletionProtection"], prod_db.inputs["skipFinalSnapshot"]) == (True, False)
+    assert prod_db.inputs["backupRetentionPeriod"] == 14.0
+    assert prod_db.inputs["finalSnapshotIdentifier"] == "database-postgres-final"
+
+
+def test_cross_site_option_declares_patroni_members_instead_of_rds(geo: Recording) -> None:
+    assert geo.of_type("aws:rds/instance:Instance") == []
+    members = geo.of_type("aws:ec2/instance:Instance")
+    assert [m.name for m in members] == ["database-cloud-db1", "database-cloud-db2"]
+    nodes = geo.outputs[outputs.CLOUD_NODES]
+    assert set(nodes) == {"cloud-db1", "cloud-db2"}
+    assert len({n["address"] for n in nodes.values()}) == 2
+    assert all(n["groups"] == ["postgresql"] for n in nodes.values())
+    for member in members:
+        assert member.inputs["rootBlockDevice"]["encrypted"] is True
+        assert member.inputs["metadataOptions"]["httpTokens"] == "required"
+        user_data = member.inputs["userData"]
+        assert user_data.startswith("#cloud-config\n")
+        assert yaml.safe_load(user_data)["users"][0]["name"] == "puente"
+    assert any(
+        i.token == "aws:ec2/getAmi:getAmi" and i.args["owners"] == ["136693071363"] for i in geo.invokes
+    )
+    ports = {
+        (r.inputs["fromPort"], r.inputs.get("cidrIpv4"))
+        for r in geo.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.name.startswith("database-")
+    }
+    assert (22.0, "10.89.0.0/16") in ports and (22.0, "10.62.0.0/16") not in ports
+    assert (2379.0, "10.89.0.0/16") in ports and (8008.0, "10.89.0.0/16") in ports
+
+
+def test_queue_is_fifo_encrypted_with_a_dead_letter_queue(dev: Recording) -> None:
+    queues = {q.inputs["name"]: q for q in dev.of_type("aws:sqs/queue:Queue")}
+    main, dlq = queues["puente-dev-events.fifo"], queues["puente-dev-events-dlq.fifo"]
+    for q in (main, dlq):
+        assert q.inputs["fifoQueue"] is True and q.inputs["kmsMasterKeyId"].startswith("arn:aws:kms:")
+    assert json.loads(main.inputs["redrivePolicy"]) == {
+        "deadLetterTargetArn": "arn:aws:sqs:eu-west-1:123456789012:puente-dev-events-dlq.fifo",
+        "maxReceiveCount": 5,
+    }
+    allow = dev.one("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy")
+    assert json.loads(allow.inputs["redriveAllowPolicy"])["sourceQueueArns"] == [
+        "arn:aws:sqs:eu-west-1:123456789012:puente-dev-events.fifo"
+    ]
+
+
+def test_failover_dns_follows_the_policy_file(any_stack: Recording) -> None:
+    policy = load_failover()
+    checks = {h.name: h.inputs for h in any_stack.of_type("aws:route53/healthCheck:HealthCheck")}
+    for check in checks.values():
+        assert check["type"] == policy.route53_type and check["resourcePath"] == policy.path
+        assert check["port"] == policy.port and check["requestInterval"] == policy.interval_seconds
+        assert check["failureThreshold"] == policy.failure_threshold
+    assert checks["failover-onprem"]["ipAddress"] == "198.51.100.10"
+    assert checks["failover-cloud"]["fqdn"] == any_stack.outputs[outputs.ALB_DNS_NAME]
+    records = {r.inputs.get("setIdentifier"): r for r in any_stack.of_type("aws:route53/record:Record")}
+    primary, secondary = records["onprem"].inputs, records["cloud"].inputs
+    fqdn = any_stack.outputs[outputs.FAILOVER_FQDN]
+    assert fqdn.startswith(f"{policy.record_name}.")
+    assert primary["name"] == secondary["name"] == fqdn
+    assert primary["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
+    assert primary["records"] == ["198.51.100.10"] and primary["ttl"] == policy.ttl
+    assert primary["healthCheckId"] == any_stack.outputs[outputs.HEALTH_CHECK_IDS]["onprem"]
+    assert secondary["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
+    assert secondary["aliases"] == [
+        {
+            "name": any_stack.outputs[outputs.ALB_DNS_NAME],
+            "zoneId": "Z32O12XQLNTSW2",
+            "evaluateTargetHealth": True,
+        }
+    ]
+
+
+def test_kubernetes_objects_go_through_the_explicit_provider(any_stack: Recording) -> None:
+    provider = any_stack.one("pulumi:providers:kubernetes")
+    k8s_objects = [r for r in any_stack.custom() if r.type.startswith("kubernetes:")]
+    assert len(k8s_objects) == 9
+    assert all(r.provider_urn == provider.urn for r in k8s_objects)
+    cluster = any_stack.one("aws:eks/cluster:Cluster")
+    assert cluster.inputs["encryptionConfig"]["resources"] == ["secrets"]
+    assert cluster.inputs["vpcConfig"]["endpointPrivateAccess"] is True
+
+
+def test_kubernetes_objects_are_valid_for_the_cluster_version(any_stack: Recording) -> None:
+    version = any_stack.one("aws:eks/cluster:Cluster").inputs["version"]
+    assert pulumikit.validate_kubernetes(any_stack, version) == 9
+
+
+def test_api_deployment_is_probed_hardened_and_scaled(prod: Recording) -> None:
+    deployments = {
+        d.inputs["metadata"]["name"]: d.inputs for d in prod.of_type("kubernetes:apps/v1:Deployment")
+    }
+    api = deployments["puente-api"]["spec"]["template"]["spec"]
+    (container,) = api["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
+    assert container["image"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/cluster-api-mock:0.1.0"
+    assert api["initContainers"][0]["args"] == ["migrate"]
+    hpa = prod.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3.0, 12.0)
+    assert prod.one("kubernetes:core/v1:Service").inputs["spec"]["ports"][0]["nodePort"] == 30080.0
+    assert prod.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 30080.0
+
+
+def test_configmap_and_secret_are_the_shared_templates_rendered(dev: Recording) -> None:
+    data = dev.one("kubernetes:core/v1:ConfigMap").inputs["data"]
+    rds = dev.outputs[outputs.DB_ADDRESS]
+    expected = templating.parse_env_file(
+        templating.render(
+            "api/runtime.env.j2",
+            {
+                "api_site": "cloud",
+                "api_site_role": "secondary",
+                "api_database_url": f"postgresql://puente@{rds}:5432/puente",
+                "api_broker_url": "sqs://puente-dev-events.fifo?region=eu-west-1",
+                "api_idempotency_ttl_seconds": 86400,
+                "api_max_body_bytes": 65536,
+                "api_log_level": "DEBUG",
+            },
+        )
+    )
+    assert data == expected
+    secret = dev.one("kubernetes:core/v1:Secret").wire_inputs["stringData"]
+    assert secret["value"] == {
+        "PUENTE_DATABASE_PASSWORD": "correct-horse-battery-staple-42",
+        "PUENTE_BROKER_PASSWORD": "",
+    }
+    assert "4dabf18193072939515e22adb298388d" in secret  # a secret on the wire, not plain text
+
+
+def test_every_taggable_resource_is_tagged_by_the_helper(any_stack: Recording) -> None:
+    for res in any_stack.custom():
+        tags = res.inputs.get("tags")
+        if tags is None:
+            continue
+        assert tags["Name"] == res.name, res.urn
+        assert {"Owner", "CostCenter", "Project", "Environment", "ManagedBy"} <= set(tags), res.urn
+        assert tags["Environment"] == ("dev" if any_stack.stack == "dev" else "prod")
+
+
+def test_invokes_are_all_answered_and_recorded(any_stack: Recording) -> None:
+    tokens = {i.token for i in any_stack.invokes}
+    assert "aws:iam/getPolicyDocument:getPolicyDocument" in tokens
+    assert any_stack.errors == []
