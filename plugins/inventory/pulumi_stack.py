@@ -20,7 +20,8 @@ description:
     copy cloud addresses by hand.
   - Hosts come from the C(cloudNodes) output (node name mapped to its address and groups); they join
     the site group (C(cloud) by default) and the groups the stack gives them (e.g. C(postgresql)
-    for the cross-site Patroni members), with C(ansible_host) set to their private address (reached through the VPN).
+    for the cross-site Patroni members), with C(ansible_host) set to their private address (reached
+    through the VPN).
   - Every other non-secret output becomes a variable of group C(all) named C(puente_cloud_<output in
     snake_case>), e.g. C(puente_cloud_alb_dns_name), C(puente_cloud_vpn_tunnel_addresses),
     C(puente_cloud_db_endpoint), C(puente_cloud_queue_url).
