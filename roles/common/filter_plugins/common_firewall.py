@@ -1,0 +1,108 @@
+"""Filters of the `common` role: turn firewall declarations into address sets nftables can load.
+
+A declaration is ``{port: 5432 | "8000-8010", proto: tcp|udp, from: [group names, CIDRs or "any"]}``;
+group names resolve to the addresses of their members (``common_firewall_address`` or ``ansible_host``).
+Anything that cannot be resolved fails the play with the offending entry named.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+
+def _address(host: str, hostvars: Any) -> str:
+    hv = hostvars[host]
+    raw = hv.get("common_firewall_address") or hv.get("ansible_host") or host
+    try:
+        return str(ipaddress.ip_address(str(raw)))
+    except ValueError as exc:
+        raise AnsibleFilterError(
+            f"common_firewall: host {host!r} has no IP address (ansible_host={raw!r}); "
+            "set common_firewall_address for it"
+        ) from exc
+
+
+def common_firewall_sources(sources: list[str], groups: dict[str, list[str]], hostvars: Any) -> list[str]:
+    """Resolve ``from`` entries to sorted, de-duplicated CIDRs; ``[]`` means any source."""
+    if not isinstance(sources, list) or not sources:
+        raise AnsibleFilterError(f"common_firewall: `from` must be a non-empty list, got {sources!r}")
+    out: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
+    for item in sources:
+        item = str(item)
+        if item == "any":
+            return []
+        if item in groups:
+            out.update(ipaddress.ip_network(_address(h, hostvars)) for h in groups[item])
+            continue
+        try:
+            out.add(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise AnsibleFilterError(
+                f"common_firewall: {item!r} in `from` is neither an inventory group nor a CIDR nor 'any'"
+            ) from exc
+    return [str(n) for n in sorted(out, key=lambda n: (n.version, n.network_address, n.prefixlen))]
+
+
+def common_firewall_rules(
+    declared: list[list[dict[str, Any]]], groups: dict[str, list[str]], hostvars: Any
+) -> list[dict[str, Any]]:
+    """Flatten every declaration list into sorted rules ``{port, proto, v4: [...], v6: [...], any}``."""
+    merged: dict[tuple[str, str], set[str] | None] = {}
+    for rules in declared:
+        for rule in rules or []:
+            if not isinstance(rule, dict) or "port" not in rule or "from" not in rule:
+                raise AnsibleFilterError(f"common_firewall: each rule needs port and from, got {rule!r}")
+            proto = str(rule.get("proto", "tcp"))
+            if proto not in ("tcp", "udp"):
+                raise AnsibleFilterError(f"common_firewall: proto must be tcp or udp in {rule!r}")
+            port = str(rule["port"])
+            lo, _, hi = port.partition("-")
+            if not (lo.isdigit() and (not hi or hi.isdigit())) or not 0 < int(lo) <= int(hi or lo) <= 65535:
+                raise AnsibleFilterError(f"common_firewall: port must be 1-65535 or 'LOW-HIGH' in {rule!r}")
+            key = (proto, port)
+            sources = common_firewall_sources(rule["from"], groups, hostvars)
+            if not sources or merged.get(key, set()) is None:
+                merged[key] = None
+            else:
+                merged.setdefault(key, set()).update(sources)  # type: ignore[union-attr]
+    out = []
+
+    def order(kv: tuple[tuple[str, str], Any]) -> tuple[str, int]:
+        return kv[0][0], int(kv[0][1].split("-")[0])
+
+    for (proto, port), sources in sorted(merged.items(), key=order):
+        nets = [ipaddress.ip_network(s) for s in sorted(sources or [])]
+        out.append(
+            {
+                "proto": proto,
+                "port": port,
+                "any": sources is None,
+                "v4": [str(n) for n in nets if n.version == 4],
+                "v6": [str(n) for n in nets if n.version == 6],
+            }
+        )
+    return out
+
+
+def common_firewall_accepts(rules: list[dict[str, Any]], address: str, port: int, proto: str = "tcp") -> bool:
+    """True when ``rules`` (from :func:`common_firewall_rules`) let ``address`` reach ``proto/port``."""
+    ip = ipaddress.ip_address(str(address))
+    for rule in rules:
+        lo, _, hi = rule["port"].partition("-")
+        if rule["proto"] != proto or not int(lo) <= int(port) <= int(hi or lo):
+            continue
+        if rule["any"] or any(ip in ipaddress.ip_network(n) for n in rule["v4"] + rule["v6"]):
+            return True
+    return False
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "common_firewall_sources": common_firewall_sources,
+            "common_firewall_rules": common_firewall_rules,
+            "common_firewall_accepts": common_firewall_accepts,
+        }
