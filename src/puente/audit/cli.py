@@ -25,7 +25,7 @@ WAIVERS = ROOT / "audit" / "waivers.yml"
 # What a previous run left in --out; removed first so a report never mixes two runs.
 _OWN_FILES = (report.JSON_NAME, report.HTML_NAME, report.JUNIT_NAME, "drift.json", "drift.log",
               manifest.NAME, f"{manifest.NAME}.minisig")
-_LAB_CONTAINERS_CONF = ROOT / "lab" / "containers.conf"
+LAB_VAULT_FILE = "vault-password.lab-only"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--waivers", type=Path, default=WAIVERS,
                    help=f"waivers file (default {WAIVERS.relative_to(ROOT)})")
     p.add_argument("--today", help="judge waiver expiry as of this date (YYYY-MM-DD)")
+    p.add_argument("--vault-password-file", type=Path,
+                   help="for an inventory with ansible-vault values (default: the inventory's "
+                   f"{LAB_VAULT_FILE}, if there is one, or ANSIBLE_VAULT_* from the environment)")
     p.add_argument("--drift", action="store_true",
                    help="also run ansible-playbook --check --diff playbooks/site.yml and report drift")
     p.add_argument("--fail-on-drift", action="store_true", help="exit non-zero when drift is found")
@@ -85,6 +88,25 @@ def pytest_argv(args: argparse.Namespace, out: Path) -> list[str]:
     return argv
 
 
+def tool_env(args: argparse.Namespace, podman: bool = True) -> dict[str, str]:
+    """Variables Ansible and podman need, set explicitly so the printed command is complete."""
+    env = {}
+    vault = args.vault_password_file
+    if vault is None and not any(k.startswith("ANSIBLE_VAULT_") for k in os.environ):
+        candidate = Path(args.inventory) / LAB_VAULT_FILE
+        vault = candidate if candidate.is_file() else None
+    if vault is not None:
+        env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault)
+    if podman and args.connection == "podman" and "CONTAINERS_CONF" not in os.environ:
+        try:
+            from puente.lab.podman import env as lab_podman_env
+        except ImportError:
+            pass
+        else:
+            env.update(lab_podman_env())
+    return env
+
+
 def _prepare_out(out: Path) -> None:
     if out.exists():
         leftovers = [p for p in out.iterdir() if p.name not in _OWN_FILES]
@@ -114,13 +136,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _prepare_out(out)
     drift_doc = None
     if args.drift:
-        drift_doc = drift.check(args.inventory, out)
+        drift_doc = drift.check(args.inventory, out, env=tool_env(args, podman=False))
         (out / "drift.json").write_text(json.dumps(drift_doc, indent=1) + "\n")
         print(drift_doc["summary"])
-    env = {}
-    if args.connection == "podman" and "CONTAINERS_CONF" not in os.environ and _LAB_CONTAINERS_CONF.exists():
-        env["CONTAINERS_CONF"] = str(_LAB_CONTAINERS_CONF)
-    proc = run(pytest_argv(args, out), check=False, env=env, cwd=ROOT)
+    proc = run(pytest_argv(args, out), check=False, env=tool_env(args), cwd=ROOT)
     if not (out / report.JSON_NAME).exists():
         print(f"puente audit: pytest exited {proc.returncode} without writing a report", file=sys.stderr)
         return proc.returncode or 1

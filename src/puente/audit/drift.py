@@ -57,10 +57,11 @@ def summarise(parsed: dict[str, Any], returncode: int) -> str:
     return text
 
 
-def check(inventory: str, out: Path, playbook: str = "playbooks/site.yml") -> dict[str, Any]:
+def check(inventory: str, out: Path, playbook: str = "playbooks/site.yml",
+          env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the check, keep its full output as drift.log, return the summary for report.json."""
     argv = command(inventory, playbook)
-    proc = run(argv, check=False, capture=True, cwd=ROOT, env={"ANSIBLE_NOCOLOR": "1"})
+    proc = run(argv, check=False, capture=True, cwd=ROOT, env={"ANSIBLE_NOCOLOR": "1", **(env or {})})
     (out / "drift.log").write_text(proc.stdout or "")
     parsed = parse(proc.stdout or "")
     keys = ("changed", "failed", "unreachable")

@@ -56,7 +56,7 @@ class Recorder:
         self.records: list[Record] = []
 
     def record(self, what: str, output: Any = "", *, kind: str = "note", rc: int | None = None) -> None:
-        self.records.append(Record(kind=kind, what=what, output=trim(_show(output)), rc=rc))
+        self.records.append(Record(kind=kind, what=trim(what, 8, 600), output=trim(_show(output)), rc=rc))
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.records]
@@ -117,11 +117,25 @@ class EvidenceHost:
     own host for the rare call that should leave no evidence.
     """
 
-    def __init__(self, raw: testinfra.host.Host, name: str, groups: list[str], recorder: Recorder) -> None:
+    def __init__(self, raw: testinfra.host.Host, name: str, groups: list[str], recorder: Recorder,
+                 cache: dict[tuple[str, ...], Any] | None = None) -> None:
         self.raw = raw
         self.name = name
         self.groups = groups
         self.evidence = recorder
+        self._cache = cache if cache is not None else {}
+
+    def snapshot(self, command: str, *args: str) -> str:
+        """``check_output`` run once per host and audit run, for output many parametrized results read
+        (``sshd -T``, ``nft -j list ruleset``, ``systemctl show``); each result records it as its evidence."""
+        key = (command, *args)
+        if key not in self._cache:
+            self._cache[key] = self.raw.run(command, *args)
+        result = self._cache[key]
+        cmd = result.command.decode() if isinstance(result.command, bytes) else str(result.command)
+        self.evidence.record(cmd, f"{result.stdout}{result.stderr}", kind="command", rc=result.rc)
+        assert result.rc == 0, f"command failed (exit {result.rc}): {cmd}: {result.stderr}"
+        return str(result.stdout.rstrip("\r\n"))
 
     def run(self, command: str, *args: str, **kwargs: Any) -> Any:
         result = self.raw.run(command, *args, **kwargs)

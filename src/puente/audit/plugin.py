@@ -47,6 +47,7 @@ class AuditState:
         self.today: dt.date = dt.date.fromisoformat(opt.audit_today) if opt.audit_today else today_utc()
         self.waivers: list[Waiver] = []
         self._hosts: dict[str, testinfra.host.Host | str] = {}
+        self.snapshots: dict[str, dict[tuple[str, ...], Any]] = {}  # host -> EvidenceHost.snapshot cache
 
     def hosts_for(self, groups: list[str]) -> list[str]:
         assert self.inventory is not None

@@ -1,0 +1,110 @@
+"""What the controls expect, written once and independently of the roles' variables.
+
+The audit states Puente's security policy here (ports per role, service paths, ages); it does not read it
+from the playbooks, so a role that drifts from the policy is caught instead of being trusted. Change a
+value here only together with the decision it records (docs/AUDIT.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+# Ports a host may LISTEN on / ACCEPT in its firewall, on non-loopback addresses, by inventory group.
+# ssh on every host; the rest per role (CONTRACTS: request path, Patroni REST, etcd, AMQP, DNS).
+ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
+    "all": {("tcp", 22)},
+    "gateways": {("tcp", 80), ("tcp", 443)},
+    "loadbalancers": {("tcp", 5432)},
+    "api_nodes": {("tcp", 8080)},
+    "postgresql": {("tcp", 5432), ("tcp", 8008)},
+    "etcd": {("tcp", 2379), ("tcp", 2380)},
+    # epmd (4369) and Erlang distribution (25672) always listen; the firewall opens them only between
+    # members of a multi-node cluster.
+    "rabbitmq": {("tcp", 5672), ("tcp", 5671), ("tcp", 4369), ("tcp", 25672)},
+    "dns": {("tcp", 53), ("udp", 53)},
+    "sqs": {("tcp", 5000)},
+}
+
+# Directories that hold a service's code, configuration or data, by inventory group: nothing in them may
+# be writable by every user.
+SERVICE_PATHS: dict[str, list[str]] = {
+    "all": ["/etc/ssh", "/etc/systemd/system", "/usr/local/sbin", "/usr/local/bin", "/etc/nftables.conf",
+            "/etc/sudoers.d"],
+    "gateways": ["/etc/nginx"],
+    "loadbalancers": ["/etc/haproxy"],
+    "api_nodes": ["/opt/puente-api", "/etc/puente"],
+    "postgresql": ["/etc/patroni", "/var/lib/postgresql", "/var/backups/postgresql"],
+    "etcd": ["/etc/default/etcd", "/var/lib/etcd"],
+    "rabbitmq": ["/etc/rabbitmq", "/var/lib/rabbitmq"],
+    "dns": ["/etc/powerdns", "/var/lib/powerdns"],
+}
+
+# The API's processes (role api) and its secrets file.
+API_UNITS = ["puente-api", "puente-api-relay", "puente-api-worker"]
+API_SECRETS_FILE = "/etc/puente/api-secrets.env"
+
+# Backups run daily (postgresql-backup.timer); 26 h leaves room for a slow run, not for a missed day.
+BACKUP_MAX_AGE_HOURS = 26
+# A certificate that expires within this many days fails: time to renew without an outage.
+CERT_MIN_DAYS_LEFT = 30
+
+
+def allowed_ports(groups: Iterable[str]) -> set[tuple[str, int]]:
+    allowed = set(ALLOWED_PORTS["all"])
+    for group in groups:
+        allowed |= ALLOWED_PORTS.get(group, set())
+    return allowed
+
+
+def service_paths(groups: Iterable[str]) -> list[str]:
+    paths = list(SERVICE_PATHS["all"])
+    for group in sorted(groups):
+        paths += SERVICE_PATHS.get(group, [])
+    return paths
+
+
+# --- nftables (`nft -j list ruleset`) ---------------------------------------------------------------
+
+def nft_objects(ruleset_json: str, kind: str) -> Iterator[dict[str, Any]]:
+    for obj in json.loads(ruleset_json).get("nftables", []):
+        if kind in obj:
+            yield obj[kind]
+
+
+def input_chains(ruleset_json: str) -> list[dict[str, Any]]:
+    """Base chains hooked on input (any table, any family)."""
+    return [c for c in nft_objects(ruleset_json, "chain") if c.get("hook") == "input"]
+
+
+def _ports(right: Any) -> list[tuple[int, int]]:
+    if isinstance(right, int):
+        return [(right, right)]
+    if isinstance(right, str) and right.isdigit():
+        return [(int(right), int(right))]
+    if isinstance(right, dict) and "range" in right:
+        lo, hi = right["range"]
+        return [(int(lo), int(hi))]
+    if isinstance(right, dict) and "set" in right:
+        return [p for item in right["set"] for p in _ports(item)]
+    return []
+
+
+def accepted_ports(ruleset_json: str) -> list[tuple[str, int, int, str]]:
+    """(proto, first port, last port, rule text) of every input rule that accepts by destination port."""
+    chains = {(c["family"], c["table"], c["name"]) for c in input_chains(ruleset_json)}
+    found = []
+    for rule in nft_objects(ruleset_json, "rule"):
+        if (rule["family"], rule["table"], rule["chain"]) not in chains:
+            continue
+        exprs = rule.get("expr", [])
+        if not any("accept" in e for e in exprs):
+            continue
+        for e in exprs:
+            match = e.get("match", {})
+            payload = match.get("left", {}).get("payload", {}) if isinstance(match.get("left"), dict) else {}
+            if payload.get("field") == "dport" and match.get("op") in ("==", "in"):
+                for lo, hi in _ports(match.get("right")):
+                    found.append((payload.get("protocol", "?"), lo, hi, json.dumps(exprs)[:300]))
+    return found

@@ -1,0 +1,98 @@
+"""PostgreSQL under Patroni (role postgresql): client authentication, TLS, the replication role, backups.
+
+Queries run as the postgres OS user over the local socket (peer authentication), read-only, on every member
+(leader and replicas answer the same catalog views).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from audit_policy import BACKUP_MAX_AGE_HOURS
+
+from puente.audit import control
+
+REPLICATION_USER = "replicator"
+
+
+def sql(host, query: str) -> list[dict]:
+    wrapped = f"SELECT coalesce(json_agg(t), '[]') FROM ({query}) t"
+    return json.loads(host.snapshot("runuser -u postgres -- psql -XAtq -d postgres -c %s", wrapped))
+
+
+@control(
+    id="PUENTE-PG-01", title="pg_hba allows no trust or cleartext-password authentication", impact=0.9,
+    rationale="""`trust` lets anyone who reaches the port log in as any role; `password` sends it in clear.
+    Puente uses peer on the local socket and scram-sha-256 (or certificates) over TLS.""",
+    refs={"nist": ["IA-2", "IA-5(1)", "AC-3"]}, groups=["postgresql"],
+)
+@pytest.mark.parametrize("method", ["trust", "password", "md5"])
+def test_pg_hba_no_weak_method(host, method: str):
+    rules = sql(host, "SELECT line_number, type, database, user_name, address, auth_method, error "
+                      "FROM pg_hba_file_rules")
+    assert rules, "pg_hba_file_rules is empty"
+    assert not [r for r in rules if r["error"]], "pg_hba.conf has lines PostgreSQL could not parse"
+    weak = [r for r in rules if r["auth_method"] == method]
+    assert not weak, f"pg_hba lines using {method}: {[r['line_number'] for r in weak]}"
+
+
+@control(
+    id="PUENTE-PG-02", title="Network connections to PostgreSQL require TLS 1.2+", impact=0.8,
+    rationale="""Database credentials and rows cross the site network (and the WAN to the standby); only
+    `hostssl` rules may accept them, with TLS on and old protocols off.""",
+    refs={"nist": ["SC-8", "SC-8(1)", "SC-13"]}, groups=["postgresql"],
+)
+def test_pg_requires_tls(host):
+    settings = {r["name"]: r["setting"] for r in sql(
+        host, "SELECT name, setting FROM pg_settings WHERE name IN ('ssl', 'ssl_min_protocol_version')")}
+    assert settings.get("ssl") == "on", f"ssl = {settings.get('ssl')}"
+    assert settings.get("ssl_min_protocol_version") in ("TLSv1.2", "TLSv1.3"), settings
+    plain = sql(host, "SELECT line_number, type, address FROM pg_hba_file_rules "
+                      "WHERE type IN ('host', 'hostnossl') AND auth_method <> 'reject' "
+                      "AND NOT (address IN ('127.0.0.1', '::1') OR address IS NULL)")
+    assert not plain, f"network rules that accept connections without TLS: {plain}"
+
+
+@control(
+    id="PUENTE-PG-03", title="The replication role can replicate and nothing more", impact=0.7,
+    rationale="""The replication password sits on every member; if it also opened superuser, role creation or
+    data access, one leaked file would give away the whole database.""",
+    refs={"nist": ["AC-6", "AC-6(1)", "AC-2"]}, groups=["postgresql"],
+)
+def test_replication_role_least_privilege(host):
+    (role,) = sql(host, "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, "
+                        f"rolcanlogin FROM pg_roles WHERE rolname = '{REPLICATION_USER}'") or [None]
+    assert role is not None, f"no role {REPLICATION_USER}"
+    assert role["rolreplication"] and role["rolcanlogin"]
+    extra = [k for k in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolbypassrls") if role[k]]
+    assert not extra, f"{REPLICATION_USER} also has {extra}"
+    granted = sql(host, "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                        f"JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = '{REPLICATION_USER}'")
+    assert not granted, f"{REPLICATION_USER} is a member of {granted}"
+    others = sql(host, "SELECT DISTINCT unnest(user_name) AS u FROM pg_hba_file_rules "
+                       "WHERE 'replication' = ANY(database)")
+    assert {o["u"] for o in others} <= {REPLICATION_USER, "postgres"}, (
+        f"replication connections allowed for {others}")
+
+
+@control(
+    id="PUENTE-PG-04",
+    title=f"A complete backup newer than {BACKUP_MAX_AGE_HOURS} h exists, and the timer is on",
+    impact=0.8,
+    rationale="""Replication copies mistakes and deletions at once; only a recent physical backup restores
+    yesterday's data. The timer makes the next one happen.""",
+    refs={"nist": ["CP-9", "CP-10"]}, groups=["postgresql"],
+)
+def test_recent_backup(host, evidence):
+    script = host.file("/usr/local/sbin/postgresql-backup").content_string
+    backup_dir = next((line.split("=", 1)[1].strip("'\"") for line in script.splitlines()
+                       if line.startswith("backup_dir=")), "")
+    assert backup_dir, "cannot find backup_dir in the backup script"
+    assert host.service("postgresql-backup.timer").is_enabled
+    recent = host.check_output(
+        "find %s -mindepth 2 -maxdepth 2 -name base.tar.gz -size +1k -mmin -%s "
+        "-printf '%%TY-%%Tm-%%Td %%TH:%%TM %%s %%p\\n'",
+        backup_dir, str(BACKUP_MAX_AGE_HOURS * 60))
+    assert recent, f"no base.tar.gz newer than {BACKUP_MAX_AGE_HOURS} h under {backup_dir}"
+    assert host.file(backup_dir).mode & 0o007 == 0, f"{backup_dir} is accessible to every user"
