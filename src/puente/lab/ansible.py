@@ -12,29 +12,28 @@ from puente.shell import ROOT, CommandError, run
 BIN = ROOT / ".venv" / "bin"
 
 
+def rel(path: Path) -> str:
+    """A path as an operator in the checkout would type it."""
+    return os.path.relpath(path, ROOT)
+
+
 def _tool(name: str) -> str:
     path = BIN / name
-    return str(path.relative_to(ROOT)) if path.exists() else name
+    return rel(path) if path.exists() else name
 
 
 def base_args(inventory: Path = paths.INVENTORY) -> list[str]:
-    return [
-        "-i",
-        str(inventory.relative_to(ROOT)),
-        "--vault-password-file",
-        str(paths.VAULT_PASSWORD_FILE.relative_to(ROOT)),
-    ]
+    return ["-i", rel(inventory), "--vault-password-file", rel(paths.VAULT_PASSWORD_FILE)]
 
 
 def check_inventory() -> None:
     """Let Ansible parse the inventory and group_vars (vault included) before any node is touched."""
     argv = [_tool("ansible-inventory"), *base_args(), "--graph"]
     proc = run(argv, capture=True, check=False, quiet=True)
-    bad = [line for line in (proc.stdout or "").splitlines() if "[WARNING]" in line and "inventory" in line]
+    out = proc.stdout or ""
+    bad = [line for line in out.splitlines() if "[WARNING]" in line and "inventory" in line.lower()]
     if proc.returncode != 0 or bad:
-        raise CommandError(
-            argv, proc.returncode or 1, "Ansible cannot use the lab inventory:\n" + proc.stdout
-        )
+        raise CommandError(argv, proc.returncode or 1, "Ansible cannot use the lab inventory:\n" + out)
 
 
 def playbook(name: str, extra: Sequence[str] = (), limit: Sequence[str] | None = None) -> None:

@@ -9,7 +9,7 @@ import time
 
 from puente.lab import ansible, image, inventory, nodes, paths, podman, ssh, wheelhouse
 from puente.lab.status import collect, render
-from puente.shell import ROOT, CommandError, run
+from puente.shell import CommandError, run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     down = sub.add_parser("down", help="remove the lab's containers, networks and SSH key")
     down.add_argument("--purge", action="store_true", help="also remove the node image and the caches")
+    down.add_argument(
+        "--all",
+        action="store_true",
+        help="every container/network with the lab's label, whatever the inventory",
+    )
     down.set_defaults(func=cmd_down)
 
     status = sub.add_parser("status", help="nodes, IPs, systemd state, services, URLs")
@@ -49,7 +54,7 @@ def _step(title: str) -> None:
 
 def _load_checked(sites: list[str] | None = None) -> inventory.Lab:
     """Everything that can be wrong with the inventory fails here, before any node is touched."""
-    _step(f"checking the inventory {paths.INVENTORY.relative_to(ROOT)}")
+    _step(f"checking the inventory {ansible.rel(paths.INVENTORY)}")
     try:
         lab = inventory.load()
     except inventory.InventoryError as exc:
@@ -125,27 +130,52 @@ def gateway_urls(lab: inventory.Lab) -> list[str]:
     return [f"https://{n.ip}/" for n in lab.in_group("gateways")]
 
 
+EXAMPLE_SHIPMENT = (
+    '{"sender":{"name":"Ana","street":"Calle 1","city":"Madrid","postal_code":"28001","country":"ES"},'
+    '"recipient":{"name":"Bo","street":"Main St 2","city":"Lyon","postal_code":"69001","country":"FR"},'
+    '"parcels":[{"weight_grams":1200,"length_cm":30,"width_cm":20,"height_cm":10}]}'
+)
+
+
 def _print_urls(lab: inventory.Lab) -> None:
-    ca = paths.CA_DIR / "ca.crt"
+    cacert = ansible.rel(paths.CA_DIR / "ca.crt")
     for url in gateway_urls(lab):
         print(f"\nThe API through the gateway: {url}", flush=True)
-        cacert = str(ca.relative_to(ROOT)) if ca.exists() else f"{paths.CA_DIR.relative_to(ROOT)}/ca.crt"
-        print(f"  curl --cacert {cacert} {url}v1/shipments", flush=True)
         print(
-            f"  curl --cacert {cacert} -H 'Content-Type: application/json' "
-            f'-H "Idempotency-Key: $(uuidgen)" -d @api/examples/shipment.json {url}v1/shipments',
+            f"  curl --cacert {cacert} -H 'Content-Type: application/json' \\\n"
+            f'       -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \\\n'
+            f"       -d '{EXAMPLE_SHIPMENT}' {url}v1/shipments",
             flush=True,
         )
+        print(f"  curl --cacert {cacert} {url}v1/shipments/ID", flush=True)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    if args.all:
+        sites: set[str] | None = None
+        names: set[str] = set()
+        wanted_networks: set[str] | None = None
+    else:
+        lab = _load_checked()
+        sites, names = set(lab.sites), set(lab.nodes)
+        wanted_networks = {s.network for s in lab.sites.values()}
     _step("removing the lab's containers and networks")
-    containers = [c["Names"][0] for c in podman.ps()]
+    containers = [
+        c["Names"][0]
+        for c in podman.ps()
+        if sites is None
+        or c["Names"][0] in names
+        or (c.get("Labels") or {}).get(f"{paths.LABEL}.site") in sites
+    ]
     nodes.remove_nodes(containers)
     out = podman.podman(
         "network", "ls", "--filter", f"label={paths.LABEL}", "--format", "{{.Name}}", capture=True, quiet=True
     )
-    networks = [line for line in out.splitlines() if line.startswith("puente-")]
+    networks = [
+        n
+        for n in out.split()
+        if n.startswith("puente-") and (wanted_networks is None or n in wanted_networks)
+    ]
     if networks:
         podman.podman("network", "rm", "--force", *networks)
     ssh.remove_key()

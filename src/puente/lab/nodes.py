@@ -85,7 +85,13 @@ def run_args(node: Node, image: str) -> list[str]:
 
 
 def spec_hash(args: Sequence[str]) -> str:
+    """What a running node must match: its run arguments."""
     return hashlib.sha256("\0".join(args).encode()).hexdigest()[:12]
+
+
+def key_hash() -> str:
+    """The public key a node was given: a new key means new nodes (the old ones would refuse it)."""
+    return hashlib.sha256(paths.SSH_KEY.with_suffix(".pub").read_bytes()).hexdigest()[:12]
 
 
 def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str) -> list[Node]:
@@ -93,7 +99,6 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str) -> list[Node]:
 
     Returns the nodes that were created (they need a full converge)."""
     sites = {n.site.name for n in nodes}
-    wanted = {n.name for n in nodes}
     created: list[Node] = []
     for c in podman.ps():
         name = c["Names"][0]
@@ -105,6 +110,7 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str) -> list[Node]:
     for node in nodes:
         args = run_args(node, image)
         spec = spec_hash(args)
+        key = key_hash()
         have = current.get(node.name)
         if have is not None:
             labels = have.get("Config", {}).get("Labels") or {}
@@ -114,17 +120,19 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str) -> list[Node]:
                     1,
                     f"a container named {node.name} exists but was not made by the lab; remove it first",
                 )
-            if labels.get(f"{paths.LABEL}.spec") == spec:
+            key_label = labels.get(f"{paths.LABEL}.key")
+            if labels.get(f"{paths.LABEL}.spec") == spec and key_label in (None, key):
                 if have.get("State", {}).get("Running"):
                     print(f"node {node.name} {node.ip} is running", flush=True)
                 else:
                     podman.podman("start", node.name, quiet=False)
                 continue
-            print(f"node {node.name}: image or settings changed: recreating", flush=True)
+            print(f"node {node.name}: image, settings or SSH key changed: recreating", flush=True)
             podman.podman("rm", "--force", "--time", "5", node.name)
-        podman.podman("run", "--label", f"{paths.LABEL}.spec={spec}", *args)
+        podman.podman(
+            "run", "--label", f"{paths.LABEL}.spec={spec}", "--label", f"{paths.LABEL}.key={key}", *args
+        )
         created.append(node)
-    assert wanted == {n.name for n in nodes}
     return created
 
 
