@@ -81,11 +81,12 @@ class Cluster(Component):
         self._nodes(cfg, net, args.target_group_arn)
         self._pod_identity_agent()
         repo_name = self.child("api")
+        images_key = kms_key(self, "images", "Encryption at rest of the API's container images")
         self.repository = aws.ecr.Repository(
             repo_name,
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
-            encryption_configurations=[{"encryption_type": "KMS", "kms_key": secrets_key.arn}],
+            encryption_configurations=[{"encryption_type": "KMS", "kms_key": images_key.arn}],
             tags=tags(repo_name),
             opts=self.opts(),
         )

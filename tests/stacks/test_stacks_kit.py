@@ -198,3 +198,26 @@ def test_kubernetes_validation_is_strict() -> None:
     recording = _run(program)
     with pytest.raises(KitError, match="livenesProbe"):
         pulumikit.validate_kubernetes(recording, "1.31")
+
+
+def test_nested_input_keys_are_checked_against_the_sdk() -> None:
+    """TypedDict keys are never checked by Python nor by the mocks; a real preview would reject them."""
+
+    def program() -> None:
+        lb = aws.lb.LoadBalancer("lb", access_logs={"bucket": "b", "enabled": True})
+        aws.lb.Listener(
+            "http",
+            load_balancer_arn=lb.arn,
+            port=80,
+            default_actions=[{"type": "redirect", "redirect": {"protocol": "HTTPS", "status": "HTTP_301"}}],
+        )
+
+    recording = _run(program)
+    with pytest.raises(
+        KitError,
+        match=r"defaultActions\[0\]\.redirect\.status: not an argument of "
+        r"ListenerDefaultActionRedirectArgs",
+    ):
+        pulumikit.check_aws_input_shapes(recording)
+    recording = _run(lambda: aws.lb.LoadBalancer("lb", access_logs={"bucket": "b", "enabled": True}))
+    assert pulumikit.check_aws_input_shapes(recording) == 1

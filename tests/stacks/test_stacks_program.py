@@ -22,6 +22,41 @@ def _components(rec: Recording) -> list[pulumikit.RecordedResource]:
     return [r for r in rec.resources if not r.custom and r.type != STACK_TYPE]
 
 
+def test_nothing_is_declared_at_import_time() -> None:
+    import importlib
+    import sys
+
+    names = [m for m in sys.modules if m == "puente_cloud" or m.startswith("puente_cloud.")]
+    saved = {m: sys.modules.pop(m) for m in names}
+    try:
+        recording = pulumikit.run(
+            lambda: [
+                importlib.import_module(f"puente_cloud.{m}")
+                for m in (
+                    "program",
+                    "network",
+                    "edge",
+                    "compute",
+                    "api_service",
+                    "data",
+                    "queue",
+                    "dns",
+                    "config",
+                    "failover",
+                    "security",
+                    "base",
+                    "outputs",
+                )
+            ],
+            project="puente",
+            stack="dev",
+            config={"aws:region": "eu-west-1"},
+        )
+    finally:
+        sys.modules.update(saved)
+    assert recording.resources == [] and recording.invokes == []
+
+
 def test_one_component_per_concern(any_stack: Recording) -> None:
     tokens = sorted(r.type for r in _components(any_stack))
     assert tokens == sorted(
@@ -303,6 +338,10 @@ def test_every_taggable_resource_is_tagged_by_the_helper(any_stack: Recording) -
         assert tags["Name"] == res.name, res.urn
         assert {"Owner", "CostCenter", "Project", "Environment", "ManagedBy"} <= set(tags), res.urn
         assert tags["Environment"] == ("dev" if any_stack.stack == "dev" else "prod")
+
+
+def test_every_aws_input_is_an_argument_pulumi_aws_7_knows(any_stack: Recording) -> None:
+    assert pulumikit.check_aws_input_shapes(any_stack) > 90
 
 
 def test_invokes_are_all_answered_and_recorded(any_stack: Recording) -> None:

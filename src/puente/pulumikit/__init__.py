@@ -7,6 +7,8 @@
 - `PolicyPackServer` starts a CrossGuard policy pack the way the CLI does and drives it over gRPC with
   the recorded graph (`Analyze` per resource, `AnalyzeStack` once).
 - `validate_kubernetes(...)` validates recorded Kubernetes objects with kubernetes-validate (strict).
+- `check_aws_input_shapes(...)` checks every (nested) pulumi-aws input key against the SDK's Args
+  classes: the mocks accept any dict key, the provider would not.
 """
 
 from .k8s import kubernetes_objects, validate_kubernetes
@@ -21,6 +23,7 @@ from .recording import (
     UnresolvedOutputError,
 )
 from .runner import expect, load_stack_config, run
+from .shapes import check_aws_input_shapes
 
 __all__ = [
     "DuplicateResourceError",
@@ -32,6 +35,7 @@ __all__ = [
     "UnansweredInvokeError",
     "UnresolvedOutputError",
     "Violation",
+    "check_aws_input_shapes",
     "expect",
     "kubernetes_objects",
     "load_stack_config",
