@@ -25,6 +25,7 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class Net:
     router: str
     site: str
+    dns: str
     peer: str
 
     def reaches(self, ns: str, address: str) -> bool:
@@ -35,29 +36,33 @@ class Net:
 
 @pytest.fixture
 def net() -> Iterator[Net]:
+    """router: bridge br0 10.250.1.1/24 (the "site" network: a node .2 and the DNS .53 on it, like a
+    podman network's bridge on the host) and rp 10.250.2.1/24 towards the peer site's node .2."""
     tag = uuid.uuid4().hex[:6]
-    n = Net(f"pdrill-r-{tag}", f"pdrill-s-{tag}", f"pdrill-p-{tag}")
+    n = Net(f"pdrill-r-{tag}", f"pdrill-s-{tag}", f"pdrill-d-{tag}", f"pdrill-p-{tag}")
     try:
-        for ns in (n.router, n.site, n.peer):
+        for ns in (n.router, n.site, n.dns, n.peer):
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", n.router, "link", "add", "rs", "type", "veth", "peer", "name", "eth0", "netns", n.site)
+        sh("ip", "-n", n.router, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", n.router, "addr", "add", "10.250.1.1/24", "dev", "br0")
+        for ns, port, address in ((n.site, "vs", "10.250.1.2/24"), (n.dns, "vd", "10.250.1.53/24")):
+            sh("ip", "-n", n.router, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", n.router, "link", "set", port, "master", "br0", "up")
+            sh("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "route", "add", "default", "via", "10.250.1.1")
         sh("ip", "-n", n.router, "link", "add", "rp", "type", "veth", "peer", "name", "eth0", "netns", n.peer)
-        sh("ip", "-n", n.router, "addr", "add", "10.250.1.1/24", "dev", "rs")
         sh("ip", "-n", n.router, "addr", "add", "10.250.2.1/24", "dev", "rp")
-        # the site has a node address and the "DNS" address that the cut exempts
-        sh("ip", "-n", n.site, "addr", "add", "10.250.1.2/24", "dev", "eth0")
-        sh("ip", "-n", n.site, "addr", "add", "10.250.1.53/24", "dev", "eth0")
         sh("ip", "-n", n.peer, "addr", "add", "10.250.2.2/24", "dev", "eth0")
-        for ns, dev in ((n.router, "rs"), (n.router, "rp"), (n.site, "eth0"), (n.peer, "eth0")):
+        for ns, dev in ((n.router, "br0"), (n.router, "rp"), (n.peer, "eth0")):
             sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", n.site, "route", "add", "default", "via", "10.250.1.1")
         sh("ip", "-n", n.peer, "route", "add", "default", "via", "10.250.2.1")
         # the namespace's own forwarding switch, not the host's
         sh("ip", "netns", "exec", n.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         yield n
     finally:
-        for ns in (n.router, n.site, n.peer):
+        for ns in (n.router, n.site, n.dns, n.peer):
             sh("ip", "netns", "del", ns, check=False)
 
 
@@ -65,18 +70,24 @@ def test_cut_stops_traffic_between_sites_and_restore_brings_it_back(net: Net):
     cut = WanCut("10.250.1.0/24", ["10.250.2.0/24"], exempt=["10.250.1.53"], netns=net.router)
     assert net.reaches(net.peer, "10.250.1.2"), "the test network does not forward before the cut"
 
+    assert net.reaches(net.dns, "10.250.1.2"), "the DNS does not see its site before the cut"
+
     cut.cut()
     assert cut.active()
     assert not net.reaches(net.peer, "10.250.1.2"), "peer still reaches the isolated site"
     assert not net.reaches(net.site, "10.250.2.2"), "isolated site still reaches the peer"
     assert not net.reaches(net.router, "10.250.1.2"), "the host (client) still reaches the isolated site"
-    assert net.reaches(net.peer, "10.250.1.53"), "the exempt address (DNS) was cut too"
-    assert net.reaches(net.router, "10.250.1.53")
+    # the DNS stands outside the site: reachable from the host and the peer, blind to its own site
+    assert net.reaches(net.peer, "10.250.1.53"), "the exempt address (DNS) was cut from the peer"
+    assert net.reaches(net.router, "10.250.1.53"), "the exempt address (DNS) was cut from the host"
+    assert net.reaches(net.dns, "10.250.2.2"), "the DNS lost the peer site"
+    assert not net.reaches(net.dns, "10.250.1.2"), "the DNS still sees the cut-off site from inside it"
 
     cut.restore()
     assert not cut.active()
     assert net.reaches(net.peer, "10.250.1.2")
     assert net.reaches(net.router, "10.250.1.2")
+    assert net.reaches(net.dns, "10.250.1.2")
 
 
 def test_cut_without_client_cut_keeps_the_host_path(net: Net):

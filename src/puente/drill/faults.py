@@ -1,11 +1,18 @@
 """Faults the drills inject, each a plain command printed before it runs (``puente.shell.run``).
 
-WAN cut: an nftables table the project owns, ``inet puente_wan``, on the host that routes between the
-lab's sites. It drops forwarding between the isolated site's subnet and the other sites' subnets, and
-(``cut_clients``) the host's own traffic to the isolated site, so the drill's client — which stands on
-"the internet" — loses it too. Addresses in ``exempt`` stay reachable: the lab's failover DNS stands in
-for a global service (Route 53) and must not be cut off with the site it happens to sit in.
-Deleting the table restores everything; nothing else on the host is touched.
+WAN cut: nftables tables the project owns, both named ``puente_wan``, on the host that routes between
+the lab's sites:
+
+- ``inet puente_wan`` drops forwarding between the isolated site's subnet and the other sites' subnets,
+  and (``cut_clients``) the host's own traffic to the isolated site, so the drill's client — which
+  stands on "the internet" — loses it too;
+- ``bridge puente_wan`` handles ``exempt`` addresses: nodes inside the isolated subnet that stand for
+  something OUTSIDE the site. The lab's failover DNS is one: it plays Route 53, a global service whose
+  health checkers see the site from the internet. It stays reachable from the host and the other sites,
+  and during the cut it loses its own site (frames across the site's bridge are dropped), exactly as the
+  internet does. Without that, a DNS inside the site would keep seeing the site healthy.
+
+Deleting the tables restores everything; nothing else on the host is touched.
 
 Node faults: ``podman stop`` (clean shutdown) / ``podman kill`` (crash) / ``podman start``.
 """
@@ -29,7 +36,8 @@ class WanCut:
     peers: Sequence[str]
     """CIDRs of the other sites."""
     exempt: Sequence[str] = field(default_factory=tuple)
-    """Addresses inside ``isolate`` that stay reachable (e.g. the lab's DNS)."""
+    """Addresses inside ``isolate`` that stand outside the site (the lab's DNS): reachable from the host
+    and the other sites, cut from their own site's nodes."""
     cut_clients: bool = True
     netns: str | None = None
     """Run nft in this network namespace (tests); None = the host."""
@@ -71,6 +79,17 @@ class WanCut:
                 "  }",
             ]
         lines.append("}")
+        if self.exempt:
+            outside = ", ".join(self.exempt)
+            lines += [
+                f"table bridge {TABLE_NAME} {{",
+                "  chain forward {",
+                "    type filter hook forward priority -10; policy accept;",
+                f"    ip saddr {{ {outside} }} ip daddr {inside} counter drop",
+                f"    ip saddr {inside} ip daddr {{ {outside} }} counter drop",
+                "  }",
+                "}",
+            ]
         return "\n".join(lines) + "\n"
 
     def _nft(self, *args: str, input_text: str | None = None, check: bool = True, quiet: bool = False):
@@ -89,8 +108,9 @@ class WanCut:
         self._nft("-f", "-", input_text=self.ruleset())
 
     def restore(self) -> None:
-        if self.active():
-            self._nft("delete", "table", TABLE_FAMILY, TABLE_NAME)
+        for family in (TABLE_FAMILY, "bridge"):
+            if self._nft("list", "table", family, TABLE_NAME, check=False, quiet=True).returncode == 0:
+                self._nft("delete", "table", family, TABLE_NAME)
 
 
 def stop_node(name: str, *, crash: bool) -> None:
