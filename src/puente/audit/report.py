@@ -83,12 +83,15 @@ def build(
             "status": _worst(mine),
         })
     control_rows = []
-    for cid in sorted(controls, key=lambda c: (SEVERITIES.index(controls[c]["severity"]), c)):
+    for cid in controls:
         mine = [r for r in slim if r["control_id"] == cid]
         control_rows.append({
             "id": cid, "counts": _counts(mine), "status": _worst(mine),
             "failed_hosts": sorted({r["host"] for r in mine if r["status"] in ("failed", "error")}),
         })
+    # What needs attention first: failures, then by severity.
+    control_rows.sort(key=lambda row: (STATUSES.index(row["status"]),
+                                       SEVERITIES.index(controls[row["id"]]["severity"]), row["id"]))
     return {
         "schema": SCHEMA,
         "run": {
