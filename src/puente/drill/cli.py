@@ -1,4 +1,4 @@
-"""``puente drill site-failover | node-loss --target api|db|witness | failback | restore``."""
+"""``puente drill site-failover | node-loss --target api|db|witness | failback | baseline | restore``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
         topo = topology.load(opts.inventory)
         if args.drill == "site-failover":
             result = scenarios.site_failover(topo, opts)
+        elif args.drill == "baseline":
+            result = scenarios.baseline(topo, opts)
         elif args.drill == "node-loss":
             result = scenarios.node_loss(topo, opts, args.target, args.node)
         else:
@@ -100,6 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = drill.add_subparsers(dest="drill", required=True, metavar="DRILL")
 
     p = sub.add_parser("site-failover", help="cut the on-prem site off the WAN, measure, restore")
+    _common(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("baseline", help="the same load and checks without a fault (steady state)")
     _common(p)
     p.set_defaults(func=_run)
 

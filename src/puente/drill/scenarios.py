@@ -205,6 +205,15 @@ def _require_lab(topo: topology.Topology, sites: tuple[str, ...]) -> None:
         raise preflight.PreflightError(problems)
 
 
+def baseline(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
+    """The same load and checks with no fault: the steady state a drill's figures compare with (and a
+    safe smoke test of the drill itself against a lab others are using)."""
+    needs = (topology.PRIMARY_SITE,)
+    _require_lab(topo, needs)
+    fault = Fault("baseline", lambda: None, lambda: None, needs, expect_failover=False)
+    return run_drill(topo, opts, fault)
+
+
 def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
     _require_lab(topo, needs)
