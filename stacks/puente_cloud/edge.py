@@ -182,7 +182,10 @@ class Edge(Component):
             ],
             opts=child,
         )
-        policy = pulumi.Output.all(bucket.arn).apply(
+        # Regions opened before August 2022 deliver as the regional ELB account, newer ones as the
+        # log-delivery service principal: grant both (the provider's data source knows the account).
+        elb_account = aws.elb.get_service_account_output()
+        policy = pulumi.Output.all(bucket.arn, elb_account.arn).apply(
             lambda a: json.dumps(
                 {
                     "Version": "2012-10-17",
@@ -190,7 +193,10 @@ class Edge(Component):
                         {
                             "Sid": "AlbLogDelivery",
                             "Effect": "Allow",
-                            "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+                            "Principal": {
+                                "AWS": a[1],
+                                "Service": "logdelivery.elasticloadbalancing.amazonaws.com",
+                            },
                             "Action": "s3:PutObject",
                             "Resource": f"{a[0]}/alb/AWSLogs/*",
                         },

@@ -185,6 +185,26 @@ def test_edge_has_waf_rate_rule_and_api_gateway_via_vpc_link(dev: Recording) -> 
     assert dev.one("aws:acm/certificate:Certificate").inputs["validationMethod"] == "DNS"
 
 
+def test_access_log_bucket_is_private_encrypted_and_writable_only_by_elb(dev: Recording) -> None:
+    sse = dev.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    # ALB access logs accept only S3-managed keys.
+    assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    block = dev.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        block[k] is True
+        for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    statements = json.loads(dev.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])["Statement"]
+    write, deny = statements
+    assert write["Principal"] == {
+        "AWS": "arn:aws:iam::156460612806:root",
+        "Service": "logdelivery.elasticloadbalancing.amazonaws.com",
+    }
+    assert write["Resource"].endswith("/alb/AWSLogs/*") and write["Action"] == "s3:PutObject"
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert dev.one("aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]["prefix"] == "alb"
+
+
 def test_database_rds(dev: Recording, prod: Recording) -> None:
     for rec in (dev, prod):
         db = rec.one("aws:rds/instance:Instance")

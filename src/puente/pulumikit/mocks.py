@@ -95,6 +95,12 @@ def default_invoke_answers(region: str) -> dict[str, InvokeAnswer]:
         },
         "aws:index/getRegion:getRegion": lambda _a: {"name": region, "region": region, "id": region},
         "aws:iam/getPolicyDocument:getPolicyDocument": _policy_document,
+        # The regional ELB account that writes load balancer access logs (eu-west-1's, for any region).
+        "aws:elb/getServiceAccount:getServiceAccount": lambda _a: {
+            "arn": "arn:aws:iam::156460612806:root",
+            "id": "156460612806",
+            "region": region,
+        },
         "aws:ec2/getAmi:getAmi": lambda a: {
             "id": "ami-0123456789abcdef0",
             "imageId": "ami-0123456789abcdef0",
