@@ -7,15 +7,13 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from audit_synthetic import CHROMIUM, chromium
 
 from puente.shell import ROOT
 
-CHROMIUM = shutil.which("chromium")
 ARTIFACTS = ROOT / "reports" / "audit"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
                                 "(scripts/bootstrap.sh installs it)")
@@ -34,14 +32,6 @@ window.addEventListener("load", function () {
     clientWidth: de.clientWidth, widest: Math.ceil(widest), sections: ids}));
 });
 </script>"""
-
-
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM
-    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--hide-scrollbars", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from audit_synthetic import CHROMIUM, chromium
 
 from puente.shell import ROOT, run
 
@@ -87,6 +88,9 @@ def test_converged_lab_passes_or_is_waived(converged_lab, tmp_path_factory):
     assert verified.returncode == 0, verified.stdout
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "lab-report.html").write_text((out / "report.html").read_text())
+    if CHROMIUM:
+        chromium(tmp_path_factory.mktemp("chromium"), "--window-size=1100,1800",
+                 f"--screenshot={ARTIFACTS / 'lab-report.png'}", (out / "report.html").as_uri())
     print(f"lab audit: {doc['run']['duration_seconds']} s for {len(doc['results'])} results")
 
 
