@@ -25,6 +25,7 @@ no duplicate effect and no key left locked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from psycopg import AsyncConnection
+import psycopg
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -75,9 +77,6 @@ class StoredResponse:
 class Outcome:
     response: StoredResponse
     replayed: bool
-
-
-WriteAction = Callable[[AsyncConnection[Any]], Awaitable[StoredResponse]]
 
 
 def parse_key(raw: str | None) -> str:
@@ -130,6 +129,7 @@ SELECT fingerprint, response_code, response_headers, response_body,
  WHERE client_id = %(client)s AND idempotency_key = %(key)s
 """
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(client)s || E'\\n' || %(key)s, 0))"
+_BEGIN_LOCK_LOOKUP = "BEGIN; " + _LOCK + "; " + _LOOKUP
 _DELETE_EXPIRED = """
 DELETE FROM idempotency_keys
  WHERE client_id = %(client)s AND idempotency_key = %(key)s
@@ -169,6 +169,44 @@ def _in_flight() -> Problem:
     )
 
 
+async def _fast_path(pool: AsyncConnectionPool, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Look the key up outside any transaction: a finished key row never changes until it is reaped.
+    A read with no effect, so a connection found broken here (database restarted or failed over since
+    it was pooled) is simply retried once on a fresh one instead of failing the request."""
+    for attempt in (1, 2):
+        try:
+            async with pool.connection() as conn:
+                return await (await conn.execute(_LOOKUP, params)).fetchone()
+        except psycopg.OperationalError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class Tx:
+    """The open transaction an action runs in. ``query`` runs a statement now and returns its rows;
+    ``defer`` queues a write that needs no answer: deferred writes, the key row and COMMIT then travel
+    to the server as one multi-statement query (one round trip). Statements are bound client-side
+    (psycopg's quoting) so that several can share one simple-protocol query."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self.cursor = AsyncClientCursor(conn)
+        self._deferred: list[bytes] = []
+
+    async def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        await self.cursor.execute(sql, params)
+        return await self.cursor.fetchall() if self.cursor.description else []
+
+    def defer(self, sql: str, params: Any = None) -> None:
+        self._deferred.append(self.cursor.mogrify(sql, params).encode())
+
+    async def commit(self) -> None:
+        await self.cursor.execute(b"; ".join([*self._deferred, b"COMMIT"]))  # type: ignore[arg-type]
+
+
+WriteAction = Callable[[Tx], Awaitable[StoredResponse]]
+
+
 async def execute(
     pool: AsyncConnectionPool,
     scope: Scope,
@@ -177,27 +215,36 @@ async def execute(
     pause_after_lock: float = 0.0,
     pause_after_commit: float = 0.0,
 ) -> Outcome:
-    """Run ``action`` at most once per (client, key); replay its stored response afterwards."""
+    """Run ``action`` at most once per (client, key); replay its stored response afterwards.
+
+    A first request costs three round trips: the fast-path lookup; BEGIN + the key's lock + the
+    lookup again (one multi-statement query); the action's deferred writes + the key row + COMMIT
+    (one more). A retry of a finished request costs one: the fast-path lookup."""
     params = {"client": scope.client_id, "key": scope.key, "ttl": ttl_seconds}
+    row = await _fast_path(pool, params)
+    if row is not None and not row[4]:
+        return _replay(scope, row)
     async with pool.connection() as conn:
-        # Fast path, outside any transaction: a finished key row never changes until it is reaped.
-        row = await (await conn.execute(_LOOKUP, params)).fetchone()
-        if row is not None and not row[4]:
-            return _replay(scope, row)
-        async with conn.transaction():
-            locked = await (await conn.execute(_LOCK, params)).fetchone()
+        tx = Tx(conn)
+        try:
+            await tx.cursor.execute(_BEGIN_LOCK_LOOKUP, params)
+            tx.cursor.nextset()
+            locked = await tx.cursor.fetchone()
+            tx.cursor.nextset()
+            row = await tx.cursor.fetchone()
             if not (locked and locked[0]):
+                # without the lock, a finished row (committed since the fast path looked) still replays
+                if row is not None and not row[4]:
+                    return _replay(scope, row)
                 raise _in_flight()
-            # Re-read under the lock: the holder may have committed since the fast path looked.
-            row = await (await conn.execute(_LOOKUP, params)).fetchone()
             if row is not None:
                 if not row[4]:
                     return _replay(scope, row)
-                await conn.execute(_DELETE_EXPIRED, params)
+                tx.defer(_DELETE_EXPIRED, params)
             if pause_after_lock:
                 await asyncio.sleep(pause_after_lock)  # test hook: kill -9 lands inside the transaction
-            response = await action(conn)
-            await conn.execute(
+            response = await action(tx)
+            tx.defer(
                 _STORE,
                 {
                     **params,
@@ -209,7 +256,12 @@ async def execute(
                     "body": response.body.decode(),
                 },
             )
-        metrics.IDEMPOTENCY.labels("executed").inc()
-        if pause_after_commit:
-            await asyncio.sleep(pause_after_commit)  # test hook: kill -9 after COMMIT, before the reply
-        return Outcome(response, replayed=False)
+            await tx.commit()
+        finally:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+    metrics.IDEMPOTENCY.labels("executed").inc()
+    if pause_after_commit:
+        await asyncio.sleep(pause_after_commit)  # test hook: kill -9 after COMMIT, before the reply
+    return Outcome(response, replayed=False)

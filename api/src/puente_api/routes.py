@@ -89,13 +89,12 @@ async def create_shipment(request: Request, payload: ShipmentCreate, identity: I
     st = state(request)
     client, key = identity
     path = request.url.path
-    scope = Scope(
-        client, key, "POST", path, idempotency.fingerprint("POST", path, payload.model_dump(mode="json"))
-    )
+    doc = payload.model_dump(mode="json")
+    scope = Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, doc))
     outcome = await idempotency.execute(
         st.pool,
         scope,
-        lambda conn: shipments.create(conn, client, payload),
+        lambda tx: shipments.create(tx, client, doc),
         st.settings.idempotency_ttl_seconds,
         st.settings.test_pause_after_lock,
         st.settings.test_pause_after_commit,
@@ -123,7 +122,7 @@ async def add_event(
     outcome = await idempotency.execute(
         st.pool,
         scope,
-        lambda conn: shipments.add_event(conn, shipment_id, payload, path),
+        lambda tx: shipments.add_event(tx, shipment_id, payload, path),
         st.settings.idempotency_ttl_seconds,
         st.settings.test_pause_after_lock,
         st.settings.test_pause_after_commit,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,23 +17,25 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from puente_api.idempotency import StoredResponse
-from puente_api.models import TERMINAL_STATUSES, EventCreate, ShipmentCreate
+from puente_api.idempotency import StoredResponse, Tx
+from puente_api.models import TERMINAL_STATUSES, EventCreate
 from puente_api.problems import PROBLEM_JSON, Problem
 
 TOPIC_CREATED = "shipment.created"
 
-# One statement, one round trip: the shipment and its outbox row (the label job) together.
+# One statement: the shipment and its outbox row (the label job) together. It returns nothing, and the
+# timestamps come from here, so the response is known before the database answers: the insert, the
+# key row and COMMIT travel in one pipelined round trip.
 CREATE_SQL = """
 WITH s AS (
-    INSERT INTO shipments (id, client_id, service, reference, sender, recipient, parcels)
-    VALUES (%(id)s, %(client)s, %(service)s, %(reference)s, %(sender)s, %(recipient)s, %(parcels)s)
-    RETURNING id, created_at, updated_at
-), o AS (
-    INSERT INTO outbox (topic, aggregate_id, payload)
-    SELECT %(topic)s, s.id, jsonb_build_object('shipment_id', s.id) FROM s
+    INSERT INTO shipments (id, client_id, service, reference, sender, recipient, parcels,
+                           created_at, updated_at)
+    VALUES (%(id)s, %(client)s, %(service)s, %(reference)s, %(sender)s, %(recipient)s, %(parcels)s,
+            %(now)s, %(now)s)
+    RETURNING id
 )
-SELECT created_at, updated_at FROM s
+INSERT INTO outbox (topic, aggregate_id, payload)
+SELECT %(topic)s, s.id, jsonb_build_object('shipment_id', s.id) FROM s
 """
 
 _COLUMNS = (
@@ -62,23 +64,24 @@ def _shipment_doc(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def create(conn: AsyncConnection[Any], client_id: str, payload: ShipmentCreate) -> StoredResponse:
-    doc = payload.model_dump(mode="json")
+async def create(tx: Tx, client_id: str, doc: dict[str, Any]) -> StoredResponse:
+    """``doc``: the validated ShipmentCreate, dumped to JSON types."""
     shipment_id = uuid.uuid4()
-    cur = await conn.execute(
+    now = datetime.now(UTC)
+    tx.defer(
         CREATE_SQL,
         {
             "id": shipment_id,
             "client": client_id,
-            "service": payload.service,
-            "reference": payload.reference,
+            "service": doc["service"],
+            "reference": doc["reference"],
             "sender": Jsonb(doc["sender"]),
             "recipient": Jsonb(doc["recipient"]),
             "parcels": Jsonb(doc["parcels"]),
             "topic": TOPIC_CREATED,
+            "now": now,
         },
     )
-    created_at, updated_at = await cur.fetchone()  # type: ignore[misc]
     body = _shipment_doc(
         {
             **doc,
@@ -86,8 +89,8 @@ async def create(conn: AsyncConnection[Any], client_id: str, payload: ShipmentCr
             "status": "created",
             "label_status": "pending",
             "tracking_number": None,
-            "created_at": created_at,
-            "updated_at": updated_at,
+            "created_at": now,
+            "updated_at": now,
         }
     )
     return StoredResponse(201, orjson.dumps(body), {"Location": f"/v1/shipments/{shipment_id}"})
@@ -97,11 +100,9 @@ def _stored_problem(problem: Problem, path: str) -> StoredResponse:
     return StoredResponse(problem.status, problem.body(path), media_type=PROBLEM_JSON)
 
 
-async def add_event(
-    conn: AsyncConnection[Any], shipment_id: uuid.UUID, payload: EventCreate, path: str
-) -> StoredResponse:
-    cur = await conn.execute("SELECT status FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
-    row = await cur.fetchone()
+async def add_event(tx: Tx, shipment_id: uuid.UUID, payload: EventCreate, path: str) -> StoredResponse:
+    rows = await tx.query("SELECT status FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
+    row = rows[0] if rows else None
     if row is None:
         return _stored_problem(Problem(404, "not-found", f"No shipment {shipment_id}."), path)
     if row[0] in TERMINAL_STATUSES:
@@ -115,32 +116,20 @@ async def add_event(
             path,
         )
     event_id = uuid.uuid4()
-    cur = await conn.execute(
-        """
-        WITH e AS (
-            INSERT INTO shipment_events (id, shipment_id, type, location, note, occurred_at)
-            VALUES (%s, %s, %s, %s, %s, %s)
-            RETURNING id, shipment_id, type, location, note, occurred_at, created_at
-        ), u AS (
-            UPDATE shipments SET status = %s, updated_at = now() WHERE id = %s
-        )
-        SELECT id, shipment_id, type, location, note, occurred_at, created_at FROM e
-        """,
-        (
-            event_id,
-            shipment_id,
-            payload.type,
-            payload.location,
-            payload.note,
-            payload.occurred_at,
-            payload.type,
-            shipment_id,
-        ),
+    now = datetime.now(UTC)
+    tx.defer(
+        "INSERT INTO shipment_events (id, shipment_id, type, location, note, occurred_at, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (event_id, shipment_id, payload.type, payload.location, payload.note, payload.occurred_at, now),
     )
-    erow = await cur.fetchone()
-    assert erow is not None
+    tx.defer(
+        "UPDATE shipments SET status = %s, updated_at = %s WHERE id = %s", (payload.type, now, shipment_id)
+    )
+    doc = _event_doc(
+        (event_id, shipment_id, payload.type, payload.location, payload.note, payload.occurred_at, now)
+    )
     return StoredResponse(
-        201, orjson.dumps(_event_doc(erow)), {"Location": f"/v1/shipments/{shipment_id}/events/{event_id}"}
+        201, orjson.dumps(doc), {"Location": f"/v1/shipments/{shipment_id}/events/{event_id}"}
     )
 
 

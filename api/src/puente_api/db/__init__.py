@@ -50,8 +50,6 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
         max_size=settings.db_pool_size,
         kwargs={"autocommit": True, "options": _OPTIONS},
         timeout=POOL_TIMEOUT,
-        # a broken connection is detected on its next use; check it when it is handed out instead
-        check=AsyncConnectionPool.check_connection,
         open=False,
         name="puente-api",
     )

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Benchmark of the reference API's write path (a script that prints figures, not a test).
+
+In one run (about 45 s) on this machine it starts a throwaway PostgreSQL 15 (durable: fsync and
+synchronous_commit on) and `puente-api serve`, then measures:
+
+1. the ceiling: pgbench running the very SQL the create endpoint sends, in the same three queries
+   (fast-path lookup; BEGIN + advisory lock + lookup; shipment+outbox insert + key insert + COMMIT),
+   over CLIENTS connections;
+2. the API's create throughput and p50/p99 latency (wrk, every request a new Idempotency-Key);
+3. the API's replay throughput (wrk, every request a key that already finished);
+
+and prints them with the ratios the reference API targets: create >= 0.5 x ceiling, replay >= 2 x create.
+
+    .venv/bin/python bench/api_bench.py [--seconds 8] [--clients 16] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "api"))  # the throwaway-server helpers the API tests use
+
+from api_servers import PG_BIN, APIServer, Postgres, free_port, postgres  # noqa: E402
+
+from puente_api import idempotency, shipments  # noqa: E402
+
+SHIPMENT = {
+    "sender": {
+        "name": "Puente Depot",
+        "street": "Calle Mayor 1",
+        "city": "Madrid",
+        "postal_code": "28013",
+        "country": "ES",
+    },
+    "recipient": {
+        "name": "Ada Lovelace",
+        "street": "12 St James's Square",
+        "city": "London",
+        "postal_code": "SW1Y 4JH",
+        "country": "GB",
+    },
+    "parcels": [{"weight_grams": 1200, "length_cm": 30, "width_cm": 20, "height_cm": 10}],
+    "service": "express",
+}
+REPLAY_KEYS = 200  # keys created before the replay run; wrk cycles through them
+
+
+def _sql_literal(value: object) -> str:
+    return "'" + json.dumps(value).replace("'", "''") + "'"
+
+
+def pgbench_script() -> str:
+    """The create endpoint's statements, in its order, with pgbench variables for the key."""
+    client = "'bench'"
+    key = "'k-' || :client_id || '-' || :n"
+    lookup = (
+        idempotency._LOOKUP.replace("%(ttl)s", "86400").replace("%(client)s", client).replace("%(key)s", key)
+    )
+    lock = idempotency._LOCK.replace("%(client)s", client).replace("%(key)s", key)
+    full = {"phone": None}
+    create = (
+        shipments.CREATE_SQL.replace("%(id)s", "gen_random_uuid()")
+        .replace("%(client)s", client)
+        .replace("%(service)s", "'express'")
+        .replace("%(reference)s", "NULL")
+        .replace("%(sender)s", _sql_literal({**SHIPMENT["sender"], **full}) + "::jsonb")  # type: ignore[dict-item]
+        .replace("%(recipient)s", _sql_literal({**SHIPMENT["recipient"], **full}) + "::jsonb")  # type: ignore[dict-item]
+        .replace("%(parcels)s", _sql_literal(SHIPMENT["parcels"]) + "::jsonb")
+        .replace("%(topic)s", "'shipment.created'")
+        .replace("%(now)s", "now()")
+    )
+    body = _sql_literal({"id": "00000000-0000-0000-0000-000000000000", **SHIPMENT})
+    store = (
+        idempotency._STORE.replace("%(client)s", client)
+        .replace("%(key)s", key)
+        .replace("%(method)s", "'POST'")
+        .replace("%(path)s", "'/v1/shipments'")
+        .replace("%(fingerprint)s", "repeat('f', 64)")
+        .replace("%(code)s", "201")
+        .replace("%(headers)s", "'{}'")
+        .replace("%(body)s", body)
+    )
+
+    def compound(*sqls: str) -> str:
+        # pgbench sends statements joined by \; as ONE query, as the API does (idempotency.Tx)
+        return " \\; ".join(" ".join(sql.split()) for sql in sqls) + ";"
+
+    return "\n".join(
+        [
+            "\\set n random(1, 1000000000000)",
+            compound(lookup),
+            compound("BEGIN", lock, lookup),
+            compound(create, store, "COMMIT"),
+            "",
+        ]
+    )
+
+
+def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> float:
+    script = workdir / "create.sql"
+    script.write_text(pgbench_script())
+    script.chmod(0o644)
+    out = subprocess.run(
+        [
+            PG_BIN / "pgbench",
+            "-n",
+            "-M",
+            "simple",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            script,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(pg.port),
+            "-U",
+            pg.user,
+            "bench",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    match = re.search(r"tps = ([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+WRK_LUA = """
+local counter = 0
+local prefix = "%(prefix)s"
+local cycle = %(cycle)d
+local body = [[%(body)s]]
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", tostring(threads) .. "-" .. tostring(os.time()))
+end
+request = function()
+  counter = counter + 1
+  local n = counter
+  if cycle > 0 then n = counter %% cycle end
+  local key
+  if cycle > 0 then key = '"' .. prefix .. n .. '"' else key = '"' .. prefix .. tid .. "-" .. n .. '"' end
+  return wrk.format("POST", "/v1/shipments",
+    {["Content-Type"] = "application/json", ["Idempotency-Key"] = key, ["X-Client-Id"] = "bench"}, body)
+end
+"""
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, seconds: int, clients: int, workdir: Path, prefix: str, cycle: int) -> dict[str, float]:
+    script = workdir / f"{prefix}.lua"
+    script.write_text(WRK_LUA % {"prefix": prefix, "cycle": cycle, "body": json.dumps(SHIPMENT)})
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script, url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    return {
+        "rps": rps,
+        "p50_ms": _ms(lat["50"]),
+        "p99_ms": _ms(lat["99"]),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=8, help="duration of each of the three runs")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent connections (pgbench and wrk)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print(
+            "bench: wrk is missing (apt-get install wrk; scripts/bootstrap.sh installs it)", file=sys.stderr
+        )
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="puente-bench-"))
+    workdir.chmod(0o755)
+    durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    started = time.monotonic()
+    with postgres(durable) as pg:
+        url = pg.create_database("bench")
+        env = {
+            "PUENTE_SITE": "bench",
+            "PUENTE_DATABASE_URL": url,
+            "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F",  # not used by writes
+            "PUENTE_LOG_LEVEL": "WARNING",
+            "PUENTE_DB_POOL_SIZE": str(args.clients),
+        }
+        exe = Path(sys.executable).with_name("puente-api")
+        subprocess.run([exe, "migrate"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+        ceiling = run_pgbench(pg, args.seconds, args.clients, workdir)
+        server = APIServer(env, workers=args.workers).start()
+        try:
+            with httpx.Client(base_url=server.base_url) as c:  # warm-up + the keys the replay run reuses
+                for i in range(REPLAY_KEYS):
+                    r = c.post(
+                        "/v1/shipments",
+                        json=SHIPMENT,
+                        headers={"Idempotency-Key": f'"replay-{i}"', "X-Client-Id": "bench"},
+                    )
+                    assert r.status_code == 201, r.text
+            create = run_wrk(server.base_url, args.seconds, args.clients, workdir, "create-", 0)
+            replay = run_wrk(server.base_url, args.seconds, args.clients, workdir, "replay-", REPLAY_KEYS)
+        finally:
+            server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "pgbench_ceiling_tps": round(ceiling, 1),
+        "create_rps": round(create["rps"], 1),
+        "create_p50_ms": create["p50_ms"],
+        "create_p99_ms": create["p99_ms"],
+        "create_non_2xx": create["non_2xx"],
+        "replay_rps": round(replay["rps"], 1),
+        "replay_p50_ms": replay["p50_ms"],
+        "replay_p99_ms": replay["p99_ms"],
+        "replay_non_2xx": replay["non_2xx"],
+        "create_over_ceiling": round(create["rps"] / ceiling, 2),
+        "replay_over_create": round(replay["rps"] / create["rps"], 2),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(f"pgbench ceiling (create SQL, {args.clients} clients): {ceiling:10.1f} tx/s")
+    print(
+        f"API create  ({args.workers} workers, {args.clients} conns):  {create['rps']:10.1f} req/s   "
+        f"p50 {create['p50_ms']:.2f} ms   p99 {create['p99_ms']:.2f} ms   non-2xx {create['non_2xx']}"
+    )
+    print(
+        f"API replay:                            {replay['rps']:10.1f} req/s   "
+        f"p50 {replay['p50_ms']:.2f} ms   p99 {replay['p99_ms']:.2f} ms   non-2xx {replay['non_2xx']}"
+    )
+    ok1 = "meets" if result["create_over_ceiling"] >= 0.5 else "MISSES"
+    ok2 = "meets" if result["replay_over_create"] >= 2 else "MISSES"
+    print(f"create / ceiling = {result['create_over_ceiling']:.2f}  ({ok1} the 0.5 target)")
+    print(f"replay / create  = {result['replay_over_create']:.2f}  ({ok2} the 2.0 target)")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
