@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "api"))  # the throwaway-server helpers the API tests use
 
 from api_servers import PG_BIN, APIServer, Postgres, free_port, postgres  # noqa: E402
-
 from puente_api import idempotency, shipments  # noqa: E402
 
 SHIPMENT = {
