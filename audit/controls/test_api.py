@@ -59,7 +59,7 @@ def test_api_unit_hardening(host, unit: str, prop: str, expected: str):
     id="PUENTE-API-03", title="The API's secrets file is readable by root only", impact=0.8,
     rationale="""It holds the database and broker passwords; systemd reads it as root before dropping to the
     service user, so no one else needs it.""",
-    refs={"cis": "7.1.x (file permissions)", "nist": ["AC-3", "IA-5(1)", "SC-28"]}, groups=["api_nodes"],
+    refs={"nist": ["AC-3", "IA-5(1)", "SC-28"]}, groups=["api_nodes"],
 )
 def test_api_secrets_file_mode(host):
     f = host.file(API_SECRETS_FILE)

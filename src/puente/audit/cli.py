@@ -49,10 +49,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-k", dest="keyword", help="only controls matching this pytest -k expression")
     p.add_argument("--catalogue", type=Path, default=CATALOGUE, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
-    sub = p.add_subparsers(dest="audit_command", metavar="verify")
+    sub = p.add_subparsers(dest="audit_command", metavar="{verify,controls}")
     v = sub.add_parser("verify", help="check a report directory against its MANIFEST.sha256")
     v.add_argument("dir", type=Path)
     v.set_defaults(func=cmd_verify)
+    c = sub.add_parser("controls", help="list the control catalogue (id, severity, groups, references)")
+    c.add_argument("--markdown", action="store_true", help="as a Markdown table (docs/AUDIT.md)")
+    c.add_argument("--catalogue", type=Path, default=CATALOGUE, help=argparse.SUPPRESS)
+    c.set_defaults(func=cmd_controls)
+
+
+def cmd_controls(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from puente.audit.catalogue import REGISTRY
+
+    sys.path.insert(0, str(args.catalogue))  # control modules import their policy module as pytest would
+    for path in sorted(args.catalogue.glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"puente_audit_controls.{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    rows = sorted(REGISTRY.values(), key=lambda c: c.id)
+    for ctl in rows:
+        refs = "; ".join(f"{k.upper()} {v if isinstance(v, str) else ', '.join(v)}"
+                         for k, v in ctl.refs.items())
+        groups = ", ".join(ctl.groups)
+        if args.markdown:
+            print(f"| {ctl.id} | {ctl.title} | {ctl.severity} ({ctl.impact}) | {groups} | {refs} |")
+        else:
+            print(f"{ctl.id:15} {ctl.severity:8} {','.join(ctl.groups):14} {ctl.title}  [{refs}]")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ def build(
             "counts": _counts(mine),
             "status": _worst(mine),
         })
-    control_rows = []
+    control_rows: list[dict[str, Any]] = []
     for cid in controls:
         mine = [r for r in slim if r["control_id"] == cid]
         control_rows.append({
@@ -90,8 +90,10 @@ def build(
             "failed_hosts": sorted({r["host"] for r in mine if r["status"] in ("failed", "error")}),
         })
     # What needs attention first: failures, then by severity.
-    control_rows.sort(key=lambda row: (STATUSES.index(row["status"]),
-                                       SEVERITIES.index(controls[row["id"]]["severity"]), row["id"]))
+    def attention(row: dict[str, Any]) -> tuple[int, int, str]:
+        return (STATUSES.index(row["status"]), SEVERITIES.index(controls[row["id"]]["severity"]), row["id"])
+
+    control_rows.sort(key=attention)
     return {
         "schema": SCHEMA,
         "run": {
