@@ -1,0 +1,98 @@
+"""The lab inventory reader: a malformed inventory is refused with every problem named (no podman here)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from puente.lab import inventory
+from puente.lab.inventory import InventoryError
+
+GOOD = """
+all:
+  children:
+    onprem:
+      vars: {lab_network: puente-onprem, lab_subnet: 10.89.1.0/24}
+      hosts:
+        onprem-edge1: {ansible_host: 10.89.1.10}
+        onprem-api1: {ansible_host: 10.89.1.21}
+    cloud:
+      vars: {lab_network: puente-cloud, lab_subnet: 10.89.2.0/24}
+      hosts:
+        cloud-api1: {ansible_host: 10.89.2.21, lab_mac: "02:aa:00:00:00:01"}
+    api_nodes:
+      children:
+        onprem_api: {hosts: {onprem-api1: }}
+        cloud_api: {hosts: {cloud-api1: }}
+    gateways: {hosts: {onprem-edge1: }}
+"""
+
+
+def load(tmp_path: Path, text: str) -> inventory.Lab:
+    path = tmp_path / "hosts.yml"
+    path.write_text(textwrap.dedent(text))
+    return inventory.load([path])
+
+
+def test_sites_nodes_groups_and_macs(tmp_path: Path) -> None:
+    lab = load(tmp_path, GOOD)
+    assert sorted(lab.sites) == ["cloud", "onprem"]
+    assert str(lab.sites["cloud"].gateway) == "10.89.2.1"
+    api1 = lab.nodes["onprem-api1"]
+    assert (api1.site.name, str(api1.ip), api1.mac_address) == ("onprem", "10.89.1.21", "02:00:0a:59:01:15")
+    assert lab.nodes["cloud-api1"].mac_address == "02:aa:00:00:00:01"
+    assert sorted(n.name for n in lab.in_group("api_nodes")) == ["cloud-api1", "onprem-api1"]
+    assert [n.name for n in lab.for_sites(["cloud"])] == ["cloud-api1"]
+
+
+def test_the_committed_lab_inventory_is_valid() -> None:
+    lab = inventory.load()
+    assert "onprem" in lab.sites
+    assert {"gateways", "loadbalancers", "api_nodes", "postgresql", "rabbitmq", "dns"} <= set(lab.groups)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("all: [", "not valid YAML"),
+        ("hosts: {}", "`all:` group"),
+        ("all: {children: {g: {hosts: {n1: {ansible_host: 10.0.0.5}}}}}", "no site group"),
+        (
+            GOOD.replace("ansible_host: 10.89.1.21", "ansible_host: 10.89.2.99"),
+            "10.89.2.99 is not a usable node address of onprem",
+        ),
+        (
+            GOOD.replace("ansible_host: 10.89.1.21", "ansible_host: 10.89.1.10"),
+            "10.89.1.10 is already used by",
+        ),
+        (GOOD.replace("ansible_host: 10.89.1.21", "ansible_host: 10.89.1.1"), "not a usable node address"),
+        (
+            GOOD.replace("ansible_host: 10.89.1.21", "ansible_host: api.example"),
+            "must be a fixed IPv4 address",
+        ),
+        (GOOD.replace("lab_subnet: 10.89.2.0/24", "lab_subnet: 10.89.0.0/16"), "overlapping subnets"),
+        (GOOD.replace("lab_subnet: 10.89.2.0/24", "lab_subnet: banana"), "lab_subnet must be an IPv4 CIDR"),
+        (GOOD.replace("onprem-edge1: {ansible_host", "Onprem_Edge1: {ansible_host"), "must be a DNS label"),
+        (GOOD + "    extra: {hosts: {lost-node: {ansible_host: 10.89.3.3}}}\n", "exactly one site group"),
+        (GOOD.replace('lab_mac: "02:aa:00:00:00:01"', "lab_mac: nope"), "lab_mac must look like"),
+        (GOOD.replace("gateways: {hosts:", "gateways: {hots:"), "unknown keys ['hots']"),
+    ],
+)
+def test_malformed_inventory_is_refused_with_the_problem_named(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(InventoryError) as err:
+        load(tmp_path, text)
+    assert expected in str(err.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace("ansible_host: 10.89.1.21", "ansible_host: 10.89.1.10").replace(
+        "ansible_host: 10.89.2.21", "ansible_host: 10.89.1.77"
+    )
+    with pytest.raises(InventoryError) as err:
+        load(tmp_path, text)
+    message = str(err.value)
+    assert "onprem-api1" in message and "cloud-api1" in message
