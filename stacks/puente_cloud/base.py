@@ -38,6 +38,14 @@ class Component(pulumi.ComponentResource):
         """Child names derive from the component's name, so two instances never collide."""
         return f"{self.name}-{suffix}"
 
+    def physical(self, suffix: str) -> str:
+        """A name AWS sees, unique per account and region: project and stack come first.
+
+        Only for names AWS requires us to choose (EKS cluster, KMS alias, snapshot, log group); all others
+        are auto-named by Pulumi with a random suffix.
+        """
+        return f"{pulumi.get_project()}-{pulumi.get_stack()}-{self.child(suffix)}"
+
     def opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
         """Options for a child: parent=self unless a grandchild names its own parent."""
         kwargs.setdefault("parent", self)

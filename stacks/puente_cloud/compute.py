@@ -43,14 +43,14 @@ class Cluster(Component):
         # EKS writes control-plane logs to this group; created first to own its retention.
         log_group = aws.cloudwatch.LogGroup(
             cluster_name,
-            name=f"/aws/eks/{cluster_name}/cluster",
+            name=f"/aws/eks/{self.physical('eks')}/cluster",
             retention_in_days=90,
             tags=tags(cluster_name),
             opts=self.opts(),
         )
         self.cluster = aws.eks.Cluster(
             cluster_name,
-            name=cluster_name,
+            name=self.physical("eks"),
             version=cfg.kubernetes_version,
             role_arn=cluster_role.arn,
             vpc_config={

@@ -138,7 +138,7 @@ class Database(Component):
             maintenance_window="sun:03:30-sun:04:30",
             deletion_protection=cfg.deletion_protection,
             skip_final_snapshot=not args.production,
-            final_snapshot_identifier=f"{name}-final" if args.production else None,
+            final_snapshot_identifier=self.physical("postgres-final") if args.production else None,
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
             performance_insights_enabled=True,

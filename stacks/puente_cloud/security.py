@@ -19,7 +19,9 @@ def kms_key(owner: Component, suffix: str, description: str) -> aws.kms.Key:
         tags=owner.tags(name),
         opts=owner.opts(),
     )
-    aws.kms.Alias(name, name=f"alias/{name}", target_key_id=key.key_id, opts=owner.opts(parent=key))
+    aws.kms.Alias(
+        name, name=f"alias/{owner.physical(suffix)}", target_key_id=key.key_id, opts=owner.opts(parent=key)
+    )
     return key
 
 

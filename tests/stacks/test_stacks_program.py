@@ -219,7 +219,26 @@ def test_database_rds(dev: Recording, prod: Recording) -> None:
     assert (dev_db.inputs["deletionProtection"], dev_db.inputs["skipFinalSnapshot"]) == (False, True)
     assert (prod_db.inputs["deletionProtection"], prod_db.inputs["skipFinalSnapshot"]) == (True, False)
     assert prod_db.inputs["backupRetentionPeriod"] == 14.0
-    assert prod_db.inputs["finalSnapshotIdentifier"] == "database-postgres-final"
+    assert prod_db.inputs["finalSnapshotIdentifier"] == "puente-prod-database-postgres-final"
+
+
+def test_names_aws_sees_are_unique_per_stack(dev: Recording, prod: Recording) -> None:
+    """Two stacks in one account and region must not fight over the names AWS makes us choose."""
+
+    def chosen(rec: Recording) -> set[str]:
+        names = set()
+        for res in rec.custom():
+            for key in ("name", "finalSnapshotIdentifier"):
+                value = res.inputs.get(key)
+                # Kubernetes names live in the stack's own cluster, Route 53 records are the failover pair
+                # itself, a stage name is scoped to its API.
+                scoped = ("kubernetes:", "aws:route53/", "aws:apigatewayv2/stage:")
+                if isinstance(value, str) and not res.type.startswith(scoped):
+                    names.add(f"{res.type}:{value}")
+        return names
+
+    assert chosen(dev) and not chosen(dev) & chosen(prod)
+    assert dev.one("aws:eks/cluster:Cluster").inputs["name"] == "puente-dev-cluster-eks"
 
 
 def test_cross_site_option_declares_patroni_members_instead_of_rds(geo: Recording) -> None:
