@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from puente.lab import podman
@@ -59,21 +60,23 @@ def _probe(name: str) -> dict[str, Any]:
 
 def collect(lab: Lab) -> dict[str, Any]:
     running = {c["Names"][0]: c for c in podman.ps()}
-    report: dict[str, Any] = {"nodes": []}
+    entries: list[dict[str, Any]] = []
     for node in lab.nodes.values():
         c = running.get(node.name)
-        state = (c or {}).get("State", "absent")
-        entry: dict[str, Any] = {
-            "name": node.name,
-            "site": node.site.name,
-            "ip": str(node.ip),
-            "groups": list(node.groups),
-            "state": state,
-        }
-        if state == "running":
-            entry.update(_probe(node.name))
-        report["nodes"].append(entry)
-    return report
+        entries.append(
+            {
+                "name": node.name,
+                "site": node.site.name,
+                "ip": str(node.ip),
+                "groups": list(node.groups),
+                "state": (c or {}).get("State", "absent"),
+            }
+        )
+    live = [e for e in entries if e["state"] == "running"]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for entry, probe in zip(live, pool.map(_probe, [e["name"] for e in live]), strict=True):
+            entry.update(probe)
+    return {"nodes": entries}
 
 
 def render(report: dict[str, Any]) -> str:
