@@ -111,3 +111,15 @@ def test_verify_accepts_the_report_and_refuses_an_edited_file(synthetic_run, tmp
     bad = verify()
     assert bad.returncode == 1
     assert "FAIL report.html: MODIFIED" in bad.stdout
+
+
+def test_a_catalogue_that_does_not_load_is_never_a_pass(synthetic: Synthetic, tmp_path: Path):
+    broken = tmp_path / "controls"
+    shutil.copytree(synthetic.controls, broken)
+    (broken / "test_broken.py").write_text("from puente.audit import control\n\ndef test_x(host:\n")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "puente.cli", "audit", "-i", str(synthetic.inventory), "--out", str(out),
+            "--catalogue", str(broken), "--workers", "0"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode not in (0, 1), proc.stdout
+    assert json.loads((out / "report.json").read_text())["summary"]["status"] == "incomplete"

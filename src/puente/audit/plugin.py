@@ -228,7 +228,7 @@ class Collector:
             return
         self.results[report.nodeid] = data
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         out = self.config.option.audit_report
         if not self.results and not out:
             return
@@ -247,6 +247,7 @@ class Collector:
             workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
             or getattr(self.config.option, "numprocesses", 0) or 0,
             drift=drift,
+            exitstatus=int(exitstatus),
         )
         if out:
             report_mod.write(Path(out), self.doc)

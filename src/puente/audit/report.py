@@ -61,6 +61,7 @@ def build(
     command: list[str],
     workers: int,
     drift: dict[str, Any] | None,
+    exitstatus: int = 0,
 ) -> dict[str, Any]:
     controls: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -109,7 +110,7 @@ def build(
             "command": command,
         },
         "summary": {
-            "status": "fail" if any(r["status"] in ("failed", "error") for r in slim) else "pass",
+            "status": _verdict(slim, exitstatus),
             "counts": _counts(slim),
             "controls": len(controls),
             "hosts": host_rows,
@@ -120,6 +121,15 @@ def build(
         "waivers": [{**w.to_dict(), "active": w.active(today)} for w in waivers],
         "drift": drift,
     }
+
+
+def _verdict(results: list[dict[str, Any]], exitstatus: int) -> str:
+    """pass only when every result passed or was waived AND pytest itself finished normally."""
+    if any(r["status"] in ("failed", "error") for r in results):
+        return "fail"
+    if exitstatus not in (0, 1) or not any(r["status"] != "n/a" for r in results):
+        return "incomplete"  # collection error, interrupted run, or nothing assessed
+    return "pass"
 
 
 def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
