@@ -178,3 +178,20 @@ def test_breaks_were_undone(converged_lab, tmp_path_factory):
                                  "test_listening_ports_match_roles or test_api_secrets_file_mode")
     still = [f"{r['control_id']} {r['host']}" for r in doc["results"] if r["status"] != "passed"]
     assert proc.returncode == 0 and not still, still
+
+
+@pytest.mark.destructive
+def test_drift_names_the_node_changed_by_hand(converged_lab, tmp_path_factory):
+    """`--drift`: the roles' check run (site.yml --check --diff) sees a file mode changed by hand."""
+    victim = hosts_in("api_nodes")[0]
+    out = tmp_path_factory.mktemp("lab-drift")
+    with secret_readable(victim, "/etc/puente/api-secrets.env"):
+        proc, doc = audit(out, "--drift", "-k", "test_api_secrets_file_mode")
+    drift = doc["drift"]
+    assert drift is not None and (out / "drift.log").exists()
+    assert drift["hosts"][victim]["changed"] >= 1, drift
+    assert victim in drift["summary"] and drift["summary"].startswith("drift: "), drift["summary"]
+    assert any(c.startswith(f"{victim}: ") for c in drift["changes"]), drift["changes"]
+    listed = (out / "MANIFEST.sha256").read_text()
+    assert "drift.log" in listed and "drift.json" in listed
+    assert doc["drift"]["summary"] in proc.stdout
