@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from puente.drill.topology import PATRONI_PORT, DbMember
@@ -71,22 +73,27 @@ def patroni_cluster(members: Sequence[DbMember]) -> list[dict[str, Any]]:
             if status == 200:
                 return list(json.loads(body).get("members", []))
             problems.append(f"{m.name}: HTTP {status}")
-        except (CommandError, ValueError, KeyError, OSError) as exc:
-            problems.append(f"{m.name}: {str(exc).splitlines()[0]}")
+        except (CommandError, ValueError, KeyError, OSError, subprocess.TimeoutExpired) as exc:
+            problems.append(f"{m.name}: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
     raise CommandError(["patroni", "GET /cluster"], 1, "; ".join(problems))
 
 
+def _is_primary(m: DbMember) -> bool:
+    try:
+        status, _ = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/primary")
+    except (CommandError, ValueError, OSError, subprocess.TimeoutExpired):
+        return False
+    return status == 200
+
+
 def primaries(members: Sequence[DbMember]) -> list[str]:
-    """Members whose Patroni answers 200 on /primary right now (the check HAProxy routes writes by)."""
-    out = []
-    for m in members:
-        try:
-            status, _ = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/primary")
-        except (CommandError, ValueError, OSError):
-            continue
-        if status == 200:
-            out.append(m.name)
-    return out
+    """Members whose Patroni answers 200 on /primary right now (the check HAProxy routes writes by),
+    all asked at once so one round is one moment."""
+    if not members:
+        return []
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        answers = list(pool.map(_is_primary, members))
+    return [m.name for m, yes in zip(members, answers, strict=True) if yes]
 
 
 class PrimarySampler:

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,10 +144,7 @@ def run_drill(topo: topology.Topology, opts: DrillOptions, fault: Fault) -> dict
     db = _db_facts(topo, opts, client.config.client_id, members_after)
     client.close()
     log.close()
-    attempts = [
-        a.__class__(**{**a.__dict__, "started": a.started - t0, "ended": a.ended - t0})
-        for a in log.snapshot()
-    ]
+    attempts = [replace(a, started=a.started - t0, ended=a.ended - t0) for a in log.snapshot()]
     result = report.analyse(
         attempts,
         scenario=fault.name,
@@ -265,11 +262,19 @@ def node_loss(
     return run_drill(topo, opts, fault)
 
 
+PATRONI_CONFIG = "/etc/patroni/config.yml"
+# Runs inside the leader's node: Patroni's REST write endpoints need the credentials of its own config
+# (restapi.authentication) when the role set them; GET endpoints stay open.
 _SWITCHOVER = (
-    "import json,sys,urllib.request\n"
-    "req=urllib.request.Request(sys.argv[1],data=json.dumps({'leader':sys.argv[2],'candidate':sys.argv[3]})"
-    ".encode(),method='POST',headers={'Content-Type':'application/json'})\n"
-    "print(json.dumps({'status':urllib.request.urlopen(req,timeout=30).status}))\n"
+    "import base64,json,sys,urllib.request,yaml\n"
+    "auth=(yaml.safe_load(open(sys.argv[4])).get('restapi') or {}).get('authentication')\n"
+    "h={'Content-Type':'application/json'}\n"
+    "if auth:\n"
+    "    pair=(auth['username']+':'+auth['password']).encode()\n"
+    "    h['Authorization']='Basic '+base64.b64encode(pair).decode()\n"
+    "body=json.dumps({'leader':sys.argv[2],'candidate':sys.argv[3]}).encode()\n"
+    "r=urllib.request.urlopen(urllib.request.Request(sys.argv[1],data=body,method='POST',headers=h),timeout=60)\n"
+    "print(json.dumps({'status':r.status}))\n"
 )
 
 
@@ -307,7 +312,9 @@ def failback(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     def switchover() -> None:
         url = f"http://{by_name[leader].ip}:{topology.PATRONI_PORT}/switchover"
         say(f"switchover {leader} -> {candidates[0]} (POST {url})")
-        cluster._exec(leader, ["python3", "-c", _SWITCHOVER, url, leader, candidates[0]], timeout=60)
+        cluster._exec(
+            leader, ["python3", "-c", _SWITCHOVER, url, leader, candidates[0], PATRONI_CONFIG], timeout=90
+        )
 
     fault = Fault("failback", switchover, lambda: None, needs, expect_failover=True)
     return run_drill(topo, opts, fault)
