@@ -42,7 +42,7 @@ def state(request: Request) -> AppState:
     return request.app.state.puente  # type: ignore[no-any-return]
 
 
-def idempotency_headers(
+async def idempotency_headers(
     request: Request,
     idempotency_key: Annotated[
         str | None,
