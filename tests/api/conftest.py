@@ -57,15 +57,20 @@ def make_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]
     }
 
 
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run([API_EXE, "migrate"], env={**os.environ, **env}, check=True, capture_output=True)
+def migrate(env: dict[str, str]) -> str:
+    """`puente-api migrate`; returns what it logged (JSON lines on stderr)."""
+    r = subprocess.run(
+        [API_EXE, "migrate"], env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
+    return r.stderr
 
 
 @pytest.fixture(scope="session")
 def api_env(pg: servers.Postgres, rabbit: servers.RabbitMQ) -> dict[str, str]:
     env = make_env(pg.create_database("puente"), rabbit.url())
-    migrate(env)
-    migrate(env)  # a second run must be a no-op (idempotent migration)
+    assert "applied schema version" in migrate(env)
+    # a second run changes nothing, and says so (the `api` role's changed_when reads it)
+    assert "schema is up to date" in migrate(env)
     broker = connect_broker(settings_mod.load(env).broker)
     broker.declare()  # what the relay and the worker do when they start
     broker.close()

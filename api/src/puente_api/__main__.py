@@ -42,8 +42,12 @@ def _serve(args: argparse.Namespace, cfg: settings.Settings) -> int:
 def _migrate(args: argparse.Namespace, cfg: settings.Settings) -> int:
     from puente_api import db
 
-    db.migrate(cfg)
-    logging.getLogger("puente_api.migrate").info("schema is up to date")
+    version = db.migrate(cfg)
+    log = logging.getLogger("puente_api.migrate")
+    if version:
+        log.info("applied schema version %s", version)
+    else:
+        log.info("schema is up to date")
     return 0
 
 

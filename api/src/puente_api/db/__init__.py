@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 
 import psycopg
@@ -33,12 +34,24 @@ def connect(settings: Settings, autocommit: bool = True) -> psycopg.Connection:
     return psycopg.connect(settings.conninfo, autocommit=autocommit, options=_OPTIONS)
 
 
-def migrate(settings: Settings) -> None:
-    """Apply schema.sql in one transaction; safe to run again and concurrently."""
+def migrate(settings: Settings) -> str | None:
+    """Apply schema.sql in one transaction unless this very version was applied already; safe to run
+    again and concurrently. Returns the applied version (sha256 prefix of schema.sql) or None."""
+    sql = schema_sql()
+    version = hashlib.sha256(sql.encode()).hexdigest()[:16]
     with connect(settings, autocommit=False) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
-        conn.execute(schema_sql())  # type: ignore[arg-type]  # trusted file shipped in the package
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions ("
+            " version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        if conn.execute("SELECT 1 FROM schema_versions WHERE version = %s", (version,)).fetchone():
+            conn.rollback()
+            return None
+        conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped in the package
+        conn.execute("INSERT INTO schema_versions (version) VALUES (%s)", (version,))
         conn.commit()
+    return version
 
 
 def make_pool(settings: Settings) -> AsyncConnectionPool:
