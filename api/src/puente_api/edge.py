@@ -103,9 +103,8 @@ class Edge:
         except Exception:
             access.exception("unhandled error on %s %s", method, path)
             if not state["started"]:
-                await _send_problem(
-                    send_wrapper_inner, Problem(500, "internal", "An unexpected error occurred."), path, rid
-                )
+                problem = Problem(500, "internal", "An unexpected error occurred.")
+                await _send_problem(send_wrapper_inner, problem, path)
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")

@@ -139,6 +139,11 @@ def install(app: FastAPI) -> None:
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         return from_database_error(exc).response(request.url.path)
 
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette's ServerErrorMiddleware answers with this, then re-raises: edge.Edge logs it once
+        return Problem(500, "internal", "An unexpected error occurred.").response(request.url.path)
+
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)

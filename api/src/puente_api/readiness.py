@@ -37,7 +37,7 @@ class Readiness:
                     "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
                 )
                 row = await cur.fetchone()
-        except (*DATABASE_ERRORS, TimeoutError) as exc:
+        except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes
             return f"database unreachable: {type(exc).__name__}"
         assert row is not None
         if row[0]:

@@ -60,7 +60,7 @@ class Settings:
     @property
     def conninfo(self) -> str:
         """libpq connection string: the URL, the password kept apart, and guard-rail options."""
-        extra: dict[str, object] = {"connect_timeout": 3, "application_name": f"puente-api@{self.site}"}
+        extra: dict[str, str | int] = {"connect_timeout": 3, "application_name": f"puente-api@{self.site}"}
         if self.database_password:
             extra["password"] = self.database_password
         return make_conninfo(self.database_url, **extra)
