@@ -31,6 +31,11 @@ def test_good_settings_load() -> None:
     assert "password=s3cret" in s.conninfo and "connect_timeout=3" in s.conninfo
 
 
+def test_database_url_may_list_several_hosts() -> None:
+    url = "postgresql://puente_api@10.89.1.31:5432,10.89.1.32:5432/puente?target_session_attrs=read-write"
+    assert settings.load({**GOOD, "PUENTE_DATABASE_URL": url}).database_url == url
+
+
 def test_sqs_broker_url() -> None:
     s = settings.load({**GOOD, "PUENTE_BROKER_URL": "sqs://puente-labels.fifo?region=eu-central-1"})
     assert (s.broker.scheme, s.broker.queue, s.broker.region, s.broker.endpoint_url) == (

@@ -103,14 +103,15 @@ def parse_database_url(raw: str, name: str = "PUENTE_DATABASE_URL") -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("postgresql", "postgres"):
         raise SettingsError(f"{name} must start with postgresql://, got {parts.scheme or raw!r}")
-    if not parts.hostname and "host=" not in parts.query:
+    hosts = parts.netloc.rpartition("@")[2]
+    if not hosts and "host=" not in parts.query:
         raise SettingsError(f"{name} must name a host (postgresql://user@host:5432/db)")
     if not parts.path.strip("/"):
         raise SettingsError(f"{name} must name a database (postgresql://user@host:5432/db)")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise SettingsError(f"{name} has an invalid port") from None
+    for host in filter(None, hosts.split(",")):  # libpq takes a list of hosts (failover)
+        port = host.rpartition("]")[2].partition(":")[2] if host.startswith("[") else host.partition(":")[2]
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise SettingsError(f"{name} has an invalid port {port!r}")
     return raw
 
 
