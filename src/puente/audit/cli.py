@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-i", "--inventory", help="Ansible inventory (file or directory)")
     p.add_argument("--out", type=Path, help="report directory (created; a previous report there is replaced)")
-    p.add_argument("--connection", choices=("ansible", "podman"), default="ansible",
-                   help="reach hosts as the inventory says (ssh), or with `podman exec` (lab nodes)")
+    p.add_argument("--connection", choices=("ssh", "ansible", "podman"), default="ssh",
+                   help="ssh: as Ansible resolves each host's address/user/key (default); ansible: every "
+                   "probe through Ansible (slow; any connection plugin); podman: `podman exec` (lab nodes)")
     p.add_argument("--limit", help="only these hosts (comma-separated names or patterns)")
     p.add_argument("--waivers", type=Path, default=WAIVERS,
                    help=f"waivers file (default {WAIVERS.relative_to(ROOT)})")

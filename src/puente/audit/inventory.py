@@ -53,3 +53,31 @@ class Inventory:
 
     def site_of(self, host: str) -> str:
         return next((g for g in self.groups_of[host] if g in SITES), "")
+
+
+# Connection variables as Ansible itself resolves them (templating included, e.g. a key path built from
+# `inventory_dir`): the debug action runs on the controller, so this touches no host.
+_SSH_VARS = ("{{ {'connection': ansible_connection | default('ssh'), "
+             "'host': ansible_host | default(inventory_hostname), 'user': ansible_user | default(''), "
+             "'port': ansible_port | default(''), 'key': ansible_ssh_private_key_file | default(''), "
+             "'args': ansible_ssh_common_args | default(''), "
+             "'become': ansible_become | default(false) | bool} }}")
+
+
+def ssh_targets(path: str) -> dict[str, dict[str, Any]]:
+    """host -> {host, user, port, key, args, become} for the ssh backend, resolved by `ansible`."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json",
+           "ANSIBLE_NOCOLOR": "1"}
+    argv = ["ansible", "all", "-i", path, "-m", "ansible.builtin.debug", "-a", f"msg={_SSH_VARS}"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
+    if proc.returncode != 0:
+        raise ValueError(f"ansible could not resolve the connection variables of {path}: "
+                         f"{(proc.stdout + proc.stderr)[-1500:]}")
+    # other enabled callbacks (e.g. profile_tasks) print lines around the json callback's document
+    result, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.find("{"):])
+    hosts = result["plays"][0]["tasks"][0]["hosts"]
+    return {name: dict(data["msg"]) for name, data in hosts.items()}

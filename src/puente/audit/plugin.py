@@ -29,13 +29,14 @@ from puente.audit import report as report_mod
 from puente.audit.catalogue import control_of
 from puente.audit.evidence import trim
 from puente.audit.fixtures import EVIDENCE, STATE, TARGET
-from puente.audit.inventory import Inventory
+from puente.audit.inventory import Inventory, ssh_targets
 from puente.audit.waivers import Waiver, WaiverError, find, load, today_utc
 
 WAIVED_PREFIX = "waived: "
 # Report properties the controller turns into report.json; stripped before JUnit so the XML keeps only the
 # readable ones (control_id, severity, host, evidence ...).
 PRIVATE = "puente_audit"
+CONNECTIONS = ("ssh", "ansible", "podman")
 
 
 class AuditState:
@@ -46,6 +47,7 @@ class AuditState:
         self.limit: list[str] = [p for p in (opt.audit_limit or "").split(",") if p]
         self.today: dt.date = dt.date.fromisoformat(opt.audit_today) if opt.audit_today else today_utc()
         self.waivers: list[Waiver] = []
+        self.ssh: dict[str, dict[str, Any]] = {}  # host -> connection variables (ssh connection)
         self._hosts: dict[str, testinfra.host.Host | str] = {}
         self.snapshots: dict[str, dict[tuple[str, ...], Any]] = {}  # host -> EvidenceHost.snapshot cache
 
@@ -58,13 +60,33 @@ class AuditState:
             hosts = [h for h in hosts if any(fnmatch.fnmatchcase(h, p) for p in self.limit)]
         return hosts
 
+    def _spec(self, name: str) -> tuple[str, dict[str, Any]]:
+        assert self.inventory is not None
+        if self.connection == "podman":
+            return f"podman://{name}", {}
+        if self.connection == "ansible":
+            return f"ansible://{name}?ansible_inventory={self.inventory.path}&force_ansible=True", {}
+        v = self.ssh[name]
+        if v.get("connection") == "local":
+            return "local://", {"sudo": bool(v.get("become"))}
+        if v.get("connection") not in ("ssh", "smart", "paramiko"):  # e.g. a container connection plugin
+            return f"ansible://{name}?ansible_inventory={self.inventory.path}&force_ansible=True", {}
+        user = f"{v['user']}@" if v.get("user") else ""
+        port = f":{v['port']}" if v.get("port") else ""
+        # One multiplexed connection per host and worker: each probe then costs a round trip, not a login.
+        mux = ("-o ControlMaster=auto -o ControlPersist=120s -o ControlPath=/tmp/puente-audit-%C "
+               f"{v.get('args', '')}")
+        kwargs: dict[str, Any] = {"ssh_extra_args": mux.strip(), "sudo": bool(v.get("become"))}
+        if v.get("key"):
+            kwargs["ssh_identity_file"] = v["key"]
+        return f"ssh://{user}{v['host']}{port}", kwargs
+
     def connect(self, name: str) -> testinfra.host.Host:
         """testinfra's host for an inventory name; probed once per worker so a dead host is an error."""
         if name not in self._hosts:
             assert self.inventory is not None
-            spec = (f"podman://{name}" if self.connection == "podman"
-                    else f"ansible://{name}?ansible_inventory={self.inventory.path}")
-            raw = testinfra.get_host(spec)
+            spec, kwargs = self._spec(name)
+            raw = testinfra.get_host(spec, **kwargs)
             try:
                 probe = raw.run("true")
                 ok, why = probe.rc == 0, f"exit {probe.rc}: {probe.stderr.strip()}"
@@ -81,8 +103,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("puente-audit", "Puente audit controls")
     group.addoption("--audit-inventory", metavar="PATH",
                     help="Ansible inventory whose hosts the controls run on")
-    group.addoption("--audit-connection", choices=("ansible", "podman"), default="ansible",
-                    help="testinfra backend: ansible (as the inventory says) or podman (lab nodes)")
+    group.addoption("--audit-connection", choices=CONNECTIONS, default="ssh",
+                    help="ssh (addresses, users and keys as Ansible resolves them; multiplexed), "
+                    "ansible (every command through Ansible: slow, any connection plugin), "
+                    "podman (lab nodes)")
     group.addoption("--audit-limit", metavar="HOSTS",
                     help="comma-separated host names/patterns to audit (default: all)")
     group.addoption("--audit-waivers", metavar="PATH", help="waivers YAML (see puente.audit.waivers)")
@@ -103,6 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "puente_audit_inventory" in workerinput:
         state.inventory = Inventory.from_dict(workerinput["puente_audit_inventory"])
+        state.ssh = workerinput.get("puente_audit_ssh", {})
     elif config.option.audit_inventory:
         venv_bin = str(Path(sys.executable).parent)
         if shutil.which("ansible-inventory") is None and Path(venv_bin, "ansible-inventory").exists():
@@ -110,6 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
         try:
             state.inventory = Inventory.load(config.option.audit_inventory)
+            if state.connection == "ssh":
+                state.ssh = ssh_targets(config.option.audit_inventory)
         except Exception as exc:
             raise pytest.UsageError(f"cannot read inventory {config.option.audit_inventory}: {exc}") from exc
     config.stash[STATE] = state
@@ -126,6 +153,7 @@ def pytest_configure_node(node: Any) -> None:
     state = node.config.stash[STATE]
     if state.inventory is not None:
         node.workerinput["puente_audit_inventory"] = state.inventory.to_dict()
+        node.workerinput["puente_audit_ssh"] = state.ssh
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -238,6 +266,7 @@ class Collector:
         self.doc = report_mod.build(
             results=list(self.results.values()),
             inventory=self.state.inventory,
+            hosts=self.state.hosts_for(["all"]) if self.state.inventory else None,
             waivers=self.state.waivers,
             started=self.started,
             duration=time.monotonic() - self.t0,

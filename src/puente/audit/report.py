@@ -53,6 +53,7 @@ def build(
     *,
     results: list[dict[str, Any]],
     inventory: Inventory | None,
+    hosts: list[str] | None = None,
     waivers: list[Waiver],
     started: dt.datetime,
     duration: float,
@@ -72,7 +73,8 @@ def build(
         item["control_id"] = r["control"]["id"]
         item["severity"] = r["control"]["severity"]
         slim.append(item)
-    hosts = inventory.hosts if inventory else sorted({r["host"] for r in slim if r["host"]})
+    if hosts is None:
+        hosts = inventory.hosts if inventory else sorted({r["host"] for r in slim if r["host"]})
     host_rows = []
     for h in hosts:
         mine = [r for r in slim if r["host"] == h]
