@@ -1,0 +1,115 @@
+"""Role `haproxy`: the on-prem site's load balancer on the lab's loadbalancers group.
+
+What the role promises: HAProxy running with a valid configuration; the API frontend on loopback (for
+the gateway), stats on loopback only, the PostgreSQL frontend on the node's address; every API node
+up in the `api` backend; exactly one PostgreSQL server up, and it is Patroni's leader; the runtime socket
+(admin level, root and haproxy only) drains a server so it gets no new requests; a reload keeps a
+drained server drained; a connection to the PostgreSQL frontend from outside the API nodes is dropped.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
+
+EDGE = "onprem-edge1"
+EDGE_IP = "10.89.1.10"
+SOCKET = "/run/haproxy/admin.sock"
+API_SERVERS = ["onprem-api1", "onprem-api2"]
+DB_SERVERS = {"onprem-db1": "10.89.1.31", "onprem-db2": "10.89.1.32"}
+
+
+def runtime(node: Callable, command: str) -> str:
+    return node(EDGE).check_output(f"echo '{command}' | socat stdio unix-connect:{SOCKET}")
+
+
+def servers_state(node: Callable, backend: str) -> dict[str, dict[str, int]]:
+    """`show servers state`: {server: {"op": srv_op_state, "admin": srv_admin_state}}."""
+    rows = [line.split() for line in runtime(node, f"show servers state {backend}").splitlines()[2:]]
+    return {r[3]: {"op": int(r[5]), "admin": int(r[6])} for r in rows if len(r) > 6}
+
+
+def total_sessions(node: Callable, backend: str) -> dict[str, int]:
+    """`show stat` CSV: stot (sessions since start) per server."""
+    lines = runtime(node, f"show stat {backend} 4 -1").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    col = header.index("stot")
+    return {f[1]: int(f[col]) for f in (line.split(",") for line in lines[1:] if line)}
+
+
+def test_running_with_a_valid_configuration(node: Callable) -> None:
+    edge = node(EDGE)
+    assert edge.service("haproxy").is_running and edge.service("haproxy").is_enabled
+    assert edge.run("haproxy -c -q -f /etc/haproxy/haproxy.cfg").rc == 0
+
+
+def test_listeners_only_where_intended(node: Callable) -> None:
+    out = node(EDGE).check_output("ss -Hltnp")
+    addrs = sorted(line.split()[3] for line in out.splitlines() if '"haproxy"' in line)
+    assert addrs == sorted(["127.0.0.1:8080", "127.0.0.1:8404", f"{EDGE_IP}:5432"]), out
+
+
+def test_admin_socket_root_and_haproxy_only(node: Callable) -> None:
+    sock = node(EDGE).file(SOCKET)
+    assert sock.is_socket
+    assert (sock.user, sock.group, sock.mode) == ("root", "haproxy", 0o660)
+    assert "Name: HAProxy" in runtime(node, "show info")
+
+
+def test_every_api_node_up(node: Callable) -> None:
+    state = servers_state(node, "api")
+    assert sorted(state) == API_SERVERS
+    assert {s: v["op"] for s, v in state.items()} == dict.fromkeys(API_SERVERS, 2), state
+
+
+def test_postgresql_frontend_routes_to_the_patroni_leader_only(node: Callable) -> None:
+    state = servers_state(node, "postgresql")
+    up = [s for s, v in state.items() if v["op"] == 2]
+    assert len(up) == 1, state
+    leader_ip = DB_SERVERS[up[0]]
+    code = node(EDGE).check_output(
+        f"curl -s -o /dev/null -w '%{{http_code}}' http://{leader_ip}:8008/primary"
+    )
+    assert code == "200"
+
+
+def test_postgresql_frontend_reachable_from_api_nodes_only(node: Callable) -> None:
+    probe = f"python3 -c 'import socket; socket.create_connection((\"{EDGE_IP}\", 5432), timeout=3)'"
+    assert node("onprem-api1").run(probe).rc == 0
+    with pytest.raises(OSError), socket.create_connection((EDGE_IP, 5432), timeout=2):
+        pass
+
+
+def test_stats_not_reachable_from_outside() -> None:
+    with pytest.raises(OSError), socket.create_connection((EDGE_IP, 8404), timeout=2):
+        pass
+
+
+@pytest.fixture
+def drained_api1(node: Callable):
+    runtime(node, "set server api/onprem-api1 state drain")
+    yield
+    runtime(node, "set server api/onprem-api1 state ready")
+    for _ in range(30):
+        if servers_state(node, "api")["onprem-api1"]["op"] == 2:
+            return
+        time.sleep(1)
+
+
+def test_drained_server_gets_no_new_requests_and_stays_drained_after_a_reload(
+    node: Callable, drained_api1: None
+) -> None:
+    edge = node(EDGE)
+    edge.check_output("systemctl reload haproxy")
+    assert servers_state(node, "api")["onprem-api1"]["admin"] & 0x08, "drain lost in the reload"
+    before = total_sessions(node, "api")
+    for _ in range(10):
+        edge.check_output("curl -s -o /dev/null -m 5 http://127.0.0.1:8080/healthz")
+    after = total_sessions(node, "api")
+    assert after["onprem-api1"] == before["onprem-api1"]
+    assert after["onprem-api2"] >= before["onprem-api2"] + 10
