@@ -1,0 +1,312 @@
+"""Role `postgresql`: PostgreSQL 15 under Patroni on the lab's postgresql group.
+
+What the role promises, checked on the running nodes: one leader and a streaming synchronous replica,
+replication of a committed row, least-privilege pg_hba (no trust, app user only from its sources),
+TLS, a replication role without superuser, a recent backup, idempotence, honest check mode and — marked
+destructive — a switchover when the leader's Patroni stops, with the old leader rejoining as a replica.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from puente.lab import inventory
+
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
+
+PATRONI_CONFIG = "/etc/patroni/config.yml"
+PG_HBA = "/var/lib/postgresql/15/puente/pg_hba.conf"
+BACKUP_DIR = "/var/backups/postgresql"
+REST_PORT = 8008
+APP_DB, APP_USER = "puente", "puente_api"
+REPLICATION_USER, SUPERUSER = "replicator", "postgres"
+# The backup timer runs daily: a newest backup older than a day and a margin means it stopped working.
+BACKUP_MAX_AGE_S = 26 * 3600
+
+# Speaks just enough of the PostgreSQL protocol (SSLRequest, TLS, StartupMessage) to learn what the
+# server's pg_hba decides for (user, database) from the node it runs on, without any password: an
+# authentication request (10 = SASL/SCRAM) means a scram-sha-256 line matched; an error means refused.
+HBA_PROBE = r"""
+import socket, ssl, struct, sys
+host, user, db = sys.argv[1:4]
+s = socket.create_connection((host, 5432), timeout=5)
+s.sendall(struct.pack("!ii", 8, 80877103))
+if s.recv(1) != b"S":
+    print("no-ssl"); sys.exit(0)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s)
+params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
+t.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+kind = t.recv(1)
+body = t.recv(struct.unpack("!i", t.recv(4))[0] - 4)
+if kind == b"R":
+    print("auth-request", struct.unpack("!i", body[:4])[0])
+else:
+    print("error", body.decode(errors="replace").replace("\0", " "))
+"""
+
+
+LAB = inventory.load()
+
+
+def group(name: str) -> list[str]:
+    hosts = LAB.groups.get(name, [])
+    assert hosts, f"lab inventory group {name!r} is empty or missing"
+    return sorted(hosts)
+
+
+def address(host: str) -> str:
+    return str(LAB.nodes[host].ip)
+
+
+DB_NODES = group("postgresql")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll until predicate() holds; fail naming `what` after `timeout` seconds (a bound, not a target)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout:.0f} s: {what}")
+        time.sleep(1)
+
+
+@pytest.fixture
+def psql(node) -> Callable[..., str]:
+    def run(host: str, sql: str, db: str = "postgres") -> str:
+        return node(host).check_output("runuser -u postgres -- psql -XAtq -d %s -c %s", db, sql)
+
+    return run
+
+
+def rest(node, host: str, path: str) -> tuple[int, str]:
+    """GET Patroni's REST API of `host` from the node itself: (HTTP status, body)."""
+    url = f"http://{address(host)}:{REST_PORT}{path}"
+    cmd = node(host).run("curl -s -w '\\n%%{http_code}' --max-time 3 %s", url)
+    body, _, status = cmd.stdout.rpartition("\n")
+    return int(status or 0), body
+
+
+def cluster(node, via: str | None = None) -> dict[str, dict[str, Any]]:
+    """Patroni's view of the members, by name (asked to `via`, or to the first member that answers)."""
+    for host in [via] if via else DB_NODES:
+        status, body = rest(node, host, "/cluster")
+        if status == 200:
+            return {m["name"]: m for m in json.loads(body)["members"]}
+    raise AssertionError("no member's REST API answered /cluster")
+
+
+def leader(node) -> str:
+    leaders = [name for name, m in cluster(node).items() if m["role"] == "leader"]
+    assert len(leaders) == 1, f"expected exactly one leader, Patroni reports {leaders}"
+    return leaders[0]
+
+
+def healthy_sync_pair(node) -> bool:
+    members = cluster(node)
+    roles = sorted(m["role"] for m in members.values())
+    running = all(m["state"] in ("running", "streaming") for m in members.values())
+    complete = len(members) == len(DB_NODES)
+    return running and complete and roles.count("leader") == 1 and "sync_standby" in roles
+
+
+# --- converge: idempotence and check mode ----------------------------------------------------------
+
+
+def test_second_run_changes_nothing(run_playbook) -> None:
+    recap = run_playbook("database.yml")
+    assert set(DB_NODES) <= set(recap), f"database.yml did not run on {DB_NODES}: {recap}"
+    assert {h: r["changed"] for h, r in recap.items() if r["changed"] or r["failed"]} == {}, recap
+
+
+def test_check_mode_reports_no_change(run_playbook) -> None:
+    recap = run_playbook("database.yml", "--check", "--diff")
+    assert set(DB_NODES) <= set(recap), recap
+    assert {h: r["changed"] for h, r in recap.items() if r["changed"] or r["failed"]} == {}, recap
+
+
+# --- cluster shape ---------------------------------------------------------------------------------
+
+
+def test_one_leader_and_a_streaming_sync_replica(node, psql) -> None:
+    wait_for(lambda: healthy_sync_pair(node), 90, "one leader + a synchronous standby, all running")
+    primary = leader(node)
+    query = "SELECT concat_ws(':', application_name, state, sync_state) FROM pg_stat_replication"
+    replicas = psql(primary, query)
+    expected = {f"{name}:streaming:sync" for name in DB_NODES if name != primary}
+    assert set(replicas.split()) == expected, f"pg_stat_replication on {primary}: {replicas!r}"
+
+
+@pytest.mark.parametrize("host", DB_NODES)
+def test_exactly_one_member_answers_primary(node, host) -> None:
+    status, _ = rest(node, host, "/primary")
+    assert status == (200 if host == leader(node) else 503)
+
+
+def test_row_written_on_leader_is_read_on_replica(node, psql) -> None:
+    primary = leader(node)
+    token = uuid.uuid4().hex
+    psql(primary, "CREATE TABLE IF NOT EXISTS puente_role_check (token text PRIMARY KEY)")
+    try:
+        psql(primary, f"INSERT INTO puente_role_check VALUES ('{token}')")
+        for replica in (h for h in DB_NODES if h != primary):
+            query = f"SELECT count(*) FROM puente_role_check WHERE token = '{token}'"
+            wait_for(lambda r=replica, q=query: psql(r, q) == "1", 30, f"row {token} replayed on {replica}")
+            assert psql(replica, "SELECT pg_is_in_recovery()") == "t"
+    finally:
+        psql(primary, "DROP TABLE IF EXISTS puente_role_check")
+
+
+# --- authentication and TLS ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", DB_NODES)
+def test_pg_hba_has_no_trust_and_only_scram_over_tls(node, host) -> None:
+    rules = [
+        line.split()
+        for line in node(host).file(PG_HBA).content_string.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert rules, f"{PG_HBA} on {host} has no rules"
+    assert not [r for r in rules if "trust" in r], rules
+    for rule in rules:
+        if rule[0] == "local":
+            assert rule[2:] == [SUPERUSER, "peer"], f"local access beyond the postgres OS user: {rule}"
+        elif rule[-1] != "reject":
+            assert rule[0] == "hostssl" and rule[-1] == "scram-sha-256", f"non-TLS or non-SCRAM rule: {rule}"
+    replication_sources = {r[3] for r in rules if r[1] == "replication" and r[0] != "local"}
+    assert replication_sources == {f"{address(h)}/32" for h in DB_NODES}
+
+
+@pytest.mark.parametrize(
+    ("client", "user", "db", "allowed"),
+    [
+        (group("loadbalancers")[0], APP_USER, APP_DB, True),
+        (group("api_nodes")[0], APP_USER, APP_DB, True),
+        (group("loadbalancers")[0], APP_USER, "postgres", False),
+        (group("loadbalancers")[0], SUPERUSER, "postgres", False),
+        (group("loadbalancers")[0], REPLICATION_USER, "replication", False),
+        # A member passes the firewall on 5432 but is no application source.
+        (DB_NODES[-1], APP_USER, APP_DB, False),
+    ],
+    ids=lambda v: str(v),
+)
+def test_pg_hba_decides_by_user_database_and_source(node, client, user, db, allowed) -> None:
+    target = address(leader(node))
+    answer = node(client).check_output("python3 -c %s %s %s %s", HBA_PROBE, target, user, db)
+    if allowed:
+        assert answer == "auth-request 10", f"{user}@{db} from {client}: no SCRAM challenge but {answer!r}"
+    else:
+        assert answer.startswith("error") and "pg_hba.conf rejects connection" in answer, answer
+
+
+@pytest.mark.parametrize("host", DB_NODES)
+def test_ssl_is_on(psql, host) -> None:
+    assert psql(host, "SHOW ssl") == "on"
+
+
+def test_replication_connections_use_tls(node, psql) -> None:
+    primary = leader(node)
+    ssl = psql(primary, "SELECT bool_and(s.ssl) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)")
+    assert ssl == "t"
+
+
+def test_roles_are_least_privileged(node, psql) -> None:
+    primary = leader(node)
+    flags = "rolsuper, rolreplication, rolcreaterole, rolcreatedb, rolbypassrls"
+    assert psql(primary, f"SELECT {flags} FROM pg_roles WHERE rolname = '{REPLICATION_USER}'") == "f|t|f|f|f"
+    assert psql(primary, f"SELECT {flags} FROM pg_roles WHERE rolname = '{APP_USER}'") == "f|f|f|f|f"
+    owner = psql(primary, f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{APP_DB}'")
+    assert owner == APP_USER
+    query = f"SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = '{APP_USER}'"
+    assert psql(primary, query) == "t"
+
+
+# --- files, services, ports ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", DB_NODES)
+def test_patroni_config_is_private_and_service_enabled(node, host) -> None:
+    config = node(host).file(PATRONI_CONFIG)
+    assert (config.user, config.group, config.mode) == ("postgres", "postgres", 0o600)
+    assert node(host).service("patroni").is_enabled
+    assert node(host).service("patroni").is_running
+    assert node(host).file("/etc/patroni/ssl/server.key").mode == 0o600
+
+
+@pytest.mark.parametrize("host", DB_NODES)
+@pytest.mark.parametrize("port", [5432, REST_PORT])
+def test_listens_only_on_the_site_address(node, host, port) -> None:
+    assert node(host).socket(f"tcp://{address(host)}:{port}").is_listening
+    assert not node(host).socket(f"tcp://0.0.0.0:{port}").is_listening
+
+
+def test_no_debian_default_cluster(node) -> None:
+    for host in DB_NODES:
+        assert not node(host).file("/var/lib/postgresql/15/main").exists
+        assert (
+            "create_main_cluster = false"
+            in node(host).file("/etc/postgresql-common/createcluster.conf").content_string
+        )
+
+
+# --- backups ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", DB_NODES)
+def test_backup_present_and_recent(node, host) -> None:
+    newest = node(host).check_output(
+        "find %s -mindepth 1 -maxdepth 1 -type d -name '[0-9]*T[0-9]*Z' -printf '%%T@ %%p\\n'"
+        " | sort -n | tail -1",
+        BACKUP_DIR,
+    )
+    assert newest, f"no completed backup in {BACKUP_DIR} on {host}"
+    mtime, path = newest.split(" ", 1)
+    now = float(node(host).check_output("date +%s"))
+    assert now - float(mtime) < BACKUP_MAX_AGE_S, f"newest backup {path} on {host} is older than a day"
+    for name in ("base.tar.gz", "pg_wal.tar.gz", "backup_manifest"):
+        assert node(host).file(f"{path}/{name}").size > 0, f"{path}/{name} missing or empty"
+    assert node(host).file(BACKUP_DIR).mode == 0o700
+    timer = node(host).service("postgresql-backup.timer")
+    assert timer.is_enabled and timer.is_running
+
+
+# --- failover (destructive) ------------------------------------------------------------------------
+
+
+@pytest.mark.destructive
+def test_leader_stop_switches_over_and_old_leader_rejoins(node, psql) -> None:
+    wait_for(lambda: healthy_sync_pair(node), 90, "healthy cluster before the switchover")
+    old = leader(node)
+    survivor = next(h for h in DB_NODES if h != old)
+    token = uuid.uuid4().hex
+    psql(old, "CREATE TABLE IF NOT EXISTS puente_role_check (token text PRIMARY KEY)")
+    psql(old, f"INSERT INTO puente_role_check VALUES ('{token}')")
+    node(old).run_expect([0], "systemctl stop patroni")
+    try:
+        wait_for(lambda: rest(node, survivor, "/primary")[0] == 200, 60, f"{survivor} promoted")
+        # Acknowledged under synchronous replication: the new leader must have it.
+        assert psql(survivor, f"SELECT count(*) FROM puente_role_check WHERE token = '{token}'") == "1"
+        assert psql(survivor, "SELECT pg_is_in_recovery()") == "f"
+    finally:
+        node(old).run_expect([0], "systemctl start patroni")
+    wait_for(
+        lambda: (
+            cluster(node, survivor).get(old, {}).get("role") in ("replica", "sync_standby")
+            and cluster(node, survivor)[old]["state"] in ("running", "streaming")
+        ),
+        120,
+        f"{old} back as a replica",
+    )
+    wait_for(lambda: healthy_sync_pair(node), 120, "synchronous standby restored")
+    assert leader(node) == survivor
+    assert rest(node, old, "/primary")[0] == 503
+    psql(survivor, "DROP TABLE IF EXISTS puente_role_check")
