@@ -8,25 +8,34 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp
 
 import puente_api
 from puente_api import db, logs, problems
 from puente_api import settings as settings_mod
 from puente_api.edge import Edge
-from puente_api.idempotency import KEY_PATTERN, REPLAY_HEADER
+from puente_api.idempotency import REPLAY_HEADER
 from puente_api.models import ProblemDocument
 from puente_api.readiness import Readiness
-from puente_api.routes import router
+from puente_api.routes import WRITE_BODIES, router
 from puente_api.settings import Settings
 from puente_api.state import AppState
 
 log = logging.getLogger("puente_api.app")
 
 
+def _without_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
+    return node
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, made to say what the API really does: every error is problem+json, the
-    Idempotency-Key header is required and has a grammar, replays carry Idempotent-Replayed."""
+    write bodies are documented (the routes parse them themselves), replays carry Idempotent-Replayed."""
     if app.openapi_schema:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
@@ -37,14 +46,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    _, defs = models_json_schema(
+        [(model, "validation") for model in WRITE_BODIES.values()],
+        ref_template="#/components/schemas/{model}",
+    )
+    for name, definition in defs.get("$defs", {}).items():
+        # the write bodies share Address/Parcel with the responses: one schema must fit both
+        # (the response variant only leaves out the documented defaults)
+        if _without_defaults(components.setdefault(name, definition)) != _without_defaults(definition):
+            raise RuntimeError(f"OpenAPI component {name} differs between requests and responses")
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
-            for param in operation.get("parameters", []):
-                if param["in"] == "header" and param["name"] == "Idempotency-Key":
-                    param["required"] = True
-                    param["schema"] = {"type": "string", "pattern": KEY_PATTERN}
-                if param["in"] == "header" and param["name"] == "X-Client-Id":
-                    param["schema"] = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,64}$"}
             for code, response in operation.get("responses", {}).items():
                 if code.startswith(("4", "5")):
                     response["content"] = problem

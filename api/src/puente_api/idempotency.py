@@ -47,7 +47,8 @@ KEY_MAX_LENGTH = 255
 DEFAULT_CLIENT = "anonymous"
 # Printable ASCII inside the quotes; backslash escapes only '"' and '\' (RFC 8941, section 3.3.3).
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CLIENT_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+_CLIENT_ID = re.compile(CLIENT_PATTERN)
 # OpenAPI description of the header (documents the grammar above for clients and schemathesis).
 KEY_PATTERN = r'^"[\x20\x21\x23-\x5b\x5d-\x7e]{8,255}"$'
 

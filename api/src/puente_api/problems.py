@@ -8,6 +8,7 @@ problem documents, so no error leaves the API in another shape.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -102,19 +103,20 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _validation_problem(exc: RequestValidationError) -> Problem:
-    errors = []
-    for err in exc.errors():
+def validation_problem(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> Problem:
+    """pydantic/FastAPI validation errors as one problem: 400 for unparseable JSON, 422 otherwise."""
+    out = []
+    for err in errors:
         if err.get("type") == "json_invalid":
             return Problem(400, "malformed-json", "The request body is not valid JSON.")
-        errors.append(
+        out.append(
             {
-                "location": [str(p) for p in err.get("loc", ())],
+                "location": [*prefix, *(str(p) for p in err.get("loc", ()))],
                 "message": str(err.get("msg", "")),
                 "type": str(err.get("type", "")),
             }
         )
-    return Problem(422, "validation-error", "The request does not match the schema.", errors=errors)
+    return Problem(422, "validation-error", "The request does not match the schema.", errors=out)
 
 
 def install(app: FastAPI) -> None:
@@ -133,7 +135,7 @@ def install(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return _validation_problem(exc).response(request.url.path)
+        return validation_problem(exc.errors()).response(request.url.path)
 
     async def on_database(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
