@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
 from puente_api.settings import Settings
@@ -19,6 +21,9 @@ LOCK_TIMEOUT = "5s"
 POOL_TIMEOUT = 5.0
 # Serialises concurrent `migrate` runs (any constant unique to this purpose).
 _MIGRATE_LOCK = 7_251_001
+
+# JSONB parameters (addresses, parcels, stored headers) serialised by orjson rather than json.dumps.
+set_json_dumps(orjson.dumps)
 
 _OPTIONS = (
     f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT} -c lock_timeout={LOCK_TIMEOUT}"
