@@ -143,7 +143,7 @@ def _print_urls(lab: inventory.Lab) -> None:
         print(f"\nThe API through the gateway: {url}", flush=True)
         print(
             f"  curl --cacert {cacert} -H 'Content-Type: application/json' \\\n"
-            f'       -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \\\n'
+            f'       -H "Idempotency-Key: \\"$(cat /proc/sys/kernel/random/uuid)\\"" \\\n'
             f"       -d '{EXAMPLE_SHIPMENT}' {url}v1/shipments",
             flush=True,
         )
