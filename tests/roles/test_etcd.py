@@ -35,9 +35,10 @@ def test_the_inventory_has_an_odd_etcd_group() -> None:
 
 @pytest.mark.parametrize("host", MEMBERS)
 def test_every_member_is_healthy(node, host) -> None:
-    out = etcdctl(node, host, "endpoint", "health", "--cluster")
-    healthy = [line for line in out.splitlines() if " is healthy" in line]
-    assert len(healthy) == len(MEMBERS), out
+    health = json.loads(etcdctl(node, host, "endpoint", "health", "--cluster", "--write-out=json"))
+    assert sorted(h["endpoint"] for h in health if h["health"]) == sorted(
+        f"http://{address(m)}:{CLIENT_PORT}" for m in MEMBERS
+    ), health
 
 
 def test_members_are_exactly_the_group(node) -> None:
@@ -72,7 +73,7 @@ def test_listens_on_the_site_address_and_loopback_only(node, host) -> None:
 
 @pytest.mark.parametrize("host", MEMBERS)
 def test_v2_api_is_off(node, host) -> None:
-    status = node(host).check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:2379/v2/keys")
+    status = node(host).check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:2379/v2/keys")
     assert status == "404"
 
 
