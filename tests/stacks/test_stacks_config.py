@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import DELETE, TEST_SECRETS, run_stack
 from puente_cloud import failover
 from puente_cloud.config import ConfigError
+from stacks_helpers import DELETE, TEST_SECRETS, run_stack
 
 from puente.pulumikit import Recording
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
 from puente_cloud import outputs
+from stacks_helpers import REPO
 
 from puente.pulumikit import Recording
 

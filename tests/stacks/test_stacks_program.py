@@ -107,7 +107,7 @@ def test_stack_exports_every_key_the_ansible_side_reads(any_stack: Recording) ->
 def test_inventory_plugin_reads_keys_the_program_exports() -> None:
     import importlib.util
 
-    from conftest import REPO
+    from stacks_helpers import REPO
 
     spec = importlib.util.spec_from_file_location("pulumi_stack", REPO / "plugins/inventory/pulumi_stack.py")
     assert spec is not None and spec.loader is not None
