@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -107,7 +108,49 @@ def pgbench_script() -> str:
     )
 
 
-def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> float:
+def _tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants, the exited and
+    reaped ones included (cutime/cstime: PostgreSQL backends end with their connection)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += sum(int(v) for v in stats[pid][11:15]) / os.sysconf("SC_CLK_TCK")
+        todo += children.get(pid, [])
+    return total
+
+
+class CPUMeter:
+    """CPU used by the API's processes and by PostgreSQL during one run, per request."""
+
+    def __init__(self, pg: Postgres, api_pid: int | None) -> None:
+        self.pg_pid = int((pg.datadir / "postmaster.pid").read_text().split()[0])
+        self.api_pid = api_pid
+
+    def snapshot(self) -> tuple[float, float]:
+        return (_tree_cpu(self.api_pid) if self.api_pid else 0.0, _tree_cpu(self.pg_pid))
+
+    @staticmethod
+    def per_request(
+        before: tuple[float, float], after: tuple[float, float], requests: float
+    ) -> dict[str, float]:
+        return {
+            "api_cpu_ms": round(1000 * (after[0] - before[0]) / requests, 3),
+            "pg_cpu_ms": round(1000 * (after[1] - before[1]) / requests, 3),
+        }
+
+
+def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> tuple[float, int]:
     script = workdir / "create.sql"
     script.write_text(pgbench_script())
     script.chmod(0o644)
@@ -139,7 +182,9 @@ def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> floa
     ).stdout
     match = re.search(r"tps = ([\d.]+)", out)
     assert match, out
-    return float(match.group(1))
+    return float(match.group(1)), int(
+        re.search(r"number of transactions actually processed: (\d+)", out).group(1)
+    )  # type: ignore[union-attr]
 
 
 WRK_LUA = """
@@ -181,7 +226,9 @@ def run_wrk(url: str, seconds: int, clients: int, workdir: Path, prefix: str, cy
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {
+        "requests": total,
         "rps": rps,
         "p50_ms": _ms(lat["50"]),
         "p99_ms": _ms(lat["99"]),
@@ -215,7 +262,10 @@ def main() -> int:
         }
         exe = Path(sys.executable).with_name("puente-api")
         subprocess.run([exe, "migrate"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
-        ceiling = run_pgbench(pg, args.seconds, args.clients, workdir)
+        meter = CPUMeter(pg, None)
+        before = meter.snapshot()
+        ceiling, transactions = run_pgbench(pg, args.seconds, args.clients, workdir)
+        ceiling_cpu = CPUMeter.per_request(before, meter.snapshot(), transactions)
         server = APIServer(env, workers=args.workers).start()
         try:
             with httpx.Client(base_url=server.base_url) as c:  # warm-up + the keys the replay run reuses
@@ -226,8 +276,14 @@ def main() -> int:
                         headers={"Idempotency-Key": f'"replay-{i}"', "X-Client-Id": "bench"},
                     )
                     assert r.status_code == 201, r.text
+            assert server.proc is not None
+            meter = CPUMeter(pg, server.proc.pid)
+            before = meter.snapshot()
             create = run_wrk(server.base_url, args.seconds, args.clients, workdir, "create-", 0)
+            middle = meter.snapshot()
             replay = run_wrk(server.base_url, args.seconds, args.clients, workdir, "replay-", REPLAY_KEYS)
+            create_cpu = CPUMeter.per_request(before, middle, create["requests"])
+            replay_cpu = CPUMeter.per_request(middle, meter.snapshot(), replay["requests"])
         finally:
             server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -244,6 +300,8 @@ def main() -> int:
         "create_over_ceiling": round(create["rps"] / ceiling, 2),
         "replay_over_create": round(replay["rps"] / create["rps"], 2),
         "seconds": round(time.monotonic() - started, 1),
+        "cpu_ms_per_request": {"pgbench": ceiling_cpu, "create": create_cpu, "replay": replay_cpu},
+        "load_average_1m": os.getloadavg()[0],
     }
     print(f"pgbench ceiling (create SQL, {args.clients} clients): {ceiling:10.1f} tx/s")
     print(
@@ -258,6 +316,12 @@ def main() -> int:
     ok2 = "meets" if result["replay_over_create"] >= 2 else "MISSES"
     print(f"create / ceiling = {result['create_over_ceiling']:.2f}  ({ok1} the 0.5 target)")
     print(f"replay / create  = {result['replay_over_create']:.2f}  ({ok2} the 2.0 target)")
+    print(
+        f"CPU per request (ms): pgbench tx: postgres {ceiling_cpu['pg_cpu_ms']}; create: API "
+        f"{create_cpu['api_cpu_ms']} + postgres {create_cpu['pg_cpu_ms']}; replay: API "
+        f"{replay_cpu['api_cpu_ms']} + postgres {replay_cpu['pg_cpu_ms']}"
+    )
+    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(json.dumps(result))
     return 0
 
