@@ -54,6 +54,9 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 self._send(code, {"status": code}, {"Retry-After": "0"} if code == 503 else None)
                 return
             key = self.headers["Idempotency-Key"]
+            if not (key.startswith('"') and key.endswith('"')):
+                self._send(400, {"detail": "Idempotency-Key must be a structured-field string"})
+                return
             with script.lock:
                 created = key not in script.by_key
                 sid = script.by_key.setdefault(key, str(uuid.uuid4()))

@@ -155,7 +155,8 @@ class DrillClient:
             "X-Request-ID": f"{cfg.client_id}-{request}-{try_no}",
         }
         if key:
-            headers["Idempotency-Key"] = key
+            # a structured-field String (RFC 8941), as the IETF httpapi draft defines the header
+            headers["Idempotency-Key"] = f'"{key}"'
         try:
             address = self.resolver.pick(cfg.name, try_no - 1)
             response = self.http.request(
