@@ -70,7 +70,7 @@ def _load_checked(sites: list[str] | None = None) -> inventory.Lab:
 
 
 def _prepare(
-    lab: inventory.Lab, selected: list[inventory.Node], timings: dict[str, float]
+    lab: inventory.Lab, selected: list[inventory.Node], timings: dict[str, float], remove_orphans: bool = True
 ) -> list[inventory.Node]:
     _step("node image")
     t = time.monotonic()
@@ -83,7 +83,7 @@ def _prepare(
     paths.APT_ARCHIVES.mkdir(parents=True, exist_ok=True)
     for site in sorted({n.site for n in selected}, key=lambda s: s.name):
         nodes.ensure_network(site)
-    created = nodes.ensure_nodes(lab, selected, tag)
+    created = nodes.ensure_nodes(lab, selected, tag, remove_orphans)
     timings["nodes_waited_ssh_s"] = round(nodes.wait_for_ssh(selected), 1)
     timings["nodes_up_s"] = round(time.monotonic() - t, 1)
     return created
@@ -224,7 +224,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         scale.restore(before)
         raise
     site_nodes = new_lab.for_sites([args.site])
-    _prepare(new_lab, site_nodes, timings)
+    # Removed nodes keep running until HAProxy and the peers have forgotten them (below).
+    _prepare(new_lab, site_nodes, timings, remove_orphans=False)
     if not args.no_converge:
         # The new nodes get everything; the site's other tiers learn about them (HAProxy backends,
         # pg_hba, firewall peers). The untouched API nodes need nothing.

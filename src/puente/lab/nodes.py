@@ -94,7 +94,7 @@ def key_hash() -> str:
     return hashlib.sha256(paths.SSH_KEY.with_suffix(".pub").read_bytes()).hexdigest()[:12]
 
 
-def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str) -> list[Node]:
+def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str, remove_orphans: bool = True) -> list[Node]:
     """Create or start ``nodes``; remove lab containers of the same sites that the inventory lost.
 
     Returns the nodes that were created (they need a full converge)."""
@@ -103,7 +103,7 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str) -> list[Node]:
     for c in podman.ps():
         name = c["Names"][0]
         labels = c.get("Labels") or {}
-        if labels.get(f"{paths.LABEL}.site") in sites and name not in lab.nodes:
+        if remove_orphans and labels.get(f"{paths.LABEL}.site") in sites and name not in lab.nodes:
             print(f"node {name} is no longer in the inventory: removing it", flush=True)
             podman.podman("rm", "--force", "--time", "5", name)
     current = {c["Name"]: c for c in podman.inspect("container", [n.name for n in nodes])}
