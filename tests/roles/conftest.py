@@ -1,9 +1,9 @@
 """Role tests over the lab's nodes: bring the lab up and converge it ONCE per session, then verify.
 
 Fixtures (contract, see CONTRACTS.md "Role tests"):
-- ``lab``: session-wide; runs ``puente lab up`` (nodes + playbooks/site.yml) once and returns the parsed
-  lab inventory. ``PUENTE_LAB_READY=1`` skips it when you know the lab is up and converged (faster loops
-  while writing a test).
+- ``lab``: session-wide; runs ``puente lab up --converge`` (nodes + playbooks/site.yml) once and returns
+  the parsed lab inventory. ``PUENTE_LAB_READY=1`` skips it when you know the lab is up and converged
+  (faster loops while writing a test).
 - ``run_playbook(name, *args, limit=None)``: runs ``ansible-playbook`` against the lab inventory and
   returns the PLAY RECAP as ``{host: {"ok": n, "changed": n, "unreachable": n, "failed": n, "skipped": n,
   "rescued": n, "ignored": n}}``; the full output is attached to the ``RecapDict.output`` attribute.
@@ -82,7 +82,7 @@ def lab():
 
     if os.environ.get("PUENTE_LAB_READY") != "1":
         proc = subprocess.run(
-            [str(REPO / ".venv" / "bin" / "puente"), "lab", "up"], cwd=REPO, text=True,
+            [str(REPO / ".venv" / "bin" / "puente"), "lab", "up", "--converge"], cwd=REPO, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
         )  # fmt: skip
         if proc.returncode != 0:

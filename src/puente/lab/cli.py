@@ -7,7 +7,7 @@ import json
 import re
 import time
 
-from puente.lab import ansible, image, inventory, nodes, paths, podman, ssh, wheelhouse
+from puente.lab import ansible, image, inventory, nodes, paths, podman, ssh, stamp, wheelhouse
 from puente.lab.status import collect, render
 from puente.shell import CommandError, run
 
@@ -71,7 +71,8 @@ def _load_checked(sites: list[str] | None = None) -> inventory.Lab:
 
 def _prepare(
     lab: inventory.Lab, selected: list[inventory.Node], timings: dict[str, float], remove_orphans: bool = True
-) -> list[inventory.Node]:
+) -> str:
+    """Image, key, networks, nodes, SSH; returns the image tag."""
     _step("node image")
     t = time.monotonic()
     tag, built = image.ensure()
@@ -83,10 +84,25 @@ def _prepare(
     paths.APT_ARCHIVES.mkdir(parents=True, exist_ok=True)
     for site in sorted({n.site for n in selected}, key=lambda s: s.name):
         nodes.ensure_network(site)
-    created = nodes.ensure_nodes(lab, selected, tag, remove_orphans)
+    nodes.ensure_nodes(lab, selected, tag, remove_orphans)
     timings["nodes_waited_ssh_s"] = round(nodes.wait_for_ssh(selected), 1)
     timings["nodes_up_s"] = round(time.monotonic() - t, 1)
-    return created
+    return tag
+
+
+def _node_ids(selected: list[inventory.Node]) -> dict[str, str]:
+    wanted = {n.name for n in selected}
+    return {c["Names"][0]: c["Id"] for c in podman.ps() if c["Names"][0] in wanted}
+
+
+def _verify(lab: inventory.Lab) -> bool:
+    """The cheap proof an unchanged lab still serves: each gateway's /readyz answers 200."""
+    ok = True
+    for url in gateway_urls(lab):
+        status, body = stamp.readyz(url + "readyz")
+        print(f"+ GET {url}readyz -> {status} {body[:80]}", flush=True)
+        ok = ok and status == 200
+    return ok
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -94,9 +110,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     lab = _load_checked(args.site)
     selected = lab.for_sites(args.site)
     timings: dict[str, float] = {}
-    _prepare(lab, selected, timings)
+    tag = _prepare(lab, selected, timings)
     if not args.no_converge:
-        _converge(timings, limit=None if not args.site else [n.name for n in selected])
+        _wheelhouse(timings)
+        ids = _node_ids(selected)
+        last = None if args.converge or args.site else stamp.unchanged(tag, ids)
+        if last:
+            _step(f"converge: nothing changed since the last one ({last}); verifying (--converge forces it)")
+            if not _verify(lab):
+                print("verification failed: converging", flush=True)
+                last = None
+        if not last:
+            stamp.forget()
+            _converge(timings, limit=None if not args.site else [n.name for n in selected])
+            if not args.site:
+                stamp.record(tag, ids)
     timings["total_s"] = round(time.monotonic() - start, 1)
     _save_timings("up", timings)
     _print_urls(lab)
@@ -104,11 +132,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _converge(timings: dict[str, float], limit: list[str] | None, extra: list[str] | None = None) -> None:
+def _wheelhouse(timings: dict[str, float]) -> None:
     _step("API wheelhouse (nodes install the API from it, offline)")
     t = time.monotonic()
     wheelhouse.ensure()
     timings["wheelhouse_s"] = round(time.monotonic() - t, 1)
+
+
+def _converge(timings: dict[str, float], limit: list[str] | None, extra: list[str] | None = None) -> None:
     _step("converge: playbooks/site.yml")
     t = time.monotonic()
     ansible.playbook("site.yml", extra or [], limit=limit)
@@ -179,6 +210,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     if networks:
         podman.podman("network", "rm", "--force", *networks)
     ssh.remove_key()
+    stamp.forget()
     if args.purge:
         _step("--purge: node image and caches")
         image.remove_all()
@@ -231,6 +263,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         # pg_hba, firewall peers). The untouched API nodes need nothing.
         api = {n.name for n in new_lab.in_group("api_nodes")}
         limit = [n.name for n in site_nodes if n.name not in api or n.name in plan.added]
+        stamp.forget()
+        _wheelhouse(timings)
         _converge(timings, limit=limit)
     if plan.removed:
         nodes.remove_nodes(plan.removed)
