@@ -111,13 +111,12 @@ class Cluster(Component):
             ),
             opts=self.opts(parent=self.repository),
         )
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                self.cluster.name,
-                self.cluster.endpoint,
-                self.cluster.certificate_authority.data,
-            ).apply(lambda a: kubeconfig(a[0], a[1], a[2], args.region))
-        )
+        config_text: pulumi.Output[str] = pulumi.Output.all(
+            self.cluster.name,
+            self.cluster.endpoint,
+            self.cluster.certificate_authority.data,
+        ).apply(lambda a: kubeconfig(a[0], a[1], a[2], args.region))
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(config_text)
         # Explicit provider: objects never land in whatever cluster the operator's kubeconfig points at.
         self.provider = k8s.Provider(
             self.child("k8s"), kubeconfig=self.kubeconfig, opts=self.opts(depends_on=[self.node_group])

@@ -74,7 +74,14 @@ class Database(Component):
         )
 
     def _ingress(
-        self, sg_name: str, suffix: str, lo: int, hi: int, description: str, **source: object
+        self,
+        sg_name: str,
+        suffix: str,
+        lo: int,
+        hi: int,
+        description: str,
+        cidr_ipv4: str | None = None,
+        referenced_security_group_id: pulumi.Input[str] | None = None,
     ) -> None:
         rule = f"{sg_name}-in-{suffix}"
         aws.vpc.SecurityGroupIngressRule(
@@ -85,8 +92,9 @@ class Database(Component):
             to_port=hi,
             description=description,
             tags=self.tags(rule),
+            cidr_ipv4=cidr_ipv4,
+            referenced_security_group_id=referenced_security_group_id,
             opts=self.opts(parent=self.security_group),
-            **source,
         )
 
     def _rds(self, cfg: DatabaseConfig, net: Network, args: DatabaseArgs) -> None:

@@ -34,33 +34,11 @@ class FailoverDns(Component):
     ) -> None:
         super().__init__(name, tags, opts)
         p = args.policy
-        check = {
-            "type": p.route53_type,
-            "port": p.port,
-            "resource_path": p.path,
-            "request_interval": p.interval_seconds,
-            "failure_threshold": p.failure_threshold,
-            "regions": list(args.checker_regions) or None,
-        }
-        onprem_name = self.child("onprem")
-        onprem_check = aws.route53.HealthCheck(
-            onprem_name,
-            ip_address=args.onprem_gateway_address,
-            fqdn=args.fqdn,
-            enable_sni=p.protocol == "https",
-            tags=tags(onprem_name, Site="onprem"),
-            opts=self.opts(),
-            **check,
+        onprem_name, cloud_name = self.child("onprem"), self.child("cloud")
+        onprem_check = self._health_check(
+            onprem_name, "onprem", args, fqdn=args.fqdn, ip_address=args.onprem_gateway_address
         )
-        cloud_name = self.child("cloud")
-        cloud_check = aws.route53.HealthCheck(
-            cloud_name,
-            fqdn=args.alb_dns_name,
-            enable_sni=p.protocol == "https",
-            tags=tags(cloud_name, Site="cloud"),
-            opts=self.opts(),
-            **check,
-        )
+        cloud_check = self._health_check(cloud_name, "cloud", args, fqdn=args.alb_dns_name)
         aws.route53.Record(
             onprem_name,
             zone_id=args.zone_id,
@@ -88,3 +66,30 @@ class FailoverDns(Component):
         )
         self.health_check_ids = {"onprem": onprem_check.id, "cloud": cloud_check.id}
         self.register_outputs({"fqdn": args.fqdn, "healthCheckIds": self.health_check_ids})
+
+    def _health_check(
+        self,
+        name: str,
+        site: str,
+        args: FailoverDnsArgs,
+        fqdn: pulumi.Input[str],
+        ip_address: str | None = None,
+    ) -> aws.route53.HealthCheck:
+        """One check per site, both shaped by the policy file: what "up" means is the same everywhere."""
+        p = args.policy
+        return aws.route53.HealthCheck(
+            name,
+            aws.route53.HealthCheckArgs(
+                type=p.route53_type,
+                port=p.port,
+                resource_path=p.path,
+                request_interval=p.interval_seconds,
+                failure_threshold=p.failure_threshold,
+                regions=list(args.checker_regions) or None,
+                fqdn=fqdn,
+                ip_address=ip_address,
+                enable_sni=p.protocol == "https",
+                tags=self.tags(name, Site=site),
+            ),
+            opts=self.opts(),
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -29,39 +30,19 @@ class Queue(Component):
         super().__init__(name, tags, opts)
         cfg = args.config
         self.key = kms_key(self, "sqs", "Encryption at rest of the API's event queues")
-        common = {
-            "fifo_queue": True,
-            # The relay may set MessageDeduplicationId (the outbox row id); without one, the body's
-            # SHA-256 de-duplicates. Either way SQS drops repeats within its 5-minute window.
-            "content_based_deduplication": True,
-            "deduplication_scope": "queue",
-            "fifo_throughput_limit": "perQueue",
-            "kms_master_key_id": self.key.arn,
-            "kms_data_key_reuse_period_seconds": 300,
-            "receive_wait_time_seconds": 20,
-        }
         dlq_name = self.child("dlq")
         self.dead_letter = aws.sqs.Queue(
             dlq_name,
-            name=f"{args.base_name}-dlq.fifo",
-            message_retention_seconds=cfg.dead_letter_retention_seconds,
-            tags=tags(dlq_name),
+            self._fifo(f"{args.base_name}-dlq.fifo", dlq_name, cfg.dead_letter_retention_seconds),
             opts=self.opts(),
-            **common,
         )
         main_name = self.child("events")
-        self.queue = aws.sqs.Queue(
-            main_name,
-            name=f"{args.base_name}.fifo",
-            visibility_timeout_seconds=cfg.visibility_timeout_seconds,
-            message_retention_seconds=cfg.message_retention_seconds,
-            redrive_policy=self.dead_letter.arn.apply(
-                lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": cfg.max_receive_count})
-            ),
-            tags=tags(main_name),
-            opts=self.opts(),
-            **common,
+        main = self._fifo(f"{args.base_name}.fifo", main_name, cfg.message_retention_seconds)
+        main.visibility_timeout_seconds = cfg.visibility_timeout_seconds
+        main.redrive_policy = self.dead_letter.arn.apply(
+            lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": cfg.max_receive_count})
         )
+        self.queue = aws.sqs.Queue(main_name, main, opts=self.opts())
         # Only the main queue may use the DLQ (a separate resource: the two queues reference each other).
         aws.sqs.RedriveAllowPolicy(
             dlq_name,
@@ -80,26 +61,42 @@ class Queue(Component):
             }
         )
 
+    def _fifo(self, physical: str, name: str, retention_seconds: int) -> aws.sqs.QueueArgs:
+        return aws.sqs.QueueArgs(
+            name=physical,
+            fifo_queue=True,
+            # The relay may set MessageDeduplicationId (the outbox row id); without one, the body's
+            # SHA-256 de-duplicates. Either way SQS drops repeats within its 5-minute window.
+            content_based_deduplication=True,
+            deduplication_scope="queue",
+            fifo_throughput_limit="perQueue",
+            kms_master_key_id=self.key.arn,
+            kms_data_key_reuse_period_seconds=300,
+            receive_wait_time_seconds=20,
+            message_retention_seconds=retention_seconds,
+            tags=self.tags(name),
+        )
+
     def consumer_policy(self) -> pulumi.Output[str]:
         """IAM policy for the API's processes: publish, consume and inspect the queue, use its key."""
-        return aws.iam.get_policy_document_output(
-            statements=[
-                {
-                    "effect": "Allow",
-                    "actions": [
-                        "sqs:SendMessage",
-                        "sqs:ReceiveMessage",
-                        "sqs:DeleteMessage",
-                        "sqs:ChangeMessageVisibility",
-                        "sqs:GetQueueAttributes",
-                        "sqs:GetQueueUrl",
-                    ],
-                    "resources": [self.queue.arn],
-                },
-                {
-                    "effect": "Allow",
-                    "actions": ["kms:GenerateDataKey", "kms:Decrypt"],
-                    "resources": [self.key.arn],
-                },
-            ]
-        ).json
+        # Plain dicts: the ARNs are Outputs, which the typed *Args classes of invokes do not accept.
+        statements: list[Any] = [
+            {
+                "effect": "Allow",
+                "actions": [
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                ],
+                "resources": [self.queue.arn],
+            },
+            {
+                "effect": "Allow",
+                "actions": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "resources": [self.key.arn],
+            },
+        ]
+        return aws.iam.get_policy_document_output(statements=statements).json
