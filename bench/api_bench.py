@@ -4,9 +4,9 @@
 In one run (about 45 s) on this machine it starts a throwaway PostgreSQL 15 (durable: fsync and
 synchronous_commit on) and `puente-api serve`, then measures:
 
-1. the ceiling: pgbench running the very SQL the create endpoint sends, in the same three queries
-   (fast-path lookup; BEGIN + advisory lock + lookup; shipment+outbox insert + key insert + COMMIT),
-   over CLIENTS connections;
+1. the ceiling: pgbench running the very statement the create endpoint sends (one statement: key
+   lock + key lookup + shipment, outbox and key inserts), prepared as psycopg prepares it, over
+   CLIENTS connections;
 2. the API's create throughput and p50/p99 latency (wrk, every request a new Idempotency-Key);
 3. the API's replay throughput (wrk, every request a key that already finished);
 
@@ -62,50 +62,33 @@ def _sql_literal(value: object) -> str:
 
 
 def pgbench_script() -> str:
-    """The create endpoint's statements, in its order, with pgbench variables for the key."""
-    client = "'bench'"
-    key = "'k-' || :client_id || '-' || :n"
-    lookup = (
-        idempotency._LOOKUP.replace("%(ttl)s", "86400").replace("%(client)s", client).replace("%(key)s", key)
-    )
-    lock = idempotency._LOCK.replace("%(client)s", client).replace("%(key)s", key)
+    """The create endpoint's one statement (idempotency.execute_gated over shipments.CREATE_CTES),
+    its parameters replaced by literals and pgbench variables (a new key per transaction)."""
     full = {"phone": None}
-    create = (
-        shipments.CREATE_SQL.replace("%(id)s", "gen_random_uuid()")
-        .replace("%(client)s", client)
-        .replace("%(service)s", "'express'")
-        .replace("%(reference)s", "NULL")
-        .replace("%(sender)s", _sql_literal({**SHIPMENT["sender"], **full}) + "::jsonb")  # type: ignore[dict-item]
-        .replace("%(recipient)s", _sql_literal({**SHIPMENT["recipient"], **full}) + "::jsonb")  # type: ignore[dict-item]
-        .replace("%(parcels)s", _sql_literal(SHIPMENT["parcels"]) + "::jsonb")
-        .replace("%(topic)s", "'shipment.created'")
-        .replace("%(now)s", "now()")
-    )
-    body = _sql_literal({"id": "00000000-0000-0000-0000-000000000000", **SHIPMENT})
-    store = (
-        idempotency._STORE.replace("%(client)s", client)
-        .replace("%(key)s", key)
-        .replace("%(method)s", "'POST'")
-        .replace("%(path)s", "'/v1/shipments'")
-        .replace("%(fingerprint)s", "repeat('f', 64)")
-        .replace("%(code)s", "201")
-        .replace("%(headers)s", "'{}'")
-        .replace("%(body)s", body)
-    )
-
-    def compound(*sqls: str) -> str:
-        # pgbench sends statements joined by \; as ONE query, as the API does (idempotency.Tx)
-        return " \\; ".join(" ".join(sql.split()) for sql in sqls) + ";"
-
-    return "\n".join(
-        [
-            "\\set n random(1, 1000000000000)",
-            compound(lookup),
-            compound("BEGIN", lock, lookup),
-            compound(create, store, "COMMIT"),
-            "",
-        ]
-    )
+    values = {
+        "client": "'bench'",
+        "key": "('k-' || :client_id || '-' || :n)",
+        "ttl": "86400",
+        "method": "'POST'",
+        "path": "'/v1/shipments'",
+        "fingerprint": "repeat('f', 64)",
+        "code": "201",
+        "headers": "'{}'::jsonb",
+        "body": _sql_literal({"id": "00000000-0000-0000-0000-000000000000", **SHIPMENT}),
+        "id": "gen_random_uuid()",
+        "service": "'express'",
+        "reference": "NULL",
+        "sender": _sql_literal({**SHIPMENT["sender"], **full}) + "::jsonb",  # type: ignore[dict-item]
+        "recipient": _sql_literal({**SHIPMENT["recipient"], **full}) + "::jsonb",  # type: ignore[dict-item]
+        "parcels": _sql_literal(SHIPMENT["parcels"]) + "::jsonb",
+        "topic": "'shipment.created'",
+        "now": "now()",
+    }
+    sql = idempotency._GATED.format(ctes=shipments.CREATE_CTES, pause="")
+    for name, literal in values.items():
+        sql = sql.replace(f"%({name})s", literal)
+    assert "%(" not in sql, sql
+    return "\\set n random(1, 1000000000000)\n" + " ".join(sql.split()) + ";\n"
 
 
 def _tree_cpu(root_pid: int) -> float:

@@ -75,6 +75,17 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
+class GatedWrite:
+    """A write whose statements and response are known before the database answers (the create):
+    ``ctes`` are data-modifying CTEs (``name AS (INSERT ... SELECT ... FROM go ...)``) that read the
+    one-row relation ``go``, so they write only when the key was free; ``params`` fill them."""
+
+    ctes: str
+    params: dict[str, Any]
+    response: StoredResponse
+
+
+@dataclass(frozen=True)
 class Outcome:
     response: StoredResponse
     replayed: bool
@@ -136,6 +147,32 @@ DELETE FROM idempotency_keys
  WHERE client_id = %(client)s AND idempotency_key = %(key)s
    AND created_at < now() - make_interval(secs => %(ttl)s)
 """
+_LOCK_EXPR = "pg_try_advisory_xact_lock(hashtextextended(%(client)s || E'\\n' || %(key)s, 0))"
+# The one-statement form (see execute_gated). `gate` takes the key's lock and reads the key row;
+# `go` yields one row only when the lock was taken and no row exists: the action's CTEs and the key
+# row insert select FROM go, so they write only then. {pause} is empty except under the test hook.
+_GATED = (
+    """
+WITH gate AS (
+    SELECT """
+    + _LOCK_EXPR
+    + """ AS locked, k.*
+      FROM (SELECT 1) AS one LEFT JOIN ("""
+    + _LOOKUP
+    + """) AS k ON true
+), go AS (
+    SELECT 1 FROM gate WHERE locked AND fingerprint IS NULL{pause}
+), {ctes}, stored AS (
+    INSERT INTO idempotency_keys (client_id, idempotency_key, request_method, request_path, fingerprint,
+                                  response_code, response_headers, response_body)
+    SELECT %(client)s, %(key)s, %(method)s, %(path)s, %(fingerprint)s, %(code)s, %(headers)s, %(body)s
+      FROM go
+)
+SELECT fingerprint, response_code, response_headers, response_body, expired, locked FROM gate
+"""
+)
+_PAUSE = " AND pg_sleep(%(pause)s)::text = ''"
+
 _STORE = """
 INSERT INTO idempotency_keys (client_id, idempotency_key, request_method, request_path, fingerprint,
                               response_code, response_headers, response_body)
@@ -200,6 +237,10 @@ class Tx:
 
     def defer(self, sql: str, params: Any = None) -> None:
         self._deferred.append(self.cursor.mogrify(sql, params).encode())
+
+    def defer_gated(self, write: GatedWrite) -> None:
+        """A GatedWrite inside this transaction (the key is already ours: `go` is one row)."""
+        self.defer(f"WITH go AS (SELECT 1), {write.ctes} SELECT 1", write.params)
 
     async def commit(self) -> None:
         await self.cursor.execute(b"; ".join([*self._deferred, b"COMMIT"]))  # type: ignore[arg-type]
@@ -266,3 +307,63 @@ async def execute(
     if pause_after_commit:
         await asyncio.sleep(pause_after_commit)  # test hook: kill -9 after COMMIT, before the reply
     return Outcome(response, replayed=False)
+
+
+async def execute_gated(
+    pool: AsyncConnectionPool,
+    scope: Scope,
+    write: GatedWrite,
+    ttl_seconds: int,
+    pause_after_lock: float = 0.0,
+    pause_after_commit: float = 0.0,
+) -> Outcome:
+    """Like :func:`execute`, in ONE statement and one round trip, first request or replay alike:
+    take the key's lock, read the key row, and only if the lock was taken and no row exists insert
+    the business rows, the outbox row and the key row -- one implicit transaction. A key row that
+    commits between this statement's snapshot and its insert (a race the lock narrows to the instant
+    the holder commits) makes the insert fail on the unique key: the statement then changes nothing,
+    and the row it collided with is replayed. An expired key takes the transactional path."""
+    params = {
+        **write.params,
+        "client": scope.client_id,
+        "key": scope.key,
+        "ttl": ttl_seconds,
+        "method": scope.method,
+        "path": scope.path,
+        "fingerprint": scope.fingerprint,
+        "code": write.response.status,
+        "headers": Jsonb(write.response.headers),
+        "body": write.response.body.decode(),
+        "pause": pause_after_lock,
+    }
+    sql = _GATED.format(ctes=write.ctes, pause=_PAUSE if pause_after_lock else "")
+    try:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type]
+    except psycopg.errors.UniqueViolation:
+        row = await _fast_path(pool, params)
+        if row is None:
+            raise _in_flight() from None
+        return _replay(scope, row)
+    assert row is not None
+    fingerprint_, _code, _headers, _body, expired, locked = row
+    if fingerprint_ is not None:
+        if expired:
+            return await execute(
+                pool, scope, _deferred(write), ttl_seconds, pause_after_lock, pause_after_commit
+            )
+        return _replay(scope, row[:5])
+    if not locked:
+        raise _in_flight()
+    metrics.IDEMPOTENCY.labels("executed").inc()
+    if pause_after_commit:
+        await asyncio.sleep(pause_after_commit)  # test hook: kill -9 after COMMIT, before the reply
+    return Outcome(write.response, replayed=False)
+
+
+def _deferred(write: GatedWrite) -> WriteAction:
+    async def action(tx: Tx) -> StoredResponse:
+        tx.defer_gated(write)
+        return write.response
+
+    return action

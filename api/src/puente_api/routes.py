@@ -118,10 +118,10 @@ async def create_shipment(request: Request) -> Response:
     path = request.url.path
     doc = payload.model_dump(mode="json")
     scope = Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, doc))
-    outcome = await idempotency.execute(
+    outcome = await idempotency.execute_gated(
         st.pool,
         scope,
-        lambda tx: shipments.create(tx, client, doc),
+        shipments.create(client, doc),
         st.settings.idempotency_ttl_seconds,
         st.settings.test_pause_after_lock,
         st.settings.test_pause_after_commit,

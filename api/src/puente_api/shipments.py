@@ -17,26 +17,27 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from puente_api.idempotency import StoredResponse, Tx
+from puente_api.idempotency import GatedWrite, StoredResponse, Tx
 from puente_api.models import TERMINAL_STATUSES, EventCreate
 from puente_api.problems import PROBLEM_JSON, Problem
 
 TOPIC_CREATED = "shipment.created"
 
-# One statement: the shipment and its outbox row (the label job) together. It returns nothing, and the
-# timestamps come from here, so the response is known before the database answers: the insert, the
-# key row and COMMIT travel in one pipelined round trip.
-CREATE_SQL = """
-WITH s AS (
+# The shipment and its outbox row (the label job), as CTEs gated by the idempotency core's `go`
+# (idempotency.GatedWrite). The timestamps come from here, so the response is known before the database
+# answers and the whole create -- key lock, key row, shipment, outbox -- is one statement.
+CREATE_CTES = """
+shipment AS (
     INSERT INTO shipments (id, client_id, service, reference, sender, recipient, parcels,
                            created_at, updated_at)
-    VALUES (%(id)s, %(client)s, %(service)s, %(reference)s, %(sender)s, %(recipient)s, %(parcels)s,
-            %(now)s, %(now)s)
+    SELECT %(id)s, %(client)s, %(service)s, %(reference)s, %(sender)s, %(recipient)s, %(parcels)s,
+           %(now)s, %(now)s
+      FROM go
     RETURNING id
-)
-INSERT INTO outbox (topic, aggregate_id, payload)
-SELECT %(topic)s, s.id, jsonb_build_object('shipment_id', s.id) FROM s
-"""
+), label_job AS (
+    INSERT INTO outbox (topic, aggregate_id, payload)
+    SELECT %(topic)s, shipment.id, jsonb_build_object('shipment_id', shipment.id) FROM shipment
+)"""
 
 _COLUMNS = (
     "id, status, label_status, tracking_number, service, reference, sender, recipient, parcels, "
@@ -64,24 +65,21 @@ def _shipment_doc(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def create(tx: Tx, client_id: str, doc: dict[str, Any]) -> StoredResponse:
+def create(client_id: str, doc: dict[str, Any]) -> GatedWrite:
     """``doc``: the validated ShipmentCreate, dumped to JSON types."""
     shipment_id = uuid.uuid4()
     now = datetime.now(UTC)
-    tx.defer(
-        CREATE_SQL,
-        {
-            "id": shipment_id,
-            "client": client_id,
-            "service": doc["service"],
-            "reference": doc["reference"],
-            "sender": Jsonb(doc["sender"]),
-            "recipient": Jsonb(doc["recipient"]),
-            "parcels": Jsonb(doc["parcels"]),
-            "topic": TOPIC_CREATED,
-            "now": now,
-        },
-    )
+    params = {
+        "id": shipment_id,
+        "client": client_id,
+        "service": doc["service"],
+        "reference": doc["reference"],
+        "sender": Jsonb(doc["sender"]),
+        "recipient": Jsonb(doc["recipient"]),
+        "parcels": Jsonb(doc["parcels"]),
+        "topic": TOPIC_CREATED,
+        "now": now,
+    }
     body = _shipment_doc(
         {
             **doc,
@@ -93,7 +91,8 @@ async def create(tx: Tx, client_id: str, doc: dict[str, Any]) -> StoredResponse:
             "updated_at": now,
         }
     )
-    return StoredResponse(201, orjson.dumps(body), {"Location": f"/v1/shipments/{shipment_id}"})
+    response = StoredResponse(201, orjson.dumps(body), {"Location": f"/v1/shipments/{shipment_id}"})
+    return GatedWrite(CREATE_CTES, params, response)
 
 
 def _stored_problem(problem: Problem, path: str) -> StoredResponse:

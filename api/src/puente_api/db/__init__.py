@@ -25,8 +25,14 @@ _MIGRATE_LOCK = 7_251_001
 # JSONB parameters (addresses, parcels, stored headers) serialised by orjson rather than json.dumps.
 set_json_dumps(orjson.dumps)
 
+# Milliseconds between checks that the client of a running statement is still there: a statement of
+# an API process that died (kill -9, node lost) is cancelled -- and rolled back -- within a second
+# instead of running on to COMMIT.
+CLIENT_CONNECTION_CHECK_INTERVAL = 1000
+
 _OPTIONS = (
     f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT} -c lock_timeout={LOCK_TIMEOUT}"
+    f" -c client_connection_check_interval={CLIENT_CONNECTION_CHECK_INTERVAL}"
 )
 
 
