@@ -221,3 +221,26 @@ def test_nested_input_keys_are_checked_against_the_sdk() -> None:
         pulumikit.check_aws_input_shapes(recording)
     recording = _run(lambda: aws.lb.LoadBalancer("lb", access_logs={"bucket": "b", "enabled": True}))
     assert pulumikit.check_aws_input_shapes(recording) == 1
+
+
+def test_stack_config_loading_keeps_structure_and_leaves_out_ciphertext(tmp_path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: demo\nruntime: python\n")
+    (tmp_path / "Pulumi.test.yaml").write_text(
+        "config:\n  aws:region: eu-west-1\n  demo:network:\n    cidr: 10.0.0.0/16\n"
+        "  plain: 3\n  demo:password:\n    secure: v1:abc:def\n"
+    )
+    project, config = pulumikit.load_stack_config(tmp_path, "test")
+    assert project == "demo"
+    assert config == {"aws:region": "eu-west-1", "demo:network": {"cidr": "10.0.0.0/16"}, "demo:plain": 3}
+
+    def program() -> None:
+        cfg = pulumi.Config()
+        pulumi.export("cidr", cfg.require_object("network")["cidr"])
+        pulumi.export("plain", cfg.require_int("plain"))
+        pulumi.export("password", cfg.require_secret("password"))
+
+    recording = pulumikit.run(
+        program, project=project, stack="test", config=config, secrets={"demo:password": "hunter2-hunter2"}
+    )
+    assert recording.outputs == {"cidr": "10.0.0.0/16", "plain": 3, "password": "hunter2-hunter2"}
+    assert recording.secret_outputs == {"password"}

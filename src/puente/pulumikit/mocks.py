@@ -289,9 +289,7 @@ class RecordingMonitor(MockMonitor):
         return response
 
     def Invoke(self, request):
-        self.recording.invokes.append(
-            RecordedInvoke(request.tok, plain(json_format.MessageToDict(request.args)))
-        )
+        self.recording.add_invoke(RecordedInvoke(request.tok, plain(json_format.MessageToDict(request.args))))
         try:
             return super().Invoke(request)
         except UnansweredInvokeError as err:

@@ -93,6 +93,10 @@ class Recording:
                 raise err
             self.resources.append(res)
 
+    def add_invoke(self, invoke: RecordedInvoke) -> None:
+        with self._lock:
+            self.invokes.append(invoke)
+
     def add_error(self, err: KitError) -> None:
         with self._lock:
             self.errors.append(err)
