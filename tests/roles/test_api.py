@@ -36,7 +36,7 @@ HARDENING = {
     "RestrictSUIDSGID": "yes",
     "LockPersonality": "yes",
     "CapabilityBoundingSet": "",
-    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
     "UMask": "0077",
     "User": USER,
 }

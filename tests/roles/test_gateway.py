@@ -103,7 +103,7 @@ def test_malformed_request_id_replaced(client: httpx.Client) -> None:
 
 
 def test_idempotency_key_reaches_the_api(client: httpx.Client) -> None:
-    key = f"gw-{uuid.uuid4()}"
+    key = f'"gw-{uuid.uuid4()}"'
     first = client.post("/v1/shipments", json=SHIPMENT, headers={"Idempotency-Key": key})
     assert first.status_code == 201, first.text
     again = client.post("/v1/shipments", json=SHIPMENT, headers={"Idempotency-Key": key})

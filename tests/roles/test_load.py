@@ -107,7 +107,7 @@ class Load:
         try:
             if kind == "post":
                 r = await client.post(
-                    "/v1/shipments", json=SHIPMENT, headers={"Idempotency-Key": f"load-{uuid.uuid4()}"}
+                    "/v1/shipments", json=SHIPMENT, headers={"Idempotency-Key": f'"load-{uuid.uuid4()}"'}
                 )
                 expected = 201
                 if r.status_code == expected:
@@ -273,7 +273,7 @@ def _lab_scale(count: int) -> tuple[int, str]:
 
 
 def test_scale_out_under_load(node: Callable) -> None:
-    stat = "echo 'show stat api 4 -1' | socat stdio unix-connect:/run/haproxy/admin.sock"
+    stat = "echo 'show stat -1 4 -1' | socat stdio unix-connect:/run/haproxy/admin.sock"
     try:
         with Load() as load:
             rc, out = _lab_scale(3)
@@ -282,7 +282,7 @@ def test_scale_out_under_load(node: Callable) -> None:
             time.sleep(10)
         lines = node(EDGE).check_output(stat).splitlines()
         col = lines[0].lstrip("# ").split(",").index("stot")
-        sessions = {f[1]: int(f[col]) for f in (line.split(",") for line in lines[1:] if line)}
+        sessions = {f[1]: int(f[col]) for f in (line.split(",") for line in lines[1:]) if f[0] == "api"}
     finally:
         with Load() as down:
             rc_down, out_down = _lab_scale(2)
