@@ -38,6 +38,12 @@ class ApiServiceArgs:
     ready_path: str = "/readyz"
 
 
+def _manifest(value: dict[str, Any]) -> Any:
+    """Kubernetes objects are written as the JSON the API server reads; kubernetes-validate checks them
+    strictly in tests, which the SDK's TypedDicts (stricter than JSON for IntOrString fields) cannot."""
+    return value
+
+
 def _env_from_template(
     template: str, variables: Mapping[str, pulumi.Input[Any]]
 ) -> pulumi.Output[dict[str, str]]:
@@ -74,7 +80,9 @@ class ApiService(Component):
             opts=ns_opts,
         )
         runtime = _env_from_template("api/runtime.env.j2", args.runtime_vars)
-        secret_env = pulumi.Output.secret(_env_from_template("api/secrets.env.j2", args.secret_vars))
+        secret_env: pulumi.Output[dict[str, str]] = pulumi.Output.secret(
+            _env_from_template("api/secrets.env.j2", args.secret_vars)
+        )
         config_map = k8s.core.v1.ConfigMap(
             self.child("runtime"), metadata=self._meta("puente-api-runtime"), data=runtime, opts=ns_opts
         )
@@ -113,66 +121,80 @@ class ApiService(Component):
         self.deployment = k8s.apps.v1.Deployment(
             self.child("api"),
             metadata=self._meta("puente-api"),
-            spec={
-                "selector": {"matchLabels": self._selector("api")},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": self._pod("api", checksum, [api_container], [migrate]),
-            },
+            spec=_manifest(
+                {
+                    "selector": {"matchLabels": self._selector("api")},
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                    },
+                    "template": self._pod("api", checksum, [api_container], [migrate]),
+                }
+            ),
             opts=dep_opts,
         )
         background = [self._container(p, args.image, [p], env_from, cfg) for p in BACKGROUND]
         k8s.apps.v1.Deployment(
             self.child("background"),
             metadata=self._meta("puente-api-background"),
-            spec={
-                "replicas": 1,
-                "selector": {"matchLabels": self._selector("background")},
-                "strategy": {"type": "Recreate"},
-                "template": self._pod("background", checksum, background, []),
-            },
+            spec=_manifest(
+                {
+                    "replicas": 1,
+                    "selector": {"matchLabels": self._selector("background")},
+                    "strategy": {"type": "Recreate"},
+                    "template": self._pod("background", checksum, background, []),
+                }
+            ),
             opts=dep_opts,
         )
         self.service = k8s.core.v1.Service(
             self.child("service"),
             metadata=self._meta("puente-api"),
-            spec={
-                "type": "NodePort",
-                "selector": self._selector("api"),
-                "ports": [
-                    {
-                        "name": "http",
-                        "port": 80,
-                        "targetPort": "http",
-                        "nodePort": cfg.node_port,
-                        "protocol": "TCP",
-                    }
-                ],
-            },
+            spec=_manifest(
+                {
+                    "type": "NodePort",
+                    "selector": self._selector("api"),
+                    "ports": [
+                        {
+                            "name": "http",
+                            "port": 80,
+                            "targetPort": "http",
+                            "nodePort": cfg.node_port,
+                            "protocol": "TCP",
+                        }
+                    ],
+                }
+            ),
             opts=ns_opts,
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             self.child("hpa"),
             metadata=self._meta("puente-api"),
-            spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "puente-api"},
-                "minReplicas": cfg.replicas_min,
-                "maxReplicas": cfg.replicas_max,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": cfg.cpu_target_percent},
-                        },
-                    }
-                ],
-            },
+            spec=_manifest(
+                {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "puente-api"},
+                    "minReplicas": cfg.replicas_min,
+                    "maxReplicas": cfg.replicas_max,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {
+                                    "type": "Utilization",
+                                    "averageUtilization": cfg.cpu_target_percent,
+                                },
+                            },
+                        }
+                    ],
+                }
+            ),
             opts=ns_opts,
         )
         k8s.policy.v1.PodDisruptionBudget(
             self.child("pdb"),
             metadata=self._meta("puente-api"),
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": self._selector("api")}},
+            spec=_manifest({"maxUnavailable": 1, "selector": {"matchLabels": self._selector("api")}}),
             opts=ns_opts,
         )
         self.register_outputs(
@@ -183,7 +205,7 @@ class ApiService(Component):
             }
         )
 
-    def _meta(self, name: str) -> dict[str, Any]:
+    def _meta(self, name: str) -> Any:
         return {"name": name, "namespace": NAMESPACE, "labels": self.labels}
 
     def _selector(self, component: str) -> dict[str, str]:

@@ -183,7 +183,7 @@ class _Reader:
             return None if default is _REQUIRED else default
         return self.data[field]
 
-    def str(self, field: str, default: Any = None, pattern: re.Pattern[str] | None = None) -> str:
+    def text(self, field: str, default: Any = None, pattern: re.Pattern[str] | None = None) -> str:
         value = self._get(field, _REQUIRED if default is None else default)
         if value is None:
             return ""
@@ -194,7 +194,7 @@ class _Reader:
             self.fail(field, f"{value!r} does not match {pattern.pattern}")
         return value
 
-    def int(self, field: str, default: Any = None, lo: int = 0, hi: int = 2**31) -> int:
+    def integer(self, field: str, default: Any = None, lo: int = 0, hi: int = 2**31) -> int:
         value = self._get(field, _REQUIRED if default is None else default)
         if value is None:
             return lo
@@ -205,7 +205,7 @@ class _Reader:
             self.fail(field, f"must be between {lo} and {hi}, got {value}")
         return value
 
-    def bool(self, field: str, default: Any = None) -> bool:
+    def flag(self, field: str, default: Any = None) -> bool:
         value = self._get(field, _REQUIRED if default is None else default)
         if value is None:
             return False
@@ -215,12 +215,12 @@ class _Reader:
         return value
 
     def choice(self, field: str, choices: tuple[str, ...], default: Any = None) -> str:
-        value = self.str(field, default)
+        value = self.text(field, default)
         if value and value not in choices:
             self.fail(field, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def list(self, field: str, default: Any = None) -> list[Any]:
+    def items(self, field: str, default: Any = None) -> list[Any]:
         value = self._get(field, _REQUIRED if default is None else default)
         if value is None:
             return []
@@ -231,7 +231,7 @@ class _Reader:
 
     def cidrs(self, field: str, default: Any = None, allow_any: bool = False) -> tuple[str, ...]:
         out = []
-        for item in self.list(field, default):
+        for item in self.items(field, default):
             try:
                 net = ipaddress.ip_network(str(item), strict=True)
             except ValueError:
@@ -244,7 +244,7 @@ class _Reader:
         return tuple(out)
 
     def public_ip(self, field: str) -> str:
-        value = self.str(field)
+        value = self.text(field)
         if not value:
             return ""
         try:
@@ -303,7 +303,7 @@ def _tags(cfg: pulumi.Config, problems: list[str]) -> dict[str, str]:
 def _network(cfg: pulumi.Config, region: str, production: bool, problems: list[str]) -> NetworkConfig:
     r = _read_object(cfg, "network", problems)
     r.unknown_fields({"vpcCidr", "availabilityZones", "natGateways", "onpremCidrs", "vpn"})
-    vpc = r.str("vpcCidr")
+    vpc = r.text("vpcCidr")
     vpc_net: ipaddress.IPv4Network | None = None
     try:
         parsed = ipaddress.ip_network(vpc, strict=True) if vpc else None
@@ -315,7 +315,7 @@ def _network(cfg: pulumi.Config, region: str, production: bool, problems: list[s
             vpc_net = parsed
     except ValueError:
         r.fail("vpcCidr", f"{vpc!r} is not a valid CIDR (network address/prefix, e.g. 10.60.0.0/16)")
-    azs = [str(a) for a in r.list("availabilityZones")]
+    azs = [str(a) for a in r.items("availabilityZones")]
     need = 3 if production else 2
     if len(azs) < need or len(set(azs)) != len(azs):
         r.fail("availabilityZones", f"needs at least {need} distinct zones in this environment, got {azs}")
@@ -336,8 +336,8 @@ def _network(cfg: pulumi.Config, region: str, production: bool, problems: list[s
     vr.unknown_fields({"customerGatewayIp", "bgpAsn", "staticRoutesOnly"})
     vpn = VpnConfig(
         customer_gateway_ip=vr.public_ip("customerGatewayIp"),
-        bgp_asn=vr.int("bgpAsn", 65000, 1, 4294967294),
-        static_routes_only=vr.bool("staticRoutesOnly", True),
+        bgp_asn=vr.integer("bgpAsn", 65000, 1, 4294967294),
+        static_routes_only=vr.flag("staticRoutesOnly", True),
     )
     return NetworkConfig(vpc, tuple(azs), nat == "perAz", onprem, vpn)
 
@@ -347,11 +347,11 @@ def _edge(cfg: pulumi.Config, problems: list[str]) -> EdgeConfig:
     r.unknown_fields({"zoneName", "hostedZoneId", "wafRateLimit", "accessLogRetentionDays"})
     return EdgeConfig(
         # The public Route 53 zone; the API's name in it comes from templates/failover/policy.yml.
-        zone_name=r.str("zoneName", pattern=_FQDN),
-        hosted_zone_id=r.str("hostedZoneId", pattern=_ZONE_ID),
+        zone_name=r.text("zoneName", pattern=_FQDN),
+        hosted_zone_id=r.text("hostedZoneId", pattern=_ZONE_ID),
         # WAF counts requests per client IP over 5 minutes.
-        waf_rate_limit=r.int("wafRateLimit", 2000, 100, 2_000_000_000),
-        access_log_retention_days=r.int("accessLogRetentionDays", 90, 1, 3650),
+        waf_rate_limit=r.integer("wafRateLimit", 2000, 100, 2_000_000_000),
+        access_log_retention_days=r.integer("accessLogRetentionDays", 90, 1, 3650),
     )
 
 
@@ -360,19 +360,19 @@ def _cluster(cfg: pulumi.Config, production: bool, problems: list[str]) -> Clust
     r.unknown_fields(
         {"kubernetesVersion", "instanceTypes", "nodeMin", "nodeDesired", "nodeMax", "publicAccessCidrs"}
     )
-    node_min = r.int("nodeMin", None, 2 if production else 1, 100)
-    node_desired = r.int("nodeDesired", None, 1, 100)
-    node_max = r.int("nodeMax", None, 1, 100)
+    node_min = r.integer("nodeMin", None, 2 if production else 1, 100)
+    node_desired = r.integer("nodeDesired", None, 1, 100)
+    node_max = r.integer("nodeMax", None, 1, 100)
     if not node_min <= node_desired <= node_max:
         r.fail(
             "nodeDesired",
             f"needs nodeMin <= nodeDesired <= nodeMax, got {node_min}/{node_desired}/{node_max}",
         )
-    types = [str(t) for t in r.list("instanceTypes")]
+    types = [str(t) for t in r.items("instanceTypes")]
     if not types or any(not _INSTANCE_TYPE.match(t) for t in types):
         r.fail("instanceTypes", f"needs at least one EC2 instance type like t3.medium, got {types}")
     return ClusterConfig(
-        kubernetes_version=r.str("kubernetesVersion", pattern=_K8S_VERSION),
+        kubernetes_version=r.text("kubernetesVersion", pattern=_K8S_VERSION),
         instance_types=tuple(types),
         node_min=node_min,
         node_desired=node_desired,
@@ -401,22 +401,22 @@ def _api(cfg: pulumi.Config, production: bool, problems: list[str]) -> ApiConfig
             "logLevel",
         }
     )
-    lo = r.int("replicasMin", None, 2 if production else 1, 100)
-    hi = r.int("replicasMax", None, 1, 100)
+    lo = r.integer("replicasMin", None, 2 if production else 1, 100)
+    hi = r.integer("replicasMax", None, 1, 100)
     if hi < lo:
         r.fail("replicasMax", f"must be >= replicasMin ({lo}), got {hi}")
     return ApiConfig(
-        image_tag=r.str("imageTag", pattern=_IMAGE_TAG),
+        image_tag=r.text("imageTag", pattern=_IMAGE_TAG),
         replicas_min=lo,
         replicas_max=hi,
-        cpu_target_percent=r.int("cpuTargetPercent", 70, 10, 95),
-        node_port=r.int("nodePort", 30080, 30000, 32767),
-        cpu_request=r.str("cpuRequest", "250m", _QUANTITY),
-        memory_request=r.str("memoryRequest", "256Mi", _QUANTITY),
-        cpu_limit=r.str("cpuLimit", "1", _QUANTITY),
-        memory_limit=r.str("memoryLimit", "512Mi", _QUANTITY),
-        idempotency_ttl_seconds=r.int("idempotencyTtlSeconds", 86400, 60, 30 * 86400),
-        max_body_bytes=r.int("maxBodyBytes", 65536, 1024, 10 * 1024 * 1024),
+        cpu_target_percent=r.integer("cpuTargetPercent", 70, 10, 95),
+        node_port=r.integer("nodePort", 30080, 30000, 32767),
+        cpu_request=r.text("cpuRequest", "250m", _QUANTITY),
+        memory_request=r.text("memoryRequest", "256Mi", _QUANTITY),
+        cpu_limit=r.text("cpuLimit", "1", _QUANTITY),
+        memory_limit=r.text("memoryLimit", "512Mi", _QUANTITY),
+        idempotency_ttl_seconds=r.integer("idempotencyTtlSeconds", 86400, 60, 30 * 86400),
+        max_body_bytes=r.integer("maxBodyBytes", 65536, 1024, 10 * 1024 * 1024),
         log_level=r.choice("logLevel", LOG_LEVELS, "INFO"),
     )
 
@@ -443,14 +443,14 @@ def _database(
         }
     )
     mode = r.choice("mode", DB_MODES, "rds")
-    public = r.bool("publiclyAccessible", False)
+    public = r.flag("publiclyAccessible", False)
     if public:
         r.fail(
             "publiclyAccessible", "a public database is refused: clients reach it through the VPC or the VPN"
         )
-    multi_az = r.bool("multiAz", True)
-    retention = r.int("backupRetentionDays", 7, 1, 35)
-    deletion_protection = r.bool("deletionProtection", production)
+    multi_az = r.flag("multiAz", True)
+    retention = r.integer("backupRetentionDays", 7, 1, 35)
+    deletion_protection = r.flag("deletionProtection", production)
     if production:
         if not multi_az:
             r.fail("multiAz", "prod requires Multi-AZ")
@@ -458,8 +458,8 @@ def _database(
             r.fail("backupRetentionDays", f"prod requires at least 7 days of backups, got {retention}")
         if not deletion_protection:
             r.fail("deletionProtection", "prod requires deletion protection")
-    allocated = r.int("allocatedStorageGb", 20, 20, 65536)
-    max_allocated = r.int("maxAllocatedStorageGb", 100, 20, 65536)
+    allocated = r.integer("allocatedStorageGb", 20, 20, 65536)
+    max_allocated = r.integer("maxAllocatedStorageGb", 100, 20, 65536)
     if max_allocated < allocated:
         r.fail("maxAllocatedStorageGb", f"must be >= allocatedStorageGb ({allocated})")
     patroni = None
@@ -467,17 +467,17 @@ def _database(
     if pr is not None:
         pr.unknown_fields({"members", "instanceType", "volumeGb", "sshPublicKey"})
         patroni = PatroniConfig(
-            members=pr.int("members", 1, 1, 3),
-            instance_type=pr.str("instanceType", "t3.medium", _INSTANCE_TYPE),
-            volume_gb=pr.int("volumeGb", 50, 10, 16384),
-            ssh_public_key=pr.str("sshPublicKey", pattern=_SSH_KEY),
+            members=pr.integer("members", 1, 1, 3),
+            instance_type=pr.text("instanceType", "t3.medium", _INSTANCE_TYPE),
+            volume_gb=pr.integer("volumeGb", 50, 10, 16384),
+            ssh_public_key=pr.text("sshPublicKey", pattern=_SSH_KEY),
         )
     return DatabaseConfig(
         mode=mode,
-        name=r.str("name", "puente", re.compile(r"^[a-z][a-z0-9_]{0,62}$")),
-        username=r.str("username", "puente", re.compile(r"^[a-z][a-z0-9_]{0,15}$")),
-        engine_version=r.str("engineVersion", "15", re.compile(r"^1[3-8](\.[0-9]+)?$")),
-        instance_class=r.str("instanceClass", "db.t4g.medium", re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")),
+        name=r.text("name", "puente", re.compile(r"^[a-z][a-z0-9_]{0,62}$")),
+        username=r.text("username", "puente", re.compile(r"^[a-z][a-z0-9_]{0,15}$")),
+        engine_version=r.text("engineVersion", "15", re.compile(r"^1[3-8](\.[0-9]+)?$")),
+        instance_class=r.text("instanceClass", "db.t4g.medium", re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")),
         allocated_storage_gb=allocated,
         max_allocated_storage_gb=max_allocated,
         multi_az=multi_az,
@@ -500,16 +500,16 @@ def _queue(cfg: pulumi.Config, problems: list[str]) -> QueueConfig:
             "deadLetterRetentionSeconds",
         }
     )
-    retention = r.int("messageRetentionSeconds", 345600, 60, 1209600)
-    dlq = r.int("deadLetterRetentionSeconds", 1209600, 60, 1209600)
+    retention = r.integer("messageRetentionSeconds", 345600, 60, 1209600)
+    dlq = r.integer("deadLetterRetentionSeconds", 1209600, 60, 1209600)
     if dlq < retention:
         r.fail(
             "deadLetterRetentionSeconds",
             "must be >= messageRetentionSeconds, or failed messages expire first",
         )
     return QueueConfig(
-        max_receive_count=r.int("maxReceiveCount", 5, 1, 1000),
-        visibility_timeout_seconds=r.int("visibilityTimeoutSeconds", 60, 0, 43200),
+        max_receive_count=r.integer("maxReceiveCount", 5, 1, 1000),
+        visibility_timeout_seconds=r.integer("visibilityTimeoutSeconds", 60, 0, 43200),
         message_retention_seconds=retention,
         dead_letter_retention_seconds=dlq,
     )
@@ -518,7 +518,7 @@ def _queue(cfg: pulumi.Config, problems: list[str]) -> QueueConfig:
 def _dns(cfg: pulumi.Config, problems: list[str]) -> DnsConfig:
     r = _read_object(cfg, "dns", problems)
     r.unknown_fields({"onpremGatewayAddress", "healthCheckRegions"})
-    regions = tuple(str(x) for x in r.list("healthCheckRegions", []))
+    regions = tuple(str(x) for x in r.items("healthCheckRegions", []))
     if regions and len(regions) < 3:
         r.fail("healthCheckRegions", "Route 53 needs at least 3 checker regions (or leave it empty for all)")
     return DnsConfig(onprem_gateway_address=r.public_ip("onpremGatewayAddress"), health_check_regions=regions)
