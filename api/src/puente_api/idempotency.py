@@ -312,7 +312,7 @@ async def execute(
 async def execute_gated(
     pool: AsyncConnectionPool,
     scope: Scope,
-    write: GatedWrite,
+    build: Callable[[], GatedWrite],
     ttl_seconds: int,
     pause_after_lock: float = 0.0,
     pause_after_commit: float = 0.0,
@@ -325,11 +325,15 @@ async def execute_gated(
     and its insert (a race the lock narrows to the instant the holder commits) makes the insert fail
     on the unique key: the statement then changes nothing, and the row it collided with is replayed.
     An expired key (not reaped yet) takes the transactional path, which deletes it first."""
+    # Retries are answered from the key row alone: one cheap read, before the statement that writes.
+    key_params = {"client": scope.client_id, "key": scope.key, "ttl": ttl_seconds}
+    row = await _fast_path(pool, key_params)
+    if row is not None and not row[4]:
+        return _replay(scope, row)
+    write = build()  # ids, timestamps and the response: only for a request that may write
     params = {
         **write.params,
-        "client": scope.client_id,
-        "key": scope.key,
-        "ttl": ttl_seconds,
+        **key_params,
         "method": scope.method,
         "path": scope.path,
         "fingerprint": scope.fingerprint,
@@ -338,10 +342,6 @@ async def execute_gated(
         "body": write.response.body.decode(),
         "pause": pause_after_lock,
     }
-    # Retries are answered from the key row alone: one cheap read, before the statement that writes.
-    row = await _fast_path(pool, params)
-    if row is not None and not row[4]:
-        return _replay(scope, row)
     sql = _GATED.format(ctes=write.ctes, pause=_PAUSE if pause_after_lock else "")
     try:
         async with pool.connection() as conn:

@@ -121,7 +121,7 @@ async def create_shipment(request: Request) -> Response:
     outcome = await idempotency.execute_gated(
         st.pool,
         scope,
-        shipments.create(client, doc),
+        lambda: shipments.create(client, doc),
         st.settings.idempotency_ttl_seconds,
         st.settings.test_pause_after_lock,
         st.settings.test_pause_after_commit,
