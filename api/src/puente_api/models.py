@@ -22,10 +22,11 @@ _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 def _clean_text(value: str) -> str:
     """Refuse what PostgreSQL or a label printer cannot take: control characters (NUL included),
     lone surrogates, unassigned and private-use code points; store NFC so equal text compares equal."""
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cs", "Cn", "Co") and ch not in "\t":
-            raise ValueError(f"contains a forbidden character U+{ord(ch):04X}")
-    value = unicodedata.normalize("NFC", value)
+    if not (value.isascii() and value.isprintable()):  # printable ASCII: nothing to refuse or normalise
+        for ch in value:
+            if unicodedata.category(ch) in ("Cc", "Cs", "Cn", "Co") and ch not in "\t":
+                raise ValueError(f"contains a forbidden character U+{ord(ch):04X}")
+        value = unicodedata.normalize("NFC", value)
     if not value.strip():
         raise ValueError("must not be blank")
     return value
