@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from puente.drill import cluster, faults, preflight, report, topology
-from puente.drill.attempts import AttemptLog
+from puente.drill.attempts import AttemptLog, dump_jsonl
 from puente.drill.client import ClientConfig, DrillClient, Load, LoadShape
 from puente.shell import ROOT, CommandError
 
@@ -96,13 +96,13 @@ def run_drill(topo: topology.Topology, opts: DrillOptions, fault: Fault) -> dict
     problems += preflight.check_lab(topo, fault.needs_sites, nodes)
     if problems:
         raise preflight.PreflightError(problems)
-    out.mkdir(parents=True, exist_ok=True)
-    log = AttemptLog(out / "attempts.jsonl")
+    log = AttemptLog()
     client = _client(topo, opts, log)
     problems = preflight.check_service(topo, client) + fault.extra_problems()
     if problems:
         client.close()
         raise preflight.PreflightError(problems)
+    out.mkdir(parents=True, exist_ok=True)
 
     clock = client.clock
     t0 = clock()
@@ -162,6 +162,7 @@ def run_drill(topo: topology.Topology, opts: DrillOptions, fault: Fault) -> dict
     result["api_name"] = client.config.name
     result["cluster_before"] = members_before
     result["cluster_after"] = members_after
+    dump_jsonl(attempts, out / "attempts.jsonl")
     (out / "report.json").write_text(json.dumps(result, indent=2, default=str))
     result["output_dir"] = str(out)
     return result
