@@ -245,10 +245,10 @@ def node_loss(
                 raise preflight.PreflightError(["no Patroni leader to take down"])
         expect_failover = True
     elif target == "api":
-        node = node or (topo.api_nodes.get(site) or [None])[0]
+        node = node or next(iter(topo.api_nodes.get(site, [])), None)
         expect_failover = False
     else:  # witness
-        node = node or (topo.witness_nodes or [None])[0]
+        node = node or next(iter(topo.witness_nodes), None)
         expect_failover = False
     if node is None or node not in topo.nodes:
         raise preflight.PreflightError([f"no {target} node to take down (inventory: {sorted(topo.nodes)})"])
