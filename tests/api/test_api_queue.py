@@ -3,7 +3,10 @@ on moto's SQS FIFO, through the same Broker interface the processes use."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +14,7 @@ import httpx
 import psycopg
 import pytest
 from api_helpers import count, deliver_all, headers, new_key, shipment_body
+from api_servers import free_port
 from conftest import API_EXE, make_env
 from puente_api import outbox, worker
 from puente_api.brokers import MAX_DELIVERIES, Broker, BrokerError, OutboundMessage
@@ -173,3 +177,20 @@ def orjson_json(value: object) -> psycopg.types.json.Jsonb:
     from psycopg.types.json import Jsonb
 
     return Jsonb(value)
+
+
+@pytest.mark.parametrize("command", ["relay", "worker"])
+def test_background_process_rides_out_a_broker_outage_and_stops_on_sigterm(
+    api_env: dict[str, str], command: str
+) -> None:
+    env = {**os.environ, **api_env, "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F"}
+    proc = subprocess.Popen([API_EXE, command], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, f"{command} died during the outage"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert f"{command} batch failed" in stderr and "RabbitMQ unreachable" in stderr
+    assert f"{command} stopped" in stderr

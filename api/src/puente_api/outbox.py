@@ -55,8 +55,13 @@ def run(settings: Settings, once: bool = False) -> int:
     broker = connect_broker(settings.broker)
     conn: psycopg.Connection | None = None
 
+    declared = False
+
     def one_batch() -> int:
-        nonlocal conn
+        nonlocal conn, declared
+        if not declared:  # inside the loop: a broker that is down at start is retried, not fatal
+            broker.declare()
+            declared = True
         if conn is None or conn.closed:
             conn = db.connect(settings)
         try:
@@ -66,7 +71,6 @@ def run(settings: Settings, once: bool = False) -> int:
             raise
 
     try:
-        broker.declare()
         if once:
             return one_batch()
         forever("relay", one_batch, IDLE_SLEEP, BATCH_SIZE)
