@@ -11,9 +11,13 @@ import pytest
 from puente.audit import control
 
 
-def sshd_settings(host) -> dict[str, str]:
+def sshd_setting(host, keyword: str) -> str:
+    """One effective setting; recorded on its own so the evidence shows it even when the full output is
+    trimmed."""
     out = host.snapshot("sshd -T -C user=nobody,host=audit.invalid,addr=192.0.2.1")
-    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    value = dict(line.split(" ", 1) for line in out.splitlines() if " " in line).get(keyword, "")
+    host.evidence.record("sshd effective setting", f"{keyword} {value or '(not set)'}")
+    return value
 
 
 @control(
@@ -31,7 +35,7 @@ def sshd_settings(host) -> dict[str, str]:
     ("authenticationmethods", "publickey"),
 ])
 def test_ssh_key_only(host, keyword: str, expected: str):
-    value = sshd_settings(host).get(keyword)
+    value = sshd_setting(host, keyword)
     assert value == expected, f"sshd {keyword} is {value!r}, expected {expected!r}"
 
 
@@ -42,7 +46,7 @@ def test_ssh_key_only(host, keyword: str, expected: str):
     refs={"cis": "5.1.20", "nist": ["AC-6(2)", "IA-2"]}, groups=["all"],
 )
 def test_ssh_no_root_login(host):
-    value = sshd_settings(host).get("permitrootlogin")
+    value = sshd_setting(host, "permitrootlogin")
     assert value == "no", f"sshd permitrootlogin is {value!r}"
 
 
@@ -65,7 +69,7 @@ def test_ssh_no_root_login(host):
     ("logingracetime", "max", "60"),
 ])
 def test_ssh_session_limits(host, keyword: str, check: str, wanted: str):
-    value = sshd_settings(host).get(keyword, "")
+    value = sshd_setting(host, keyword)
     if check == "eq":
         assert value == wanted, f"sshd {keyword} is {value!r}, expected {wanted!r}"
     else:
