@@ -270,3 +270,37 @@ def test_attempt_log_round_trips_through_jsonl(tmp_path: Path):
     log = _good_log()
     dump_jsonl(log, tmp_path / "a.jsonl")
     assert load_jsonl(tmp_path / "a.jsonl") == log
+
+
+class TestContract:
+    def test_a_500_fails_the_verdict(self):
+        log = [*_good_log(), att(WRITE, 30.5, ok=False, status=500, error="http_500", key="k9")]
+        rep = report.analyse(
+            log, scenario="t", fault_at=10, restore_at=25, ended_at=40, db=report.DbFacts(shipments=3)
+        )
+        assert [c["name"] for c in rep["checks"] if not c["ok"]] == ["no_generic_500"]
+
+    def test_without_a_site_to_fail_over_to_writes_must_get_503(self):
+        log = [att(WRITE, 1, key="k0", sid="s0"), att(VERIFY, 45, sid="s0")]
+        log += steady(WRITE, 10, 25, ok=False, status=503, error="http_503", key="k1", request=50)
+        ok = report.analyse(
+            log,
+            scenario="partition-db",
+            fault_at=10,
+            restore_at=25,
+            ended_at=40,
+            db=report.DbFacts(shipments=1),
+            expect_recovery=False,
+        )
+        assert ok["passed"], ok["checks"]
+        log.append(att(WRITE, 20.2, ok=False, status=502, error="http_502", key="k2"))
+        bad = report.analyse(
+            log,
+            scenario="partition-db",
+            fault_at=10,
+            restore_at=25,
+            ended_at=40,
+            db=report.DbFacts(shipments=1),
+            expect_recovery=False,
+        )
+        assert [c["name"] for c in bad["checks"] if not c["ok"]] == ["unavailable_means_503"]

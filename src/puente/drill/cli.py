@@ -1,4 +1,5 @@
-"""``puente drill site-failover | node-loss --target api|db|witness | failback | baseline | restore``."""
+"""``puente drill site-failover | node-loss --target api|db|witness | partition | failback | baseline``
+and ``puente drill restore``."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
             result = scenarios.site_failover(topo, opts)
         elif args.drill == "baseline":
             result = scenarios.baseline(topo, opts)
+        elif args.drill == "partition":
+            result = scenarios.db_partition(topo, opts)
         elif args.drill == "node-loss":
             result = scenarios.node_loss(topo, opts, args.target, args.node)
         else:
@@ -81,17 +84,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    """Remove a WAN cut left behind by an interrupted drill (the drill itself always restores)."""
-    try:
-        topo = topology.load(args.inventory)
-        cut = scenarios.wan_cut(topo) if len(topo.sites) > 1 else None
-    except topology.TopologyError as exc:
-        print(f"puente drill restore: {exc}", file=sys.stderr)
-        return 2
-    if cut is None or not cut.active():
-        print(f"no nft table {faults.TABLE_FAMILY} {faults.TABLE_NAME}: nothing to restore")
-        return 0
-    cut.restore()
+    """Remove the nft tables an interrupted drill left (the drill itself always restores)."""
+    removed = faults.restore_all()
+    if not removed:
+        print(f"no nft table {faults.TABLE_NAME}: nothing to restore")
     return 0
 
 

@@ -29,8 +29,43 @@ TABLE_FAMILY = "inet"
 TABLE_NAME = "puente_wan"
 
 
+class _NftFault:
+    """A fault made of the project's own nft tables (``puente_wan``); restore = delete them."""
+
+    netns: str | None
+
+    def ruleset(self) -> str:
+        raise NotImplementedError
+
+    def _nft(self, *args: str, input_text: str | None = None, check: bool = True, quiet: bool = False):
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return run([*prefix, "nft", *args], input_text=input_text, check=check, capture=True, quiet=quiet)
+
+    def _present(self) -> list[str]:
+        return [
+            family
+            for family in (TABLE_FAMILY, "bridge")
+            if self._nft("list", "table", family, TABLE_NAME, check=False, quiet=True).returncode == 0
+        ]
+
+    def active(self) -> bool:
+        return bool(self._present())
+
+    def cut(self) -> None:
+        if self.active():
+            raise RuntimeError(
+                f"table {TABLE_NAME} already exists (a previous drill did not restore?): check it with "
+                f"`nft list tables`, then `puente drill restore`"
+            )
+        self._nft("-f", "-", input_text=self.ruleset())
+
+    def restore(self) -> None:
+        for family in self._present():
+            self._nft("delete", "table", family, TABLE_NAME)
+
+
 @dataclass(frozen=True)
-class WanCut:
+class WanCut(_NftFault):
     isolate: str
     """CIDR of the site being cut off, e.g. 10.89.1.0/24."""
     peers: Sequence[str]
@@ -92,25 +127,48 @@ class WanCut:
             ]
         return "\n".join(lines) + "\n"
 
-    def _nft(self, *args: str, input_text: str | None = None, check: bool = True, quiet: bool = False):
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        return run([*prefix, "nft", *args], input_text=input_text, check=check, capture=True, quiet=quiet)
 
-    def active(self) -> bool:
-        return self._nft("list", "table", TABLE_FAMILY, TABLE_NAME, check=False, quiet=True).returncode == 0
+@dataclass(frozen=True)
+class NodePartition(_NftFault):
+    """Isolates a set of nodes (e.g. a site's database members) from every other node, in their site and
+    beyond, while they still talk among themselves and the host still reaches them (the drill's probes).
+    Frames across the site's bridge are dropped by ``bridge puente_wan``, routed packets by ``inet``."""
 
-    def cut(self) -> None:
-        if self.active():
-            raise RuntimeError(
-                f"table {TABLE_FAMILY} {TABLE_NAME} already exists (a previous drill did not restore?): "
-                f"check it, then `nft delete table {TABLE_FAMILY} {TABLE_NAME}`"
-            )
-        self._nft("-f", "-", input_text=self.ruleset())
+    addresses: Sequence[str]
+    netns: str | None = None
 
-    def restore(self) -> None:
-        for family in (TABLE_FAMILY, "bridge"):
-            if self._nft("list", "table", family, TABLE_NAME, check=False, quiet=True).returncode == 0:
-                self._nft("delete", "table", family, TABLE_NAME)
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            raise ValueError("a partition needs at least one address")
+        for a in self.addresses:
+            ipaddress.IPv4Address(a)
+
+    def ruleset(self) -> str:
+        group = ", ".join(self.addresses)
+        return (
+            f"table {TABLE_FAMILY} {TABLE_NAME} {{\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority -10; policy accept;\n"
+            f"    ip saddr {{ {group} }} counter drop\n"
+            f"    ip daddr {{ {group} }} counter drop\n"
+            "  }\n"
+            "}\n"
+            f"table bridge {TABLE_NAME} {{\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority -10; policy accept;\n"
+            f"    ip saddr {{ {group} }} ip daddr != {{ {group} }} counter drop\n"
+            f"    ip daddr {{ {group} }} ip saddr != {{ {group} }} counter drop\n"
+            "  }\n"
+            "}\n"
+        )
+
+
+def restore_all(netns: str | None = None) -> list[str]:
+    """Delete the ``puente_wan`` tables an interrupted drill left; returns the families removed."""
+    fault = NodePartition(["127.0.0.1"], netns=netns)
+    present = fault._present()
+    fault.restore()
+    return present
 
 
 def stop_node(name: str, *, crash: bool) -> None:

@@ -111,10 +111,10 @@ def check_service(topo: topology.Topology, client: DrillClient, need_db: bool = 
     return problems
 
 
-def check_no_cut(cut: faults.WanCut) -> list[str]:
+def check_no_cut(cut: faults.WanCut | faults.NodePartition) -> list[str]:
     if cut.active():
         return [
-            f"a WAN cut is still in place (nft table {faults.TABLE_FAMILY} {faults.TABLE_NAME}): "
-            f"`puente drill restore` removes it"
+            f"a WAN cut or partition is still in place (nft table {faults.TABLE_NAME}): "
+            "`puente drill restore` removes it"
         ]
     return []

@@ -87,7 +87,9 @@ class Fault:
     extra_problems: Callable[[], list[str]] = lambda: []
 
 
-def run_drill(topo: topology.Topology, opts: DrillOptions, fault: Fault) -> dict[str, Any]:
+def run_drill(
+    topo: topology.Topology, opts: DrillOptions, fault: Fault, expect_recovery: bool = True
+) -> dict[str, Any]:
     """Preflight, then the drill; the fault is always lifted, even on Ctrl-C."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = opts.out_dir / f"{stamp}-{fault.name}"
@@ -157,6 +159,7 @@ def run_drill(topo: topology.Topology, opts: DrillOptions, fault: Fault) -> dict
         db=db,
         thresholds=opts.thresholds,
         expect_failover=fault.expect_failover,
+        expect_recovery=expect_recovery,
     )
     result["client_id"] = client.config.client_id
     result["api_name"] = client.config.name
@@ -225,6 +228,29 @@ def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]
         extra_problems=lambda: preflight.check_no_cut(cut),
     )
     return run_drill(topo, opts, fault)
+
+
+def db_partition(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
+    """Cut the primary site's database members off from every other node (their API and HAProxy
+    included) while the API nodes stay up. With a cloud site the leader must move there; without one,
+    the API must answer 503 (never a 500, never a write it cannot keep) until the partition heals."""
+    site = topology.PRIMARY_SITE
+    _require_lab(topo, (site,))
+    addresses = [m.ip for m in topo.db_members if m.site == site]
+    if not addresses:
+        raise preflight.PreflightError([f"no `postgresql` member on the {site} site to partition"])
+    part = faults.NodePartition(addresses)
+    two_sites = topo.has_site(topology.SECONDARY_SITE)
+    needs = (site, topology.SECONDARY_SITE) if two_sites else (site,)
+    fault = Fault(
+        "partition-db",
+        part.cut,
+        part.restore,
+        needs,
+        expect_failover=two_sites,
+        extra_problems=lambda: preflight.check_no_cut(part),
+    )
+    return run_drill(topo, opts, fault, expect_recovery=two_sites)
 
 
 def node_loss(
