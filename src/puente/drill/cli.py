@@ -118,8 +118,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _common(p)
     p.set_defaults(func=_run)
 
-    p = sub.add_parser(
-        "restore", help="remove a WAN cut an interrupted drill left (nft table inet puente_wan)"
-    )
-    p.add_argument("--inventory", type=Path, action="append")
+    p = sub.add_parser("partition", help="isolate the on-prem database members from every other node")
+    p.add_argument("--target", choices=("db",), default="db")
+    _common(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("restore", help="remove the nft tables (puente_wan) an interrupted drill left")
     p.set_defaults(func=_restore)
