@@ -36,7 +36,7 @@ SHIPMENT = {
 
 @pytest.fixture(scope="module")
 def client():
-    with httpx.Client(base_url=URL, verify=str(CA), timeout=10) as c:
+    with httpx.Client(base_url=URL, verify=ssl.create_default_context(cafile=CA), timeout=10) as c:
         yield c
 
 

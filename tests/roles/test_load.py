@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -38,7 +39,7 @@ URL = "https://10.89.1.10"
 EDGE = "onprem-edge1"
 API_NODES = {"onprem-api1": "10.89.1.21", "onprem-api2": "10.89.1.22"}
 # Requests per second: well under the gateway's per-client rate limit, enough for a few thousand requests.
-RATE = 30.0
+RATE = 20.0
 CLIENT_TIMEOUT_S = 40.0
 SHIPMENT = {
     "sender": {"name": "Load Sender", "street": "1 Main St", "city": "Lisbon", "postal_code": "1000-001",
@@ -78,14 +79,21 @@ class Load:
         self.stop()
 
     def stop(self) -> LoadResult:
+        if self._stop.is_set():
+            return self.result
         self._stop.set()
-        self._thread.join(timeout=CLIENT_TIMEOUT_S + 10)
+        self._thread.join(timeout=CLIENT_TIMEOUT_S + 30)
+        unfinished = self.result.sent - sum(self.result.ok.values()) - len(self.result.errors)
+        self.result.errors += ["unfinished"] * unfinished
         return self.result
 
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         async with httpx.AsyncClient(
-            base_url=URL, verify=str(CA), timeout=CLIENT_TIMEOUT_S, limits=limits
+            base_url=URL,
+            verify=ssl.create_default_context(cafile=CA),
+            timeout=CLIENT_TIMEOUT_S,
+            limits=limits,
         ) as client:
             tasks: set[asyncio.Task[None]] = set()
             start = time.monotonic()
@@ -99,7 +107,7 @@ class Load:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
-                await asyncio.wait(tasks)
+                await asyncio.wait(tasks, timeout=CLIENT_TIMEOUT_S + 20)
 
     async def _one(self, client: httpx.AsyncClient, i: int) -> None:
         self.result.sent += 1
