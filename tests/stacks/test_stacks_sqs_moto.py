@@ -48,14 +48,17 @@ def _attributes(inputs: dict[str, Any]) -> dict[str, str]:
 
 
 class Clock:
-    """Moves moto's SQS clock forward (its de-duplication compares message timestamps)."""
+    """moto's SQS clock, made deterministic: it starts now and advances 1 ms per reading, plus what a test
+    adds to `offset_ms`. Real time would make "within 5 minutes" depend on how loaded the machine is."""
 
     def __init__(self) -> None:
         self.offset_ms = 0.0
-        self._real = moto.sqs.models.unix_time_millis
+        self._start = moto.sqs.models.unix_time_millis()
+        self._ticks = 0
 
     def __call__(self) -> float:
-        return self._real() + self.offset_ms
+        self._ticks += 1  # moto compares visibility with `>`: time must move between readings
+        return self._start + self._ticks + self.offset_ms
 
 
 @pytest.fixture

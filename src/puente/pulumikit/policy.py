@@ -9,6 +9,7 @@ the very same process on loopback and sends it the kit's recording, so the pack'
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ def _struct(props: dict) -> struct_pb2.Struct:
 class PolicyPackServer:
     """A policy pack process on loopback; use as a context manager."""
 
+    START_TIMEOUT = 60.0
+
     def __init__(self, pack_dir: Path, project: str = "project", stack: str = "stack") -> None:
         self.pack_dir = pack_dir
         self.env = {**os.environ, "PULUMI_PROJECT": project, "PULUMI_STACK": stack, "PULUMI_DRY_RUN": "true"}
@@ -58,13 +61,15 @@ class PolicyPackServer:
             stderr=subprocess.PIPE,
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode().strip()
+        # The pack prints its port first; a pack that hangs on import must fail the run, not block it.
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.START_TIMEOUT)
+        line = self.proc.stdout.readline().decode().strip() if ready else ""
         if not line.isdigit():
             self.proc.kill()
             _, err = self.proc.communicate(timeout=10)
             raise KitError(f"policy pack did not start: {line!r}\n{err.decode()}")
         self.channel = grpc.insecure_channel(f"127.0.0.1:{line}")
-        grpc.channel_ready_future(self.channel).result(timeout=10)
+        grpc.channel_ready_future(self.channel).result(timeout=self.START_TIMEOUT)
         self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
         return self
 
