@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from puente_api import outbox, worker
 from puente_api.brokers import Broker
+
+API_EXE = str(Path(sys.executable).with_name("puente-api"))
+
+
+def make_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "PUENTE_SITE": "test",
+        "PUENTE_SITE_ROLE": "primary",
+        "PUENTE_DATABASE_URL": database_url,
+        "PUENTE_DATABASE_PASSWORD": "",
+        "PUENTE_BROKER_URL": broker_url,
+        "PUENTE_BROKER_PASSWORD": "guest",
+        "PUENTE_IDEMPOTENCY_TTL_SECONDS": "86400",
+        "PUENTE_MAX_BODY_BYTES": "65536",
+        "PUENTE_LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+def migrate(env: dict[str, str]) -> str:
+    """`puente-api migrate`; returns what it logged (JSON lines on stderr)."""
+    r = subprocess.run(
+        [API_EXE, "migrate"], env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
+    return r.stderr
 
 
 def new_key() -> str:

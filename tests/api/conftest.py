@@ -4,21 +4,17 @@ the schema migrated with ``puente-api migrate``, and the API served by a real uv
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import api_servers as servers
 import httpx
 import psycopg
 import pytest
+from api_helpers import make_env, migrate
 from puente_api import settings as settings_mod
 from puente_api.brokers import Broker
 from puente_api.brokers import connect as connect_broker
-
-API_EXE = str(Path(sys.executable).with_name("puente-api"))
 
 
 @pytest.fixture(scope="session")
@@ -40,29 +36,6 @@ def sqs_endpoint() -> Iterator[str]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     with servers.moto_sqs() as endpoint:
         yield endpoint
-
-
-def make_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "PUENTE_SITE": "test",
-        "PUENTE_SITE_ROLE": "primary",
-        "PUENTE_DATABASE_URL": database_url,
-        "PUENTE_DATABASE_PASSWORD": "",
-        "PUENTE_BROKER_URL": broker_url,
-        "PUENTE_BROKER_PASSWORD": "guest",
-        "PUENTE_IDEMPOTENCY_TTL_SECONDS": "86400",
-        "PUENTE_MAX_BODY_BYTES": "65536",
-        "PUENTE_LOG_LEVEL": "INFO",
-        **extra,
-    }
-
-
-def migrate(env: dict[str, str]) -> str:
-    """`puente-api migrate`; returns what it logged (JSON lines on stderr)."""
-    r = subprocess.run(
-        [API_EXE, "migrate"], env={**os.environ, **env}, check=True, capture_output=True, text=True
-    )
-    return r.stderr
 
 
 @pytest.fixture(scope="session")

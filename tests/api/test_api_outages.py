@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from api_helpers import headers, new_key, shipment_body
+from api_helpers import headers, make_env, migrate, new_key, shipment_body
 from api_servers import APIServer, Postgres, free_port
-from conftest import make_env, migrate
 
 
 def assert_unavailable(r: httpx.Response) -> dict[str, object]:

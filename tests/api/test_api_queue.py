@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
-from api_helpers import count, deliver_all, headers, new_key, shipment_body
+from api_helpers import API_EXE, count, deliver_all, headers, make_env, new_key, shipment_body
 from api_servers import free_port
-from conftest import API_EXE, make_env
 from puente_api import outbox, worker
 from puente_api.brokers import MAX_DELIVERIES, Broker, BrokerError, OutboundMessage
 from puente_api.brokers import connect as connect_broker

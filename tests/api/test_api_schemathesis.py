@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import httpx
 import schemathesis
+from api_helpers import make_env
 from api_servers import APIServer
-from conftest import make_env
 from hypothesis import HealthCheck, settings
 from puente_api import settings as settings_mod
 from puente_api.app import openapi_document

@@ -7,7 +7,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import API_EXE
+from api_helpers import API_EXE
 from puente_api import settings
 from puente_api.settings import SettingsError
 
