@@ -14,7 +14,11 @@ import orjson
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # LogRecord attributes that are not "extra" fields passed by the caller.
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's ANSI-coloured copy of msg
+}
 
 
 class JSONFormatter(logging.Formatter):
