@@ -61,3 +61,22 @@ def run_stack(
         secrets=TEST_SECRETS if secrets is None else secrets,
         recording=recording,
     )
+
+
+# cloud-init's own schema for user data, copied unchanged from Debian bookworm's cloud-init 22.4.2
+# (/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json, Apache-2.0 or
+# GPL-3.0): installing cloud-init on a test machine would let it reconfigure that machine at boot.
+CLOUD_INIT_SCHEMA = Path(__file__).resolve().parent / "data" / "cloud-init-22.4.2-schema-cloud-config-v1.json"
+
+
+def cloud_config_errors(text: str) -> list[str]:
+    """What `cloud-init schema` would report for this user data (empty when valid)."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    if text.splitlines()[0] != "#cloud-config":
+        return ["user data does not start with #cloud-config"]
+    validator = jsonschema.Draft4Validator(json.loads(CLOUD_INIT_SCHEMA.read_text()))
+    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(yaml.safe_load(text))]

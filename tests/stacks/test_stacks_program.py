@@ -10,6 +10,7 @@ import pytest
 import yaml
 from puente_cloud import outputs
 from puente_cloud.failover import load as load_failover
+from stacks_helpers import cloud_config_errors
 
 from puente import pulumikit, templating
 from puente.pulumikit import Recording
@@ -255,6 +256,7 @@ def test_cross_site_option_declares_patroni_members_instead_of_rds(geo: Recordin
         user_data = member.inputs["userData"]
         assert user_data.startswith("#cloud-config\n")
         assert yaml.safe_load(user_data)["users"][0]["name"] == "puente"
+        assert cloud_config_errors(user_data) == []
     assert any(
         i.token == "aws:ec2/getAmi:getAmi" and i.args["owners"] == ["136693071363"] for i in geo.invokes
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.plugins.filter.core import comment as ansible_comment
+from stacks_helpers import cloud_config_errors
 
 from puente import templating
 
@@ -121,3 +122,12 @@ def test_cloud_init_renders_to_valid_cloud_config() -> None:
     assert user["ssh_authorized_keys"] == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey puente@control"]
     assert data["ssh_pwauth"] is False and data["disable_root"] is True
     assert "PUENTE_GROUPS=postgresql" in data["write_files"][0]["content"]
+    assert cloud_config_errors(text) == []
+
+
+def test_cloud_config_schema_check_can_fail() -> None:
+    errors = cloud_config_errors(
+        "#cloud-config\npackage_update: often\nusers: [{name: puente, lock_passwd: 'no'}]\n"
+    )
+    assert sorted(e.split(":")[0] for e in errors) == ["package_update", "users.0"]
+    assert cloud_config_errors("hostname: x\n") == ["user data does not start with #cloud-config"]
