@@ -86,6 +86,18 @@ def _is_primary(m: DbMember) -> bool:
     return status == 200
 
 
+def patroni_ttl(members: Sequence[DbMember]) -> int | None:
+    """The leader key's TTL from Patroni's dynamic configuration (GET /config), None if unknown."""
+    for m in members:
+        try:
+            status, body = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/config")
+            if status == 200:
+                return int(json.loads(body).get("ttl", 30))
+        except (CommandError, ValueError, OSError, subprocess.TimeoutExpired):
+            continue
+    return None
+
+
 def primaries(members: Sequence[DbMember]) -> list[str]:
     """Members whose Patroni answers 200 on /primary right now (the check HAProxy routes writes by),
     all asked at once so one round is one moment."""

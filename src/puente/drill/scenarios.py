@@ -270,6 +270,11 @@ def node_loss(
             if node is None:
                 raise preflight.PreflightError(["no Patroni leader to take down"])
         expect_failover = True
+        ttl = cluster.patroni_ttl(topo.db_members)
+        if opts.crash and ttl is not None and opts.hold < ttl + 10:
+            # a crashed leader keeps its key until the TTL expires: a shorter fault measures nothing
+            say(f"Patroni ttl is {ttl} s: holding the fault {ttl + 10} s instead of {opts.hold:g} s")
+            opts.hold = float(ttl + 10)
     elif target == "api":
         node = node or next(iter(topo.api_nodes.get(site, [])), None)
         expect_failover = False
