@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 
@@ -18,24 +19,30 @@ from puente_api import logs, settings
 def _serve(args: argparse.Namespace, cfg: settings.Settings) -> int:
     import uvicorn
 
+    metrics_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # each worker is a process: let /metrics aggregate them (prometheus-client multiprocess mode)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="puente-api-metrics-")
-    uvicorn.run(
-        "puente_api.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        # behind HAProxy/nginx: let uvicorn read X-Forwarded-For from them
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        timeout_graceful_shutdown=10,
-    )
+        metrics_dir = tempfile.mkdtemp(prefix="puente-api-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "puente_api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            # behind HAProxy/nginx: let uvicorn read X-Forwarded-For from them
+            proxy_headers=True,
+            forwarded_allow_ips="*",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
