@@ -81,6 +81,12 @@ def _get(props: Mapping[str, Any], *path: str) -> Any:
     return cur
 
 
+def _has(props: Mapping[str, Any], key: str) -> bool:
+    """Whether `key` is set, without reading its value (which may be unknown during a preview: the
+    pack's proxies raise on reading an unknown, and `key in props` reads it)."""
+    return key in list(props)
+
+
 def _items(value: Any) -> list[Any]:
     return list(value) if value is not None else []
 
@@ -96,7 +102,8 @@ def _unencrypted(resource_type: str, props: Mapping[str, Any]) -> str | None:
             if props.get("storageEncrypted") is not True:
                 return "storageEncrypted must be true"
         case "aws:sqs/queue:Queue":
-            if not props.get("kmsMasterKeyId") and props.get("sqsManagedSseEnabled") is not True:
+            # Presence, not value: during a preview the key's ARN is still unknown.
+            if not _has(props, "kmsMasterKeyId") and props.get("sqsManagedSseEnabled") is not True:
                 return "set kmsMasterKeyId (or sqsManagedSseEnabled)"
         case "aws:eks/cluster:Cluster":
             resources = _items(_get(props, "encryptionConfig", "resources"))
@@ -248,7 +255,7 @@ def sqs_dead_letter_queue(args: StackValidationArgs, report: ReportViolation) ->
     for q in queues:
         if q.urn in dead_letter_targets:
             continue  # it is a DLQ
-        if not q.props.get("redrivePolicy"):
+        if not _has(q.props, "redrivePolicy"):  # presence: the DLQ's ARN is unknown during a preview
             report(f"queue {q.name} has no dead-letter queue (redrivePolicy with maxReceiveCount)", q.urn)
 
 

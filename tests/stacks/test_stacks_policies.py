@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
 from puente_policies import POLICIES, REQUIRED_TAGS, TAGGABLE_TYPES
+from stacks_helpers import PROGRAM, TEST_SECRETS, stack_config
 
 from puente import pulumikit
 from puente.pulumikit import PolicyPackServer, Recording
@@ -171,6 +172,24 @@ def test_a_queue_used_as_dead_letter_queue_needs_none_itself(policy_pack: Policy
 
 def test_the_stacks_pass_every_policy(any_stack: Recording, policy_pack: PolicyPackServer) -> None:
     assert policy_pack.analyze(any_stack) == []
+
+
+def test_the_pack_judges_a_preview_too(policy_pack: PolicyPackServer) -> None:
+    """`pulumi preview --policy-pack` sees computed values as unknown; a policy that reads one gives up
+    with an advisory "can't run during preview". None of ours may: they must decide on a preview."""
+    project, config = stack_config("prod")
+    preview = pulumikit.run(
+        PROGRAM,
+        project=project,
+        stack="prod",
+        config=config,
+        secrets=TEST_SECRETS,
+        preview=True,
+        allow_unknown_outputs=True,
+    )
+    assert preview.unknown_outputs  # it really was a preview: ids, ARNs and DNS names unknown
+    assert '"04da6b54-80e4-46f7-96ec-b56ff0331ba9"' in json.dumps([r.wire_inputs for r in preview.resources])
+    assert policy_pack.analyze(preview) == []
 
 
 def test_violations_name_the_resource(policy_pack: PolicyPackServer) -> None:

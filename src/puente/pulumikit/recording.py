@@ -79,6 +79,7 @@ class Recording:
     # Stack outputs, fully resolved to plain Python values (secrets unwrapped).
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    unknown_outputs: set[str] = field(default_factory=set)
     # What each component passed to register_outputs, by URN (wire form made plain).
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -102,11 +102,14 @@ def run(
     preview: bool = False,
     invoke_answers: Mapping[str, InvokeAnswer] | None = None,
     recording: Recording | None = None,
+    allow_unknown_outputs: bool = False,
 ) -> Recording:
     """Run `program` (a directory with __main__.py, or a function) and return what it registered.
 
     Pass `recording` to keep what was registered even when the program raises (e.g. to prove that a
-    configuration error declared nothing).
+    configuration error declared nothing). `allow_unknown_outputs` is for runs that imitate a preview
+    (`preview=True`): unknown stack outputs are then listed in `recording.unknown_outputs` instead of
+    failing the run.
     """
     config = dict(config or {})
     secret_keys: Iterable[str] = list((secrets or {}).keys())
@@ -138,7 +141,7 @@ def run(
                 runpy.run_path(str(program), run_name="__main__")
 
         _sync_await(run_pulumi_func(_program))
-        _sync_await(_resolve_outputs(root, recording))
+        _sync_await(_resolve_outputs(root, recording, allow_unknown_outputs))
         if recording.errors:
             raise recording.errors[0]
         for e in expectations:
@@ -154,10 +157,13 @@ def run(
     return recording
 
 
-async def _resolve_outputs(root: Any, recording: Recording) -> None:
+async def _resolve_outputs(root: Any, recording: Recording, allow_unknown: bool) -> None:
     for key, value in getattr(root, "outputs", {}).items():
         out = pulumi.Output.from_input(value)
         if not await out.is_known():
+            if allow_unknown:
+                recording.unknown_outputs.add(key)
+                continue
             raise UnresolvedOutputError(f"stack output {key!r} is unknown (preview, or a mock gave no value)")
         resolved = await out.future()
         if _contains_none(resolved):
