@@ -51,6 +51,13 @@ options:
     description: Group every cloud host joins.
     type: str
     default: cloud
+  skip_if_unavailable:
+    description:
+      - When the Pulumi CLI is missing or cannot read the stack (not logged in), warn once and add no
+        cloud hosts instead of failing this inventory source, so operators who only manage the on-prem
+        site are not blocked. Malformed outputs still fail.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -76,6 +83,10 @@ def variable_name(output_key: str) -> str:
     return "puente_cloud_" + _CAMEL.sub("_", output_key).lower()
 
 
+class _Unavailable(Exception):
+    """The stack could not be read at all (no CLI, no login), as opposed to outputs that are wrong."""
+
+
 class InventoryModule(BaseInventoryPlugin):
     NAME = "pulumi_stack"
 
@@ -86,7 +97,14 @@ class InventoryModule(BaseInventoryPlugin):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         base = os.path.dirname(os.path.abspath(path))
-        outputs = self._outputs(base)
+        self.inventory.add_group(self.get_option("site_group"))
+        try:
+            outputs = self._outputs(base)
+        except _Unavailable as exc:
+            if not self.get_option("skip_if_unavailable"):
+                raise AnsibleParserError(str(exc)) from exc
+            self.display.warning(f"{exc}; no cloud hosts from {path}")
+            return
         self._populate(outputs, path)
 
     def _outputs(self, base: str) -> dict[str, Any]:
@@ -109,11 +127,9 @@ class InventoryModule(BaseInventoryPlugin):
             try:
                 done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=120)
             except (OSError, subprocess.TimeoutExpired) as exc:
-                raise AnsibleParserError(f"pulumi_stack: cannot run {' '.join(argv)}: {exc}") from exc
+                raise _Unavailable(f"pulumi_stack: cannot run {' '.join(argv)}: {exc}") from exc
             if done.returncode != 0:
-                raise AnsibleParserError(
-                    f"pulumi_stack: {' '.join(argv)} (in {cwd}) failed: {done.stderr.strip()}"
-                )
+                raise _Unavailable(f"pulumi_stack: {' '.join(argv)} (in {cwd}) failed: {done.stderr.strip()}")
             try:
                 data = json.loads(done.stdout)
             except ValueError as exc:

@@ -120,6 +120,34 @@ def test_plugin_errors_are_clear(
         _inventory(_config(tmp_path, **options))
 
 
+def test_an_unavailable_cli_can_be_skipped_with_a_warning(tmp_path: Path) -> None:
+    source = _config(tmp_path, stack="prod", pulumi_command="/nonexistent/pulumi", skip_if_unavailable=True)
+    inventory = _inventory(source)
+    assert inventory.groups["cloud"].get_hosts() == []
+    assert not any(k.startswith("puente_cloud_") for k in inventory.groups["all"].get_vars())
+    # Wrong outputs are never skipped: they mean a broken stack, not a missing tool.
+    (tmp_path / "outputs.json").write_text(json.dumps({"albDnsName": "x"}))
+    from ansible.errors import AnsibleError
+
+    with pytest.raises(AnsibleError, match="stack outputs lack"):
+        _inventory(_config(tmp_path, stack_output_file="outputs.json", skip_if_unavailable=True))
+
+
+def test_production_inventory_still_loads_without_the_pulumi_cli() -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", "inventories/production", "--graph"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PATH": str(Path(sys.executable).parent)},
+    )  # no `pulumi` on this PATH
+    assert done.returncode == 0, done.stderr
+    assert "@onprem:" in done.stdout
+    assert done.stderr.count("[WARNING]") == 1 and "no cloud hosts" in done.stderr
+
+
 def test_example_configs_name_the_plugin() -> None:
     configs = sorted(REPO.glob("inventories/*/pulumi.yml"))
     assert configs, "no example config"
