@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import re
 import time
@@ -207,8 +208,15 @@ def cmd_down(args: argparse.Namespace) -> int:
         for n in out.split()
         if n.startswith("puente-") and (wanted_networks is None or n in wanted_networks)
     ]
+    subnets = [
+        ipaddress.ip_network(sub["subnet"])
+        for net in podman.inspect("network", networks)
+        for sub in net.get("subnets") or []
+    ]
     if networks:
         podman.podman("network", "rm", "--force", *networks)
+    for subnet in subnets:
+        nodes.remove_stale_bridges(subnet)
     ssh.remove_key()
     stamp.forget()
     if args.purge:

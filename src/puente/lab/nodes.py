@@ -7,6 +7,9 @@ Re-runs are cheap: a network with the right subnet and a node whose spec label m
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import json
+import os
 import socket
 import sys
 import time
@@ -14,9 +17,32 @@ from collections.abc import Iterable, Sequence
 
 from puente.lab import paths, podman
 from puente.lab.inventory import Lab, Node, Site
-from puente.shell import CommandError
+from puente.shell import CommandError, run
 
 SSH_TIMEOUT_S = 180.0
+
+
+def _links_in(subnet: ipaddress.IPv4Network) -> list[str]:
+    """Host interfaces holding an address of ``subnet``."""
+    out = run(["ip", "-j", "addr", "show"], capture=True, quiet=True).stdout or "[]"
+    return [
+        link["ifname"]
+        for link in json.loads(out)
+        for addr in link.get("addr_info", [])
+        if addr.get("family") == "inet" and ipaddress.ip_address(addr["local"]) in subnet
+    ]
+
+
+def remove_stale_bridges(subnet: ipaddress.IPv4Network) -> None:
+    """Delete CNI bridges that hold ``subnet`` but belong to no podman network any more.
+
+    With the CNI backend ``podman network rm`` leaves the bridge behind, and podman then refuses to
+    create a network on that subnet ("subnet ... is already used on the host")."""
+    names = podman.podman("network", "ls", "--format", "{{.Name}}", capture=True, quiet=True).split()
+    in_use = {n.get("network_interface") for n in podman.inspect("network", names)}
+    for link in _links_in(subnet):
+        if link.startswith("cni-podman") and link not in in_use:
+            run(["ip", "link", "delete", link])
 
 
 def ensure_network(site: Site) -> None:
@@ -122,18 +148,37 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str, remove_orphans: bo
                 )
             key_label = labels.get(f"{paths.LABEL}.key")
             if labels.get(f"{paths.LABEL}.spec") == spec and key_label in (None, key):
-                if have.get("State", {}).get("Running"):
+                state = have.get("State", {})
+                status = str(state.get("Status", "")).lower()
+                if state.get("Running") and _alive(state.get("Pid")) and status != "paused":
                     print(f"node {node.name} {node.ip} is running", flush=True)
-                else:
-                    podman.podman("start", node.name, quiet=False)
-                continue
-            print(f"node {node.name}: image, settings or SSH key changed: recreating", flush=True)
+                    continue
+                if status == "paused" and _alive(state.get("Pid")):
+                    podman.podman("unpause", node.name)  # a drill froze it
+                    continue
+                if status in ("exited", "stopped", "created", "configured") and _start(node.name):
+                    continue
+                # podman's record says running/stopping but the process is gone: its conmon was killed
+                # with the session that started it (CI runs right after a session ends). Start afresh.
+                print(
+                    f"node {node.name}: {status or 'unknown'} in podman but not alive: recreating", flush=True
+                )
+            else:
+                print(f"node {node.name}: image, settings or SSH key changed: recreating", flush=True)
             podman.podman("rm", "--force", "--time", "5", node.name)
         podman.podman(
             "run", "--label", f"{paths.LABEL}.spec={spec}", "--label", f"{paths.LABEL}.key={key}", *args
         )
         created.append(node)
     return created
+
+
+def _start(name: str) -> bool:
+    return run(["podman", "start", name], env=podman.env(), check=False).returncode == 0
+
+
+def _alive(pid: object) -> bool:
+    return isinstance(pid, int) and pid > 0 and os.path.exists(f"/proc/{pid}")
 
 
 def remove_nodes(names: Iterable[str]) -> None:
