@@ -46,6 +46,19 @@ def test_sqs_broker_url() -> None:
     )
 
 
+def test_sqs_broker_url_with_static_key() -> None:
+    url = "sqs://lab-key@puente-shipments.fifo?region=eu-west-1&endpoint_url=http://10.89.2.41:5000"
+    s = settings.load({**GOOD, "PUENTE_BROKER_URL": url})
+    assert (s.broker.queue, s.broker.username, s.broker.password) == (
+        "puente-shipments.fifo",
+        "lab-key",
+        "hunter2",
+    )
+    assert s.broker.endpoint_url == "http://10.89.2.41:5000"
+    without_key = settings.load({**GOOD, "PUENTE_BROKER_URL": "sqs://q.fifo?region=eu-west-1"})
+    assert (without_key.broker.username, without_key.broker.password) == ("", "")
+
+
 BAD = [
     ({"PUENTE_SITE": ""}, "PUENTE_SITE is required"),
     ({"PUENTE_SITE": "On Prem"}, "PUENTE_SITE must be"),
@@ -57,6 +70,10 @@ BAD = [
     ({"PUENTE_BROKER_URL": "kafka://h"}, "PUENTE_BROKER_URL must start with amqp:// or sqs://"),
     ({"PUENTE_BROKER_URL": "sqs://labels?region=eu-central-1"}, "PUENTE_BROKER_URL must name a FIFO queue"),
     ({"PUENTE_BROKER_URL": "sqs://labels.fifo"}, "PUENTE_BROKER_URL must carry ?region="),
+    (
+        {"PUENTE_BROKER_URL": "sqs://key@labels.fifo?region=eu-west-1", "PUENTE_BROKER_PASSWORD": ""},
+        "PUENTE_BROKER_PASSWORD must hold its secret",
+    ),
     ({"PUENTE_IDEMPOTENCY_TTL_SECONDS": "1 day"}, "PUENTE_IDEMPOTENCY_TTL_SECONDS must be an integer"),
     ({"PUENTE_IDEMPOTENCY_TTL_SECONDS": "5"}, "PUENTE_IDEMPOTENCY_TTL_SECONDS must be between"),
     ({"PUENTE_MAX_BODY_BYTES": "-1"}, "PUENTE_MAX_BODY_BYTES must be between"),

@@ -134,7 +134,10 @@ def parse_broker_url(raw: str, password: str = "", name: str = "PUENTE_BROKER_UR
             vhost=vhost,
         )
     if parts.scheme == "sqs":
-        queue = parts.netloc
+        # sqs://[ACCESS_KEY_ID@]QUEUE.fifo?...: an optional user part is the access key id and
+        # PUENTE_BROKER_PASSWORD its secret (endpoints without an IAM role, e.g. moto in the lab);
+        # without it boto3's own chain (IRSA, instance profile, AWS_* variables) applies.
+        queue = parts.netloc.rpartition("@")[2]
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,75}\.fifo", queue):
             raise SettingsError(f"{name} must name a FIFO queue (sqs://NAME.fifo?region=R), got {queue!r}")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -144,7 +147,17 @@ def parse_broker_url(raw: str, password: str = "", name: str = "PUENTE_BROKER_UR
         endpoint = query.get("endpoint_url") or None
         if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
             raise SettingsError(f"{name} endpoint_url must be an http(s) URL, got {endpoint!r}")
-        return BrokerURL(scheme="sqs", queue=queue, region=region, endpoint_url=endpoint)
+        key_id = unquote(parts.netloc.rpartition("@")[0])
+        if key_id and not password:
+            raise SettingsError(f"{name} names an access key id: PUENTE_BROKER_PASSWORD must hold its secret")
+        return BrokerURL(
+            scheme="sqs",
+            queue=queue,
+            region=region,
+            endpoint_url=endpoint,
+            username=key_id,
+            password=password if key_id else "",
+        )
     raise SettingsError(f"{name} must start with amqp:// or sqs://, got {parts.scheme or raw!r}")
 
 

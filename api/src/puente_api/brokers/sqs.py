@@ -31,6 +31,9 @@ class SQSBroker(Broker):
             "sqs",
             region_name=url.region,
             endpoint_url=url.endpoint_url,
+            # Static keys only when the URL names one; otherwise boto3's credential chain decides.
+            aws_access_key_id=url.username or None,
+            aws_secret_access_key=url.password or None,
             config=botocore.config.Config(connect_timeout=3, read_timeout=25, retries={"max_attempts": 2}),
         )
         self._urls: dict[str, str] = {}
