@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from puente.lab import ansible, image, inventory, nodes, paths, podman, ssh, stamp, wheelhouse
+from puente.lab import ansible, image, inventory, nodes, paths, podman, routing, ssh, stamp, wheelhouse
 from puente.lab.status import collect, render
 from puente.shell import CommandError, run
 
@@ -85,6 +85,7 @@ def _prepare(
     paths.APT_ARCHIVES.mkdir(parents=True, exist_ok=True)
     for site in sorted({n.site for n in selected}, key=lambda s: s.name):
         nodes.ensure_network(site)
+    routing.keep_source_addresses(lab.sites.values())
     nodes.ensure_nodes(lab, selected, tag, remove_orphans)
     timings["nodes_waited_ssh_s"] = round(nodes.wait_for_ssh(selected), 1)
     timings["nodes_up_s"] = round(time.monotonic() - t, 1)
@@ -113,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     tag = _prepare(lab, selected, timings)
     if not args.no_converge:
-        _wheelhouse(timings)
+        _wheelhouse(timings, lab)
         ids = _node_ids(selected)
         last = None if args.converge or args.site else stamp.unchanged(tag, ids)
         if last:
@@ -133,10 +134,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wheelhouse(timings: dict[str, float]) -> None:
-    _step("API wheelhouse (nodes install the API from it, offline)")
+def _wheelhouse(timings: dict[str, float], lab: inventory.Lab) -> None:
+    _step("wheelhouses (nodes install the API and moto from them, offline)")
     t = time.monotonic()
     wheelhouse.ensure()
+    if lab.groups.get("sqs"):
+        wheelhouse.ensure_moto()
     timings["wheelhouse_s"] = round(time.monotonic() - t, 1)
 
 
@@ -272,7 +275,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
         api = {n.name for n in new_lab.in_group("api_nodes")}
         limit = [n.name for n in site_nodes if n.name not in api or n.name in plan.added]
         stamp.forget()
-        _wheelhouse(timings)
+        _wheelhouse(timings, lab)
         _converge(timings, limit=limit)
     if plan.removed:
         nodes.remove_nodes(plan.removed)
