@@ -121,6 +121,19 @@ def test_stopped_node_is_started_not_recreated(testlab: Lab) -> None:
     assert testlab.podman("inspect", "--format", "{{.State.Running}}", "labtest-api1") == "true"
 
 
+def test_node_left_behind_by_a_killed_session_is_recreated(testlab: Lab) -> None:
+    """CI runs right after a session is ended: conmon and the node's init are gone while podman's record
+    still says "running". `lab up` must notice and start the node afresh, not wait for SSH forever."""
+    pids = testlab.podman(
+        "inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}}", "labtest-api1"
+    ).split()
+    subprocess.run(["kill", "-9", *pids], check=True)
+    proc = testlab.puente("up", "--no-converge")
+    assert "not alive: recreating" in proc.stdout
+    assert testlab.podman("inspect", "--format", "{{.State.Running}}", "labtest-api1") == "true"
+    assert "1/1 nodes answer" in proc.stderr
+
+
 def test_status_shows_node_ip_state_and_systemd(testlab: Lab) -> None:
     report = json.loads(testlab.puente("status", "--json").stdout)
     (node,) = report["nodes"]
