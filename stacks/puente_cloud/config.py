@@ -108,6 +108,7 @@ class PatroniConfig:
     instance_type: str
     volume_gb: int
     ssh_public_key: str
+    package_mirror_cidrs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -465,12 +466,14 @@ def _database(
     patroni = None
     pr = r.obj("patroni", required=(mode == "patroni"))
     if pr is not None:
-        pr.unknown_fields({"members", "instanceType", "volumeGb", "sshPublicKey"})
+        pr.unknown_fields({"members", "instanceType", "volumeGb", "sshPublicKey", "packageMirrorCidrs"})
         patroni = PatroniConfig(
             members=pr.integer("members", 1, 1, 3),
             instance_type=pr.text("instanceType", "t3.medium", _INSTANCE_TYPE),
             volume_gb=pr.integer("volumeGb", 50, 10, 16384),
             ssh_public_key=pr.text("sshPublicKey", pattern=_SSH_KEY),
+            # Where the members may fetch packages (HTTP/HTTPS): an apt mirror or proxy, never the internet.
+            package_mirror_cidrs=pr.cidrs("packageMirrorCidrs", []),
         )
     return DatabaseConfig(
         mode=mode,

@@ -13,7 +13,7 @@ from puente.templating import render
 from .base import Component, Tags
 from .config import DatabaseConfig
 from .network import Network
-from .security import kms_key, service_role
+from .security import kms_key
 
 POSTGRES_PORT = 5432
 # Ports of a Patroni member: PostgreSQL, Patroni REST (leader checks), etcd client and peer.
@@ -182,18 +182,22 @@ class Database(Component):
                     tags=self.tags(rule),
                     opts=self.opts(parent=self.security_group),
                 )
-        role = service_role(
-            self,
-            "patroni-role",
-            "ec2.amazonaws.com",
-            ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"],
-        )
-        profile = aws.iam.InstanceProfile(
-            self.child("patroni"),
-            role=role.name,
-            tags=self.tags(self.child("patroni")),
-            opts=self.opts(parent=role),
-        )
+        # No internet egress: Ansible installs PostgreSQL/Patroni/etcd from the package mirrors or
+        # proxies listed in config (e.g. the on-prem site's apt cache, reached over the VPN).
+        for i, cidr in enumerate(patroni.package_mirror_cidrs):
+            for port in (80, 443):
+                rule = f"{self._sg_name}-out-mirror{i}-{port}"
+                aws.vpc.SecurityGroupEgressRule(
+                    rule,
+                    security_group_id=self.security_group.id,
+                    cidr_ipv4=cidr,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    description=f"package mirror {cidr}",
+                    tags=self.tags(rule),
+                    opts=self.opts(parent=self.security_group),
+                )
         ami = aws.ec2.get_ami_output(
             most_recent=True,
             owners=[DEBIAN_AMI_OWNER],
@@ -220,7 +224,6 @@ class Database(Component):
                 instance_type=patroni.instance_type,
                 subnet_id=net.private_subnet_ids[i % len(net.private_subnet_ids)],
                 vpc_security_group_ids=[self.security_group.id],
-                iam_instance_profile=profile.name,
                 user_data=user_data,
                 user_data_replace_on_change=False,
                 metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},

@@ -115,6 +115,16 @@ def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | No
         ("dev", {"puente:database.mode": "aurora"}, "puente:database.mode: must be one of rds, patroni"),
         ("dev", {"puente:database.mode": "patroni"}, "puente:database.patroni: is required"),
         (
+            "prod-euc1",
+            {"puente:database.patroni.packageMirrorCidrs": ["0.0.0.0/0"]},
+            "puente:database.patroni.packageMirrorCidrs: 0.0.0.0/0 opens it to the whole internet",
+        ),
+        (
+            "prod-euc1",
+            {"puente:database.patroni.sshPublicKey": "hunter2"},
+            "puente:database.patroni.sshPublicKey: 'hunter2' does not match",
+        ),
+        (
             "dev",
             {"puente:queue.deadLetterRetentionSeconds": 60},
             "puente:queue.deadLetterRetentionSeconds: must be >= messageRetentionSeconds",

@@ -267,6 +267,13 @@ def test_cross_site_option_declares_patroni_members_instead_of_rds(geo: Recordin
     }
     assert (22.0, "10.89.0.0/16") in ports and (22.0, "10.62.0.0/16") not in ports
     assert (2379.0, "10.89.0.0/16") in ports and (8008.0, "10.89.0.0/16") in ports
+    egress = {
+        (r.inputs["fromPort"], r.inputs["cidrIpv4"])
+        for r in geo.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.name.startswith("database-")
+    }
+    assert {(80.0, "10.89.1.0/24"), (443.0, "10.89.1.0/24"), (5432.0, "10.89.0.0/16")} <= egress
+    assert not any(cidr == "0.0.0.0/0" for _, cidr in egress)
 
 
 def test_queue_is_fifo_encrypted_with_a_dead_letter_queue(dev: Recording) -> None:
