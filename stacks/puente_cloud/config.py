@@ -527,6 +527,27 @@ def _dns(cfg: pulumi.Config, problems: list[str]) -> DnsConfig:
     return DnsConfig(onprem_gateway_address=r.public_ip("onpremGatewayAddress"), health_check_regions=regions)
 
 
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "environment",
+        "tags",
+        "network",
+        "edge",
+        "cluster",
+        "api",
+        "database",
+        "queue",
+        "dns",
+        "databasePassword",
+    }
+)
+
+
+def _all_config_keys() -> list[str]:
+    """Every config key the engine handed to the program (`<project>:<key>` and other namespaces)."""
+    return list(pulumi.runtime.config.CONFIG.get())
+
+
 _PASSWORD_FORBIDDEN = re.compile(r"[/@\" ]")
 
 
@@ -558,6 +579,10 @@ def load() -> StackConfig:
             f"{cfg.name}:environment: must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
         )
     production = environment == "prod"
+    for key in sorted(_all_config_keys()):
+        namespace, _, name = key.partition(":")
+        if namespace == cfg.name and name not in TOP_LEVEL_KEYS:
+            problems.append(f"{key}: is not a known setting (typo?)")
     tags = _tags(cfg, problems)
     network = _network(cfg, region, production, problems)
     conf = StackConfig(

@@ -17,6 +17,9 @@ _SCHEMA: dict[str, set[str]] = {
     "primary": {"site", "role"},
     "secondary": {"site", "role"},
 }
+# Optional: values for PowerDNS only (the lab's failover DNS has no Route 53 minimums). Validated here so
+# a typo fails the stack too, never used by it: Route 53 keeps record.ttl and health_check.interval_seconds.
+_OPTIONAL: dict[str, set[str]] = {"powerdns": {"ttl", "interval_seconds"}}
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def parse(data: Any, source: str = str(POLICY_FILE)) -> FailoverPolicy:
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: must be a mapping"])
-    for extra in sorted(set(data) - set(_SCHEMA)):
+    for extra in sorted(set(data) - set(_SCHEMA) - set(_OPTIONAL)):
         problems.append(f"{source}: {extra}: unknown section")
     sections: dict[str, dict[str, Any]] = {}
     for name, fields in _SCHEMA.items():
@@ -64,6 +67,17 @@ def parse(data: Any, source: str = str(POLICY_FILE)) -> FailoverPolicy:
         for extra in sorted(set(section) - fields):
             problems.append(f"{source}: {name}.{extra}: unknown field")
         sections[name] = section
+    for name, fields in _OPTIONAL.items():
+        section = data.get(name, {})
+        if not isinstance(section, dict):
+            problems.append(f"{source}: {name}: must be a mapping")
+            continue
+        for extra in sorted(set(section) - fields):
+            problems.append(f"{source}: {name}.{extra}: unknown field")
+        if "ttl" in section:
+            _int(problems, f"{source}: {name}.ttl", section["ttl"], 1, 86400)
+        if "interval_seconds" in section:
+            _int(problems, f"{source}: {name}.interval_seconds", section["interval_seconds"], 1, 60)
     rec, hc = sections["record"], sections["health_check"]
     if rec.get("type", "A") != "A":
         problems.append(f"{source}: record.type: only A is supported, got {rec.get('type')!r}")

@@ -131,6 +131,11 @@ def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | No
         ),
         ("dev", {"puente:database.multiAZ": True}, "puente:database.multiAZ: is not a known setting (typo?)"),
         ("dev", {"puente:environment": "qa"}, "puente:environment: must be one of dev, staging, prod"),
+        (
+            "dev",
+            {"puente:netwrok": {"vpcCidr": "10.0.0.0/16"}},
+            "puente:netwrok: is not a known setting (typo?)",
+        ),
         ("dev", {"aws:region": DELETE}, "aws:region: is required"),
     ],
 )
