@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--connection", choices=("ssh", "ansible", "podman"), default="ssh",
                    help="ssh: as Ansible resolves each host's address/user/key (default); ansible: every "
                    "probe through Ansible (slow; any connection plugin); podman: `podman exec` (lab nodes)")
-    p.add_argument("--limit", help="only these hosts (comma-separated names or patterns)")
+    p.add_argument("--limit", help="only these hosts (comma-separated names/patterns; also limits --drift)")
     p.add_argument("--waivers", type=Path, default=WAIVERS,
                    help=f"waivers file (default {WAIVERS.relative_to(ROOT)})")
     p.add_argument("--today", help="judge waiver expiry as of this date (YYYY-MM-DD)")
@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _prepare_out(out)
     drift_doc = None
     if args.drift:
-        drift_doc = drift.check(args.inventory, out, env=tool_env(args, podman=False))
+        drift_doc = drift.check(args.inventory, out, env=tool_env(args, podman=False), limit=args.limit)
         (out / "drift.json").write_text(json.dumps(drift_doc, indent=1) + "\n")
         print(drift_doc["summary"])
     proc = run(pytest_argv(args, out), check=False, env=tool_env(args), cwd=ROOT)

@@ -7,6 +7,7 @@ check run reports is a difference between the node and the code: drift.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ _TASK = re.compile(r"^(TASK|RUNNING HANDLER) \[(?P<name>.*)\] \*+$")
 _CHANGED = re.compile(r"^changed: \[(?P<host>[^\]]+)\]")
 
 
-def command(inventory: str, playbook: str = "playbooks/site.yml") -> list[str]:
-    return ["ansible-playbook", "-i", inventory, playbook, "--check", "--diff"]
+def command(inventory: str, playbook: str = "playbooks/site.yml", limit: str | None = None) -> list[str]:
+    # the project's venv ships Ansible; use it even when the venv is not activated
+    venv_tool = Path(sys.executable).parent / "ansible-playbook"
+    tool = str(venv_tool) if venv_tool.exists() else "ansible-playbook"
+    return [tool, "-i", inventory, playbook, "--check", "--diff", *(["--limit", limit] if limit else [])]
 
 
 def parse(output: str) -> dict[str, Any]:
@@ -58,9 +62,9 @@ def summarise(parsed: dict[str, Any], returncode: int) -> str:
 
 
 def check(inventory: str, out: Path, playbook: str = "playbooks/site.yml",
-          env: dict[str, str] | None = None) -> dict[str, Any]:
+          env: dict[str, str] | None = None, limit: str | None = None) -> dict[str, Any]:
     """Run the check, keep its full output as drift.log, return the summary for report.json."""
-    argv = command(inventory, playbook)
+    argv = command(inventory, playbook, limit)
     proc = run(argv, check=False, capture=True, cwd=ROOT, env={"ANSIBLE_NOCOLOR": "1", **(env or {})})
     (out / "drift.log").write_text(proc.stdout or "")
     parsed = parse(proc.stdout or "")
