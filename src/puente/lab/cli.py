@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--no-converge", action="store_true", help="start nodes and wait for SSH; do not run Ansible"
     )
     up.add_argument(
+        "--converge",
+        action="store_true",
+        help="run playbooks/site.yml even when nothing changed since the last converge",
+    )
+    up.add_argument(
         "--site",
         action="append",
         metavar="SITE",
