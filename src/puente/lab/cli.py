@@ -199,6 +199,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         lab = _load_checked()
         sites, names = set(lab.sites), set(lab.nodes)
         wanted_networks = {s.network for s in lab.sites.values()}
+        routing.forget_sites(lab.sites.values())
     _step("removing the lab's containers and networks")
     containers = [
         c["Names"][0]

@@ -29,3 +29,19 @@ def keep_source_addresses(sites: Iterable[Site]) -> None:
         rule = _rule(src, dst)
         if run(["iptables", "-t", "nat", "-C", *rule], check=False, capture=True, quiet=True).returncode:
             run(["iptables", "-t", "nat", "-I", rule[0], "1", *rule[1:]])
+
+
+def forget_sites(sites: Iterable[Site]) -> None:
+    """Delete the RETURN rules that involve ``sites`` (``lab down``)."""
+    gone = {str(s.subnet) for s in sites}
+    out = (
+        run(["iptables", "-t", "nat", "-S", "POSTROUTING"], check=False, capture=True, quiet=True).stdout
+        or ""
+    )
+    for line in out.splitlines():
+        if COMMENT not in line:
+            continue
+        words = line.split()
+        src, dst = words[words.index("-s") + 1], words[words.index("-d") + 1]
+        if src in gone or dst in gone:
+            run(["iptables", "-t", "nat", "-D", *_rule(src, dst)], check=False)
