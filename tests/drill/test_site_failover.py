@@ -1,9 +1,9 @@
 """The acceptance drill of issue 5, on the two-site lab: cut the on-prem site off the WAN under load,
 hold, restore, and require what the product promises.
 
-It needs both sites converged (the lab's session fixture in tests/roles/conftest.py brings them up; the
-lead wires that in). It skips only while the inventory has no `cloud` site, and says so; any other
-problem — nodes down, DNS silent, a Patroni without a leader — is the drill's clear refusal, a failure."""
+It needs both sites converged: the lab's session fixture `lab` (tests/conftest.py) brings them up. It
+skips only while the inventory has no `cloud` site, and says so; any other problem — nodes down, DNS
+silent, a Patroni without a leader — is the drill's clear refusal, a failure."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _two_site_topology() -> topology.Topology:
 
 
 @pytest.fixture(scope="module")
-def site_failover_report() -> dict:
+def site_failover_report(lab) -> dict:
     topo = _two_site_topology()
     # short version for the test suite: enough traffic on both sides of the cut for every figure
     opts = scenarios.DrillOptions(
