@@ -52,6 +52,7 @@ def test_database_unreachable_gives_503_and_readyz_says_why(
         ready = assert_unavailable(c.get("/readyz"))
         assert ready["site"] == "cloud" and ready["role"] == "secondary"
         assert any("database unreachable" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
+        assert_unavailable(c.get("/readyz", params={"scope": "read"}))  # nothing to read from either
 
 
 def test_read_only_database_gives_503_reads_still_work(
@@ -74,6 +75,9 @@ def test_read_only_database_gives_503_reads_still_work(
         assert c.get("/v1/shipments").status_code == 200
         ready = assert_unavailable(c.get("/readyz"))
         assert any("read-only" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
+        # ...but the site can serve reads: load balancers and the failover DNS keep it in rotation
+        read = c.get("/readyz", params={"scope": "read"})
+        assert read.status_code == 200 and read.json()["scope"] == "read", read.text
 
 
 def test_broker_down_fails_readyz_but_writes_go_on(

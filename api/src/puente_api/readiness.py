@@ -88,6 +88,32 @@ class Readiness:
             raise problem
         return {"status": "ready", **doc}
 
+    async def read_report(self) -> dict[str, Any]:
+        """``GET /readyz?scope=read``: can this site serve READS? The database answers, writable or a
+        hot standby. While a site's leader is gone and its synchronous standby not yet promoted, load
+        balancers and the failover DNS keep sending clients here: reads are served, writes get 503 +
+        Retry-After (database-read-only), and the plain /readyz keeps saying why writes are refused."""
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT), self.pool.connection(timeout=CHECK_TIMEOUT) as conn:
+                cur = await conn.execute("SELECT pg_is_in_recovery()")
+                row = await cur.fetchone()
+        except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes
+            raise unavailable(
+                f"This site cannot serve reads: database unreachable: {type(exc).__name__}.",
+                slug="not-ready",
+                site=self.settings.site,
+                role=self.settings.site_role,
+                reasons=[f"database unreachable: {type(exc).__name__}"],
+            ) from None
+        assert row is not None
+        return {
+            "status": "ready",
+            "scope": "read",
+            "site": self.settings.site,
+            "role": self.settings.site_role,
+            "database": "standby" if row[0] else "ok",
+        }
+
     def close(self) -> None:
         if self._broker is not None:
             self._broker.close()

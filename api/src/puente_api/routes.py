@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import orjson
@@ -198,11 +198,14 @@ async def healthz(request: Request) -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Ready for writes: database reachable and writable, broker reachable",
+    summary="Ready for writes (database writable, broker reachable); `?scope=read`: ready for reads",
     responses={503: {**_PROBLEM, "description": "Not ready; `reasons` says why"}},
     tags=["operations"],
 )
-async def readyz(request: Request) -> dict[str, str]:
+async def readyz(request: Request, scope: Literal["write", "read"] = "write") -> dict[str, str]:
+    """``scope=read``: ready to serve reads (the database answers, even as a hot standby)."""
+    if scope == "read":
+        return await state(request).readiness.read_report()
     return await state(request).readiness.report()
 
 
