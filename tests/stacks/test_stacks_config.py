@@ -203,6 +203,6 @@ def test_failover_policy_file_is_validated(mutate: Any, expected: str) -> None:
 
 def test_the_committed_failover_policy_is_valid() -> None:
     policy = failover.load()
-    assert (policy.path, policy.protocol, policy.port) == ("/readyz", "https", 443)
+    assert (policy.path, policy.protocol, policy.port) == ("/readyz?scope=read", "https", 443)
     assert isinstance(policy.timeout_seconds, int)
     assert policy.primary == ("onprem", "gateway") and policy.secondary == ("cloud", "edge")

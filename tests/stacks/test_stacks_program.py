@@ -339,7 +339,8 @@ def test_api_deployment_is_probed_hardened_and_scaled(prod: Recording) -> None:
     }
     api = deployments["puente-api"]["spec"]["template"]["spec"]
     (container,) = api["containers"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # the policy's check: ready to serve (reads even while the site's database is a standby)
+    assert container["readinessProbe"]["httpGet"]["path"] == load_failover().path == "/readyz?scope=read"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["runAsNonRoot"] is True

@@ -65,6 +65,15 @@ def migrate(settings: Settings) -> str | None:
     return version
 
 
+async def _drop_standby_session(conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
+    """Pool ``reset`` hook: a session opened on a hot standby (HAProxy sends sessions to the synchronous
+    standby while no leader is up, for reads) is not kept, so the next checkout reconnects through the
+    load balancer and reaches the leader as soon as there is one. A standby that gets promoted reports
+    ``in_hot_standby=off`` to its sessions (PostgreSQL 14+), which are then kept."""
+    if conn.info.parameter_status("in_hot_standby") == "on":
+        raise psycopg.OperationalError("session on a hot standby: not returned to the pool")
+
+
 def make_pool(settings: Settings) -> AsyncConnectionPool:
     """The API's pool; opened by the app's lifespan without waiting, so the API starts (and answers
     503) while the database is down, and heals when it comes back."""
@@ -74,6 +83,7 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
         max_size=settings.db_pool_size,
         kwargs={"autocommit": True, "options": _OPTIONS},
         timeout=POOL_TIMEOUT,
+        reset=_drop_standby_session,
         open=False,
         name="puente-api",
     )
