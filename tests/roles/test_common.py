@@ -18,6 +18,8 @@ from puente.shell import ROOT
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
 NODES = sorted(inventory.load().nodes)
+# The node the bad-input runs target: a quiet one (no client traffic), present in every lab layout.
+TARGET = inventory.load().in_group("dns")[0].name
 ADMIN_SOURCE = "10.89.1.1"  # the host, on the on-prem bridge (puente_admin_networks in the lab)
 PROBE = (
     "import socket,sys\n"
@@ -62,7 +64,7 @@ def test_operator_account_has_exactly_the_lab_key_and_sudo(node, name) -> None:
 
 def test_password_login_is_refused_by_the_server(lab) -> None:
     """A real SSH client offering only a password gets no password prompt at all."""
-    target = str(lab.nodes[NODES[0]].ip)
+    target = str(lab.nodes[TARGET].ip)
     proc = subprocess.run(
         ["ssh", "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no",
          "-o", "PreferredAuthentications=password",
@@ -147,7 +149,7 @@ def test_undeclared_port_is_dropped_even_when_a_service_listens(lab, node) -> No
 
 
 def _bad_run(run_playbook, name: str, extra_vars: dict) -> tuple[object, str]:
-    host = NODES[0]
+    host = TARGET
     before = subprocess.run(
         ["podman", "exec", host, "sha256sum", "/etc/nftables.conf", "/etc/ssh/sshd_config.d/50-puente.conf"],
         capture_output=True, text=True, check=True,
