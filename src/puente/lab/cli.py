@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from puente.lab import ansible, image, inventory, nodes, paths, podman, routing, ssh, stamp, wheelhouse
+from puente.lab import ansible, image, inventory, lock, nodes, paths, podman, routing, ssh, stamp, wheelhouse
 from puente.lab.status import collect, render
 from puente.shell import CommandError, run
 
@@ -113,6 +113,11 @@ def _verify(lab: inventory.Lab) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    with lock.exclusive():
+        return _cmd_up(args)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
     start = time.monotonic()
     lab = _load_checked(args.site)
     selected = lab.for_sites(args.site)
@@ -191,6 +196,11 @@ def _print_urls(lab: inventory.Lab) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    with lock.exclusive():
+        return _cmd_down(args)
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
     if args.all:
         sites: set[str] | None = None
         names: set[str] = set()
@@ -253,6 +263,11 @@ _SCALE = re.compile(r"^api=(\d+)$")
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
+    with lock.exclusive():
+        return _cmd_scale(args)
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
     from puente.lab import scale
 
     match = _SCALE.match(args.spec)
