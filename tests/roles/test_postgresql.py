@@ -110,7 +110,7 @@ def leader(node) -> str:
     return leaders[0]
 
 
-def healthy_sync_pair(node) -> bool:
+def healthy_sync_cluster(node) -> bool:
     members = cluster(node)
     roles = sorted(m["role"] for m in members.values())
     running = all(m["state"] in ("running", "streaming") for m in members.values())
@@ -137,12 +137,17 @@ def test_check_mode_reports_no_change(run_playbook) -> None:
 
 
 def test_one_leader_and_a_streaming_sync_replica(node, psql) -> None:
-    wait_for(lambda: healthy_sync_pair(node), 90, "one leader + a synchronous standby, all running")
+    wait_for(lambda: healthy_sync_cluster(node), 90, "one leader + a synchronous standby, all running")
+    members = cluster(node)
     primary = leader(node)
-    query = "SELECT concat_ws(':', application_name, state, sync_state) FROM pg_stat_replication"
-    replicas = psql(primary, query)
-    expected = {f"{name}:streaming:sync" for name in DB_NODES if name != primary}
-    assert set(replicas.split()) == expected, f"pg_stat_replication on {primary}: {replicas!r}"
+    query = "SELECT application_name || ' ' || state || ' ' || sync_state FROM pg_stat_replication"
+    replication = dict(line.split(" ", 1) for line in psql(primary, query).splitlines())
+    assert sorted(replication) == sorted(h for h in DB_NODES if h != primary), replication
+    assert all(v.startswith("streaming ") for v in replication.values()), replication
+    sync = sorted(name for name, v in replication.items() if v.endswith(" sync"))
+    assert len(sync) == 1, f"expected one synchronous standby (synchronous_node_count 1): {replication}"
+    # A member tagged nosync (a same-site replica when the cluster spans two sites) is never the sync one.
+    assert not members[sync[0]].get("tags", {}).get("nosync"), members[sync[0]]
 
 
 @pytest.mark.parametrize("host", DB_NODES)
@@ -284,9 +289,10 @@ def test_backup_present_and_recent(node, host) -> None:
 
 @pytest.mark.destructive
 def test_leader_stop_switches_over_and_old_leader_rejoins(node, psql) -> None:
-    wait_for(lambda: healthy_sync_pair(node), 90, "healthy cluster before the switchover")
+    wait_for(lambda: healthy_sync_cluster(node), 90, "healthy cluster before the switchover")
     old = leader(node)
-    survivor = next(h for h in DB_NODES if h != old)
+    # Synchronous mode: only the synchronous standby may be promoted.
+    survivor = next(name for name, m in cluster(node).items() if m["role"] == "sync_standby")
     token = uuid.uuid4().hex
     psql(old, "CREATE TABLE IF NOT EXISTS puente_role_check (token text PRIMARY KEY)")
     psql(old, f"INSERT INTO puente_role_check VALUES ('{token}')")
@@ -306,7 +312,7 @@ def test_leader_stop_switches_over_and_old_leader_rejoins(node, psql) -> None:
         120,
         f"{old} back as a replica",
     )
-    wait_for(lambda: healthy_sync_pair(node), 120, "synchronous standby restored")
+    wait_for(lambda: healthy_sync_cluster(node), 120, "synchronous standby restored")
     assert leader(node) == survivor
     assert rest(node, old, "/primary")[0] == 503
     psql(survivor, "DROP TABLE IF EXISTS puente_role_check")
