@@ -1,6 +1,7 @@
-"""`puente lab` against a one-site test lab of its own (inventory and key in a temp folder, network
-puente-labtest 10.89.240.0/24), so the shared lab's nodes are never touched: up twice, a stopped node,
-status, scale, a malformed inventory refused before podman is touched, and down.
+"""`puente lab` against a two-site test lab of its own (inventory and key in a temp folder, networks
+puente-labtest 10.89.240.0/24 and puente-labtestb 10.89.241.0/24), so the shared lab's nodes are never
+touched: up twice, a stopped node, a node left by a killed session, routing between sites, status, scale,
+a malformed inventory refused before podman is touched, and down.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,10 @@ all:
       vars: {lab_network: puente-labtest, lab_subnet: 10.89.240.0/24}
       hosts:
         labtest-api1: {ansible_host: 10.89.240.21}
+    labtestb:
+      vars: {lab_network: puente-labtestb, lab_subnet: 10.89.241.0/24}
+      hosts:
+        labtestb-node1: {ansible_host: 10.89.241.10}
     api_nodes:
       hosts:
         labtest-api1:
@@ -75,7 +81,7 @@ def testlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def test_malformed_inventory_fails_before_podman_is_touched(testlab: Lab, tmp_path: Path) -> None:
     bad = tmp_path / "inventory"
     bad.mkdir()
-    (bad / "hosts.yml").write_text(HOSTS.replace("10.89.240.21", "10.89.241.21"))
+    (bad / "hosts.yml").write_text(HOSTS.replace("10.89.240.21", "10.89.242.21"))
     (bad / "vault-password.lab-only").write_text("test-only\n")
     before = (testlab.container_ids(), testlab.podman("network", "ls", "--format", "{{.Name}}"))
     proc = subprocess.run(
@@ -84,7 +90,7 @@ def test_malformed_inventory_fails_before_podman_is_touched(testlab: Lab, tmp_pa
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert "labtest-api1" in proc.stderr and "10.89.241.21 is not a usable node address" in proc.stderr
+    assert "labtest-api1" in proc.stderr and "10.89.242.21 is not a usable node address" in proc.stderr
     assert "podman run" not in proc.stderr + proc.stdout
     after = (testlab.container_ids(), testlab.podman("network", "ls", "--format", "{{.Name}}"))
     assert before == after
@@ -113,6 +119,21 @@ def test_node_answers_ssh_with_the_lab_key_and_has_its_fixed_mac(testlab: Lab) -
     assert out[3] in ("running", "degraded")
 
 
+def test_sites_reach_each_other_with_their_real_addresses(testlab: Lab) -> None:
+    """The host routes between sites without masquerading: a peer's firewall rule can name its address."""
+    testlab.podman(
+        "exec", "--detach", "labtestb-node1", "python3", "-c",
+        "import socket, time; s = socket.create_connection(('10.89.240.21', 22)); time.sleep(8)",
+    )  # fmt: skip
+    seen = ""
+    for _ in range(20):
+        seen = testlab.podman("exec", "labtest-api1", "ss", "-Htn", "state", "established", "( sport = :22 )")
+        if seen:
+            break
+        time.sleep(0.3)
+    assert "10.89.241.10:" in seen, seen
+
+
 def test_stopped_node_is_started_not_recreated(testlab: Lab) -> None:
     ids = testlab.container_ids()
     testlab.podman("stop", "--time", "5", "labtest-api1")
@@ -131,12 +152,12 @@ def test_node_left_behind_by_a_killed_session_is_recreated(testlab: Lab) -> None
     proc = testlab.puente("up", "--no-converge")
     assert "not alive: recreating" in proc.stdout
     assert testlab.podman("inspect", "--format", "{{.State.Running}}", "labtest-api1") == "true"
-    assert "1/1 nodes answer" in proc.stderr
+    assert "2/2 nodes answer" in proc.stderr
 
 
 def test_status_shows_node_ip_state_and_systemd(testlab: Lab) -> None:
     report = json.loads(testlab.puente("status", "--json").stdout)
-    (node,) = report["nodes"]
+    node = next(n for n in report["nodes"] if n["name"] == "labtest-api1")
     assert (node["name"], node["ip"], node["state"]) == ("labtest-api1", "10.89.240.21", "running")
     assert node["systemd"] in ("running", "degraded", "starting")
     assert "22" in node["listening_tcp"]
@@ -150,7 +171,7 @@ def test_scale_adds_then_removes_an_api_node(testlab: Lab) -> None:
     assert "labtest-api2" in testlab.container_ids()
     assert "10.89.240.22" in scale_file.read_text()
     report = json.loads(testlab.puente("status", "--json").stdout)
-    assert {n["name"]: n["ip"] for n in report["nodes"]} == {
+    assert {n["name"]: n["ip"] for n in report["nodes"] if n["site"] == "labtest"} == {
         "labtest-api1": "10.89.240.21",
         "labtest-api2": "10.89.240.22",
     }
@@ -166,8 +187,9 @@ def test_scale_below_the_inventory_baseline_is_refused(testlab: Lab) -> None:
 
 def test_down_removes_node_network_and_key_and_nothing_else(testlab: Lab) -> None:
     proc = testlab.puente("down")
-    assert not any(n.startswith("labtest-") for n in testlab.container_ids())
-    assert "puente-labtest" not in testlab.podman("network", "ls", "--format", "{{.Name}}").split()
+    assert not any(n.startswith("labtest") for n in testlab.container_ids())
+    networks = testlab.podman("network", "ls", "--format", "{{.Name}}").split()
+    assert "puente-labtest" not in networks and "puente-labtestb" not in networks
     assert not (testlab.cache / "ssh" / "id_ed25519").exists()
     # Only this lab's node and network were named to podman (the shared lab is left alone; other
     # sessions may be recreating their own nodes meanwhile, so compare commands, not container lists).
@@ -175,4 +197,4 @@ def test_down_removes_node_network_and_key_and_nothing_else(testlab: Lab) -> Non
     assert removals, proc.stderr
     for line in removals:
         names = line.split(" rm ", 1)[1].split()
-        assert all(n.startswith(("labtest-", "puente-labtest", "--", "5")) for n in names), line
+        assert all(n.startswith(("labtest", "puente-labtest", "--", "5")) for n in names), line
