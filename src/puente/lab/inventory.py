@@ -217,4 +217,15 @@ def load(files: Iterable[Path] | None = None) -> Lab:
         lab.nodes[host] = Node(host, site, ip, tuple(sorted(groups_of[host])), mac)
     if problems:
         raise InventoryError("malformed lab inventory:\n  - " + "\n  - ".join(problems))
+    # Inventory order of sites (the primary first), then addresses: what status and URLs list first.
+    rank = {name: i for i, name in enumerate(lab.sites)}
+
+    def order(name: str) -> tuple[int, int]:
+        node = lab.nodes[name]
+        return rank[node.site.name], int(node.ip)
+
+    lab.nodes = {name: lab.nodes[name] for name in sorted(lab.nodes, key=order)}
+    lab.groups = {
+        g: sorted((m for m in members if m in lab.nodes), key=order) for g, members in lab.groups.items()
+    }
     return lab
