@@ -316,3 +316,9 @@ def test_leader_stop_switches_over_and_old_leader_rejoins(node, psql) -> None:
     assert leader(node) == survivor
     assert rest(node, old, "/primary")[0] == 503
     psql(survivor, "DROP TABLE IF EXISTS puente_role_check")
+    # Restore the state found: the old leader leads again (on two sites, that keeps the primary site primary).
+    body = json.dumps({"leader": survivor, "candidate": old})
+    url = f"http://{address(old)}:{REST_PORT}/switchover"
+    node(old).check_output("curl -sf -XPOST -d %s %s", body, url)
+    wait_for(lambda: rest(node, old, "/primary")[0] == 200, 60, f"{old} leads again")
+    wait_for(lambda: healthy_sync_cluster(node), 120, "synchronous standby restored after the switch back")
