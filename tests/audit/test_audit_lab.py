@@ -1,14 +1,15 @@
 """Acceptance on the converged lab: every control passes or is waived; a node broken on purpose fails the
 matching control, on that host only, with the evidence that shows why; the report verifies.
 
-The breaks are reversible and undone in `finally` (never a restart or removal of a node).
+The breaks are reversible and undone in `finally` (never a restart or removal of a node). The lab comes
+from the shared session fixture `lab` (tests/conftest.py: `puente lab up` once; PUENTE_LAB_READY=1 when the
+lab is already up and converged).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -58,21 +59,7 @@ def hosts_in(group: str) -> list[str]:
     return sorted(lab.nodes) if group == "all" else sorted(n.name for n in lab.in_group(group))
 
 
-@pytest.fixture(scope="module")
-def converged_lab(request: pytest.FixtureRequest) -> None:
-    """The lab up and converged: the lab owner's session fixture when it is shared (tests/conftest.py),
-    else `puente lab up` (idempotent: starts what is missing, runs playbooks/site.yml)."""
-    try:
-        request.getfixturevalue("lab")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    if os.environ.get("PUENTE_AUDIT_ASSUME_CONVERGED") == "1":  # a lab converged by hand just before
-        return
-    run([sys.executable, "-m", "puente.cli", "lab", "up"], timeout=3000)
-
-
-def test_converged_lab_passes_or_is_waived(converged_lab, tmp_path_factory):
+def test_converged_lab_passes_or_is_waived(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("lab-audit")
     proc, doc = audit(out)
     summary = doc["summary"]
@@ -140,7 +127,7 @@ def secret_readable(node: str, path: str) -> Iterator[None]:
 
 
 @pytest.mark.destructive
-def test_broken_nodes_fail_their_control_on_that_host_only(converged_lab, tmp_path_factory):
+def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory):
     api_nodes = hosts_in("api_nodes")
     ssh_victim, secret_victim, port_victim = api_nodes[-1], api_nodes[0], hosts_in("dns")[0]
     port = 4444
@@ -175,7 +162,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(converged_lab, tmp_pa
 
 
 @pytest.mark.destructive
-def test_breaks_were_undone(converged_lab, tmp_path_factory):
+def test_breaks_were_undone(lab, tmp_path_factory):
     """After the test above restored the nodes, the same controls pass again everywhere."""
     out = tmp_path_factory.mktemp("lab-restored")
     victims = ",".join([*hosts_in("api_nodes"), *hosts_in("dns")])
@@ -186,7 +173,7 @@ def test_breaks_were_undone(converged_lab, tmp_path_factory):
 
 
 @pytest.mark.destructive
-def test_drift_names_the_node_changed_by_hand(converged_lab, tmp_path_factory):
+def test_drift_names_the_node_changed_by_hand(lab, tmp_path_factory):
     """`--drift`: the roles' check run (site.yml --check --diff) sees a file mode changed by hand."""
     victim = hosts_in("api_nodes")[0]
     out = tmp_path_factory.mktemp("lab-drift")
