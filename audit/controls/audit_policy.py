@@ -21,8 +21,10 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
     "postgresql": {("tcp", 5432), ("tcp", 8008)},
     "etcd": {("tcp", 2379), ("tcp", 2380)},
     # epmd (4369) and Erlang distribution (25672) always listen; the firewall opens them only between
-    # members of a multi-node cluster.
-    "rabbitmq": {("tcp", 5672), ("tcp", 5671), ("tcp", 4369), ("tcp", 25672)},
+    # members of a multi-node cluster. CLI tools (rabbitmqctl, rabbitmq-diagnostics) listen on one port of
+    # 35672-35682 while they run (https://www.rabbitmq.com/docs/networking#ports).
+    "rabbitmq": {("tcp", 5672), ("tcp", 5671), ("tcp", 4369), ("tcp", 25672),
+                 *(("tcp", port) for port in range(35672, 35683))},
     "dns": {("tcp", 53), ("udp", 53)},
     "sqs": {("tcp", 5000)},
 }
