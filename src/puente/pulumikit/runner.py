@@ -8,6 +8,7 @@ or None, if a URN was registered twice, if an invoke went unanswered, or if an `
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import runpy
@@ -118,6 +119,7 @@ def run(
     recording = recording if recording is not None else Recording(project=project, stack=stack)
 
     def _body() -> None:
+        _ensure_event_loop()
         ROOT.set(None)
         set_all_config(_config_strings(config), list(secret_keys))
         mocks = RecordingMocks(region, invoke_answers)
@@ -155,6 +157,18 @@ def run(
     # A fresh context per run: the SDK keeps its settings, root stack and config in context variables.
     contextvars.Context().run(_body)
     return recording
+
+
+def _ensure_event_loop() -> None:
+    """The SDK creates futures with the thread's current loop (`asyncio.Future()`), as the engine's
+    language host provides one. Test runners (pytest-asyncio, anyio, schemathesis) may leave the main
+    thread with none after their own tests, so give it a fresh one when it has none or a closed one."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 async def _resolve_outputs(root: Any, recording: Recording, allow_unknown: bool) -> None:
