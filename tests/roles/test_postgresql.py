@@ -133,6 +133,23 @@ def test_check_mode_reports_no_change(run_playbook) -> None:
     assert {h: r["changed"] for h, r in recap.items() if r["changed"] or r["failed"]} == {}, recap
 
 
+@pytest.mark.parametrize(
+    ("extra_vars", "named"),
+    [
+        ('{"postgresql_patroni_ttl": "ten"}', "postgresql_patroni_ttl"),
+        ('{"postgresql_users": [{"password": "x"}]}', "postgresql_users"),
+        ('{"etcd_client_port": "2379/tcp"}', "etcd_client_port"),
+    ],
+    ids=["wrong-type", "missing-required-field", "etcd-wrong-type"],
+)
+def test_bad_input_stops_before_any_change(run_playbook, extra_vars, named) -> None:
+    recap = run_playbook("database.yml", "--extra-vars", extra_vars)
+    assert recap.returncode != 0
+    assert named in recap.output, recap.output[-3000:]
+    assert all(r["changed"] == 0 for r in recap.values()), recap
+    assert "PLAY [Distributed configuration store" not in recap.output
+
+
 # --- cluster shape ---------------------------------------------------------------------------------
 
 
