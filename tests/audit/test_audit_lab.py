@@ -59,6 +59,11 @@ def hosts_in(group: str) -> list[str]:
     return sorted(lab.nodes) if group == "all" else sorted(n.name for n in lab.in_group(group))
 
 
+def onprem(group: str) -> list[str]:
+    """Nodes of a group at the on-prem site (always in the lab), where the breaks are made."""
+    return [h for h in hosts_in(group) if h in hosts_in("onprem")]
+
+
 def test_converged_lab_passes_or_is_waived(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("lab-audit")
     proc, doc = audit(out)
@@ -128,8 +133,8 @@ def secret_readable(node: str, path: str) -> Iterator[None]:
 
 @pytest.mark.destructive
 def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory):
-    api_nodes = hosts_in("api_nodes")
-    ssh_victim, secret_victim, port_victim = api_nodes[-1], api_nodes[0], hosts_in("dns")[0]
+    api_nodes = onprem("api_nodes")
+    ssh_victim, secret_victim, port_victim = api_nodes[-1], api_nodes[0], onprem("dns")[0]
     port = 4444
     out = tmp_path_factory.mktemp("lab-broken")
     with contextlib.ExitStack() as stack:
@@ -165,7 +170,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
 def test_breaks_were_undone(lab, tmp_path_factory):
     """After the test above restored the nodes, the same controls pass again everywhere."""
     out = tmp_path_factory.mktemp("lab-restored")
-    victims = ",".join([*hosts_in("api_nodes"), *hosts_in("dns")])
+    victims = ",".join([*onprem("api_nodes"), *onprem("dns")])
     proc, doc = audit(out, "--limit", victims, "-k", BREAK_CONTROLS)
     assert {r["host"] for r in doc["results"]} == set(victims.split(","))
     still = [f"{r['control_id']} {r['host']}" for r in doc["results"] if r["status"] != "passed"]
@@ -175,7 +180,7 @@ def test_breaks_were_undone(lab, tmp_path_factory):
 @pytest.mark.destructive
 def test_drift_names_the_node_changed_by_hand(lab, tmp_path_factory):
     """`--drift`: the roles' check run (site.yml --check --diff) sees a file mode changed by hand."""
-    victim = hosts_in("api_nodes")[0]
+    victim = onprem("api_nodes")[0]
     out = tmp_path_factory.mktemp("lab-drift")
     with secret_readable(victim, "/etc/puente/api-secrets.env"):
         # --limit keeps the check run (and so the time the node stays broken) to that node

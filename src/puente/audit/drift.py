@@ -44,7 +44,8 @@ def parse(output: str) -> dict[str, Any]:
             task = t.group("name")
         elif c := _CHANGED.match(line):
             changes.append(f"{c.group('host')}: {task}")
-    return {"hosts": hosts, "changes": changes}
+    # a looped task prints one "changed:" per item; the task is what changed
+    return {"hosts": hosts, "changes": list(dict.fromkeys(changes))}
 
 
 def summarise(parsed: dict[str, Any], returncode: int) -> str:
