@@ -5,7 +5,7 @@ management listener; an absolute memory alarm; no `guest`; the API's vhost (quor
 with permissions on exactly its own exchanges and queues; the API's queue a quorum queue dead-lettering
 (at-least-once) into the dead-letter queue; a message published as the API user reaches the queue and,
 rejected, the dead-letter queue, where the API user reads it back; AMQP from anywhere but the API nodes
-is dropped; a second run changes nothing; bad input stops the play before any change.
+of its site is dropped; a second run changes nothing; bad input stops the play before any change.
 
 AMQP clients run in the network namespace of a lab node (``nsenter``), so the broker and its firewall
 see a real API node (or a non-API node) connecting - never the host.
@@ -30,6 +30,7 @@ MQ = "onprem-mq1"
 MQ_IP = "10.89.1.41"
 API_NODE = "onprem-api1"
 OTHER_NODE = "onprem-db1"
+OTHER_SITE_API_NODE = "cloud-api1"  # its API speaks SQS: no reason to reach this broker
 VHOST = "puente"
 USER = "puente_api"
 # The API adapter's names (api/src/puente_api/brokers/rabbitmq.py), declared by the role too.
@@ -245,7 +246,9 @@ def test_guest_cannot_log_in() -> None:
     assert result == {"login": False, "error": "ProbableAuthenticationError"}, result
 
 
-@pytest.mark.parametrize(("client", "reachable"), [(API_NODE, True), (OTHER_NODE, False)])
+@pytest.mark.parametrize(
+    ("client", "reachable"), [(API_NODE, True), (OTHER_NODE, False), (OTHER_SITE_API_NODE, False)]
+)
 def test_amqp_only_from_api_nodes(client: str, reachable: bool) -> None:
     result = in_node_netns(client, "tcp", MQ_IP, VHOST, USER)
     assert result["connected"] is reachable, result
