@@ -159,6 +159,13 @@ def _bad_run(run_playbook, name: str, extra_vars: dict) -> tuple[object, str]:
         ["podman", "exec", host, "sha256sum", "/etc/nftables.conf", "/etc/ssh/sshd_config.d/50-puente.conf"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    if before != after:
+        # The play broke its promise: put the node back (podman exec is not behind its firewall) so the
+        # rest of the session still reaches it, then fail.
+        subprocess.run(
+            ["podman", "exec", host, "nft", "delete", "table", "inet", "puente_filter"], check=False
+        )
+        run_playbook(name, limit=host)
     assert before == after, "a failed run changed files"
     assert recap.returncode != 0
     assert recap[host]["failed"] == 1 and recap[host]["changed"] == 0, recap
