@@ -21,7 +21,7 @@ EDGE = "onprem-edge1"
 EDGE_IP = "10.89.1.10"
 SOCKET = "/run/haproxy/admin.sock"
 API_SERVERS = ["onprem-api1", "onprem-api2"]
-DB_SERVERS = {"onprem-db1": "10.89.1.31", "onprem-db2": "10.89.1.32"}
+DB_SERVERS = {"onprem-db1": "10.89.1.31", "onprem-db2": "10.89.1.32", "cloud-db1": "10.89.2.31"}
 
 
 def runtime(node: Callable, command: str) -> str:

@@ -227,6 +227,8 @@ def original_release(node: Callable):
         assert rc == 0, out[-4000:]
 
 
+# A deploy restarts every API node in turn: minutes on a busy 2-core machine (bounded, not timed).
+@pytest.mark.timeout(2400)
 def test_rolling_deploy_under_load(node: Callable, tmp_path: Path, original_release: dict[str, str]) -> None:
     version = f"{_installed_version()}.post9001"
     house = _build_release(tmp_path, version)
@@ -252,6 +254,7 @@ def test_rolling_deploy_under_load(node: Callable, tmp_path: Path, original_rele
     assert back.result.errors == [], back.result.summary()
 
 
+@pytest.mark.timeout(1800)
 def test_failed_gate_rolls_back_and_stops_under_load(
     node: Callable, tmp_path: Path, original_release: dict[str, str]
 ) -> None:
@@ -280,6 +283,7 @@ def _lab_scale(count: int) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.timeout(2400)
 def test_scale_out_under_load(node: Callable) -> None:
     stat = "echo 'show stat -1 4 -1' | socat stdio unix-connect:/run/haproxy/admin.sock"
     try:
