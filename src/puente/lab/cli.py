@@ -228,7 +228,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
         if n.startswith("puente-") and (wanted_networks is None or n in wanted_networks)
     ]
     subnets = [
-        ipaddress.ip_network(sub["subnet"])
+        ipaddress.IPv4Network(sub["subnet"])
         for net in podman.inspect("network", networks)
         for sub in net.get("subnets") or []
     ]
