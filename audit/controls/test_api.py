@@ -35,10 +35,13 @@ def unit_properties(host, unit: str) -> dict[str, str]:
     refs={"nist": ["AC-6", "AC-6(9)", "CM-7"]}, groups=["api_nodes"],
 )
 @pytest.mark.parametrize("unit", API_UNITS)
-def test_api_runs_unprivileged(host, unit: str):
+def test_api_runs_unprivileged(host, evidence, unit: str):
     props = unit_properties(host, unit)
-    assert props["ActiveState"] == "active", f"{unit} is {props['ActiveState']}"
     assert props["User"] not in ("", "root"), f"{unit} has User={props['User']!r}"
+    if props["ActiveState"] != "active" or props["MainPID"] == "0":
+        # availability is not this control's concern: a unit caught restarting is judged on its User=
+        evidence.record(f"{unit} is {props['ActiveState']}", "no running process: judged on User= only")
+        return
     uid = host.check_output("ps -o uid= -p %s", props["MainPID"]).strip()
     assert uid != "0", f"{unit} main process {props['MainPID']} runs as uid 0"
 
