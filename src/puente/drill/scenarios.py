@@ -42,7 +42,7 @@ class DrillOptions:
     out_dir: Path = OUT_DIR
     inventory: list[Path] | None = None
     crash: bool = True
-    sqs_python: str = "/opt/moto/bin/python"
+    sqs_python: str = "/opt/moto/venv/bin/python"  # role moto_sqs: moto_sqs_install_root + /venv
     sqs_region: str = "eu-west-1"
     sqs_dlq: str = "puente-shipments-dlq.fifo"
 
