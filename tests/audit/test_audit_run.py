@@ -123,3 +123,11 @@ def test_a_catalogue_that_does_not_load_is_never_a_pass(synthetic: Synthetic, tm
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode not in (0, 1), proc.stdout
     assert json.loads((out / "report.json").read_text())["summary"]["status"] == "incomplete"
+
+
+def test_controls_are_selected_by_id(synthetic: Synthetic, tmp_path: Path):
+    out = tmp_path / "one"
+    proc = synthetic.audit(out, "-k", "PUENTE-DEMO-02", "--workers", "0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {r["control_id"] for r in json.loads((out / "report.json").read_text())["results"]} == {
+        "PUENTE-DEMO-02"}

@@ -174,6 +174,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         host = _host_of(item)
         if host:
             item.add_marker(pytest.mark.xdist_group(host))
+        ctl = control_of(getattr(item, "function", None))
+        if ctl is not None:
+            item.extra_keyword_matches.add(ctl.id)  # `-k PUENTE-PG` selects controls by id
 
 
 def _host_of(item: pytest.Item) -> str:
