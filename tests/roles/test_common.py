@@ -62,9 +62,11 @@ def test_operator_account_has_exactly_the_lab_key_and_sudo(node, name) -> None:
     assert host.run("visudo -cf /etc/sudoers.d/puente").rc == 0
 
 
-def test_password_login_is_refused_by_the_server(lab) -> None:
-    """A real SSH client offering only a password gets no password prompt at all."""
-    target = str(lab.nodes[TARGET].ip)
+@pytest.mark.parametrize("name", NODES)
+def test_password_login_is_refused_by_the_running_sshd(lab, name) -> None:
+    """The daemon, not only its files: a client offering only a password is told "publickey" only.
+    (A reload lost to a failed run once left sshd accepting passwords while `sshd -T` said no.)"""
+    target = str(lab.nodes[name].ip)
     proc = subprocess.run(
         ["ssh", "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no",
          "-o", "PreferredAuthentications=password",
