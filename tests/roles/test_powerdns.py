@@ -177,10 +177,9 @@ def test_failover_record_answers_the_primary_while_it_is_ready(node: Callable) -
     assert answers[-5:] == [set(primary)] * 5, answers
 
 
-def test_second_run_changes_nothing(run_playbook) -> None:
-    recap = run_playbook("dns.yml")
-    assert recap.get(DNS_NODE, {}).get("failed") == 0, recap.output[-4000:]
-    assert recap[DNS_NODE]["changed"] == 0, recap.output[-6000:]
+# Idempotence and check mode of this tier are proven by tests/roles/test_site_idempotence.py (a second
+# site.yml run with changed=0 on every host, and --check --diff with no change): running the tier's
+# playbook again here would repeat them at a minute or more of CI time each.
 
 
 def test_fractional_health_check_timeout_is_refused_before_any_change(run_playbook) -> None:
