@@ -8,6 +8,8 @@ import json
 import re
 import time
 
+import yaml
+
 from puente.lab import ansible, image, inventory, lock, nodes, paths, podman, routing, ssh, stamp, wheelhouse
 from puente.lab.status import collect, render
 from puente.shell import CommandError, run
@@ -193,6 +195,24 @@ def _print_urls(lab: inventory.Lab) -> None:
             flush=True,
         )
         print(f"  curl --cacert {cacert} {url}v1/shipments/ID", flush=True)
+    _print_failover_dns(lab, cacert)
+
+
+def _print_failover_dns(lab: inventory.Lab, cacert: str) -> None:
+    """The name clients use: PowerDNS answers the on-prem gateway while its /readyz is up, else the cloud."""
+    servers = lab.in_group("dns")
+    if not servers or len(lab.sites) < 2:
+        return
+    shared = yaml.safe_load((paths.ROOT / "playbooks" / "group_vars" / "all.yml").read_text()) or {}
+    name = f"api.{shared.get('puente_dns_zone', 'puente.lab')}"
+    server = servers[0].ip
+    print(f"\nThe failover DNS name: {name} (PowerDNS at {server}: PRIMARY on-prem, SECONDARY cloud)")
+    print(f"  dig +short @{server} {name}", flush=True)
+    print(
+        f"  curl --cacert {cacert} --resolve {name}:443:$(dig +short @{server} {name} | head -1) "
+        f"https://{name}/readyz",
+        flush=True,
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> int:
