@@ -218,6 +218,7 @@ def baseline(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
 def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
     _require_lab(topo, needs)
+    _leader_to_primary_site(topo)
     cut = wan_cut(topo)
     fault = Fault(
         "site-failover",
@@ -320,6 +321,23 @@ def failback(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     follows on its own once the primary site's /readyz answers 200 again."""
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
     _require_lab(topo, needs)
+    leader, candidate = _failback_plan(topo)
+    if leader is None:
+        raise preflight.PreflightError(
+            [
+                f"the leader is already on the {topology.PRIMARY_SITE} site: nothing to fail back "
+                "(run `puente drill site-failover` first)"
+            ]
+        )
+    fault = Fault(
+        "failback", lambda: _switchover(topo, leader, candidate), lambda: None, needs, expect_failover=True
+    )
+    return run_drill(topo, opts, fault)
+
+
+def _failback_plan(topo: topology.Topology) -> tuple[str | None, str]:
+    """(current leader, primary-site replica to hand over to), or (None, "") when the leader already is
+    on the primary site. Refuses (PreflightError) when there is no leader or no healthy replica there."""
     try:
         members = cluster.patroni_cluster(topo.db_members)
     except CommandError as exc:
@@ -327,14 +345,9 @@ def failback(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     leader = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
     site_of = {m.name: m.site for m in topo.db_members}
     if leader is None:
-        raise preflight.PreflightError(["no Patroni leader: nothing to fail back from"])
+        raise preflight.PreflightError(["no Patroni leader: the database cluster is not settled"])
     if site_of.get(leader) == topology.PRIMARY_SITE:
-        raise preflight.PreflightError(
-            [
-                f"the leader {leader} is already on the {topology.PRIMARY_SITE} site: nothing to fail back "
-                "(run `puente drill site-failover` first)"
-            ]
-        )
+        return None, ""
     candidates = [
         m["name"]
         for m in members
@@ -342,16 +355,37 @@ def failback(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     ]
     if not candidates:
         raise preflight.PreflightError(
-            [f"no healthy replica on the {topology.PRIMARY_SITE} site to fail back to"]
+            [f"no healthy replica on the {topology.PRIMARY_SITE} site to hand the leader to"]
         )
+    return leader, candidates[0]
+
+
+def _switchover(topo: topology.Topology, leader: str, candidate: str) -> None:
     by_name = {m.name: m for m in topo.db_members}
+    url = f"http://{by_name[leader].ip}:{topology.PATRONI_PORT}/switchover"
+    say(f"switchover {leader} -> {candidate} (POST {url})")
+    cluster._exec(leader, ["python3", "-c", _SWITCHOVER, url, leader, candidate, PATRONI_CONFIG], timeout=90)
 
-    def switchover() -> None:
-        url = f"http://{by_name[leader].ip}:{topology.PATRONI_PORT}/switchover"
-        say(f"switchover {leader} -> {candidates[0]} (POST {url})")
-        cluster._exec(
-            leader, ["python3", "-c", _SWITCHOVER, url, leader, candidates[0], PATRONI_CONFIG], timeout=90
+
+# How long the set-up switchover may take to settle (measured: ~3 s for the switch, 5-30 s for the old
+# leader to stream again as a synchronous standby).
+_SETTLE_SECONDS = 90.0
+
+
+def _leader_to_primary_site(topo: topology.Topology) -> None:
+    """A site-failover drill measures the designed state: the leader on the primary site. After an
+    earlier drill (or a bootstrap that elected a cloud member) it may be elsewhere: hand it back first,
+    without load, and wait until the cluster settled, so the drill's 'old primary fenced' check judges
+    the member that really was cut off."""
+    leader, candidate = _failback_plan(topo)
+    if leader is None:
+        return
+    say(f"the leader {leader} is not on the {topology.PRIMARY_SITE} site: handing it to {candidate} first")
+    _switchover(topo, leader, candidate)
+    view = cluster.wait_settled(topo.db_members, _SETTLE_SECONDS)
+    site_of = {m.name: m.site for m in topo.db_members}
+    now = [m["name"] for m in view if m.get("role") in report.LEADER_ROLES]
+    if len(now) != 1 or site_of.get(now[0]) != topology.PRIMARY_SITE:
+        raise preflight.PreflightError(
+            [f"the switchover to {candidate} did not settle in {_SETTLE_SECONDS:g} s: leader now {now}"]
         )
-
-    fault = Fault("failback", switchover, lambda: None, needs, expect_failover=True)
-    return run_drill(topo, opts, fault)
