@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import os
 import socket
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from puente.lab import paths, podman
 from puente.lab.inventory import Lab, Node, Site
@@ -178,7 +178,16 @@ def _start(name: str) -> bool:
 
 
 def _alive(pid: object) -> bool:
-    return isinstance(pid, int) and pid > 0 and os.path.exists(f"/proc/{pid}")
+    """A live process, not a zombie: a killed conmon/init whose new parent (here PID 1, which is not
+    always a reaping init) has not reaped it yet still has a /proc entry, in state Z."""
+    if not (isinstance(pid, int) and pid > 0):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat[stat.rfind(")") + 2 : stat.rfind(")") + 3]
+    return state not in ("Z", "X", "")
 
 
 def remove_nodes(names: Iterable[str]) -> None:
