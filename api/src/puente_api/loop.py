@@ -9,6 +9,13 @@ import signal
 import threading
 from collections.abc import Callable
 
+import psycopg
+
+from puente_api import db
+from puente_api.brokers import Broker
+from puente_api.brokers import connect as connect_broker
+from puente_api.settings import Settings
+
 # Longest back-off after repeated errors, in seconds.
 MAX_BACKOFF = 10.0
 
@@ -40,3 +47,41 @@ def forever(name: str, once: Callable[[], int], idle_sleep: float, full_batch: i
         if done < full_batch:  # caught up: wait for more work
             stop.wait(idle_sleep)
     log.info("%s stopped", name)
+
+
+def run_with_broker(
+    name: str,
+    settings: Settings,
+    run_once: Callable[[psycopg.Connection, Broker], int],
+    idle_sleep: float,
+    full_batch: int,
+    once: bool = False,
+) -> int:
+    """The relay's and the worker's process: one broker and one database connection, both (re)made
+    inside the loop, so a broker or database that is down at start is retried, not fatal."""
+    broker = connect_broker(settings.broker)
+    conn: psycopg.Connection | None = None
+    declared = False
+
+    def one_batch() -> int:
+        nonlocal conn, declared
+        if not declared:
+            broker.declare()
+            declared = True
+        if conn is None or conn.closed:
+            conn = db.connect(settings)
+        try:
+            return run_once(conn, broker)
+        except psycopg.OperationalError:
+            conn.close()
+            raise
+
+    try:
+        if once:
+            return one_batch()
+        forever(name, one_batch, idle_sleep, full_batch)
+        return 0
+    finally:
+        broker.close()
+        if conn is not None:
+            conn.close()

@@ -14,10 +14,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from puente_api import db
 from puente_api.brokers import Broker, OutboundMessage
-from puente_api.brokers import connect as connect_broker
-from puente_api.loop import forever
+from puente_api.loop import run_with_broker
 from puente_api.settings import Settings
 
 # Rows per transaction: large enough to amortise the commit, small enough that a batch publishes in
@@ -52,30 +50,4 @@ def run_once(conn: psycopg.Connection, broker: Broker, batch_size: int = BATCH_S
 
 
 def run(settings: Settings, once: bool = False) -> int:
-    broker = connect_broker(settings.broker)
-    conn: psycopg.Connection | None = None
-
-    declared = False
-
-    def one_batch() -> int:
-        nonlocal conn, declared
-        if not declared:  # inside the loop: a broker that is down at start is retried, not fatal
-            broker.declare()
-            declared = True
-        if conn is None or conn.closed:
-            conn = db.connect(settings)
-        try:
-            return run_once(conn, broker)
-        except psycopg.OperationalError:
-            conn.close()
-            raise
-
-    try:
-        if once:
-            return one_batch()
-        forever("relay", one_batch, IDLE_SLEEP, BATCH_SIZE)
-        return 0
-    finally:
-        broker.close()
-        if conn is not None:
-            conn.close()
+    return run_with_broker("relay", settings, run_once, IDLE_SLEEP, BATCH_SIZE, once=once)

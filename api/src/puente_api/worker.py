@@ -17,11 +17,9 @@ from typing import Any
 import orjson
 import psycopg
 
-from puente_api import db
 from puente_api.brokers import Broker, Delivery
-from puente_api.brokers import connect as connect_broker
 from puente_api.labels import render_zpl
-from puente_api.loop import forever
+from puente_api.loop import run_with_broker
 from puente_api.settings import Settings
 
 # Messages fetched per receive call (SQS caps it at 10).
@@ -103,30 +101,4 @@ def run_once(conn: psycopg.Connection, broker: Broker, wait_seconds: float = WAI
 
 
 def run(settings: Settings, once: bool = False) -> int:
-    broker = connect_broker(settings.broker)
-    conn: psycopg.Connection | None = None
-
-    declared = False
-
-    def one_batch() -> int:
-        nonlocal conn, declared
-        if not declared:  # inside the loop: a broker that is down at start is retried, not fatal
-            broker.declare()
-            declared = True
-        if conn is None or conn.closed:
-            conn = db.connect(settings)
-        try:
-            return run_once(conn, broker)
-        except psycopg.OperationalError:
-            conn.close()
-            raise
-
-    try:
-        if once:
-            return one_batch()
-        forever("worker", one_batch, IDLE_SLEEP, BATCH_SIZE)
-        return 0
-    finally:
-        broker.close()
-        if conn is not None:
-            conn.close()
+    return run_with_broker("worker", settings, run_once, IDLE_SLEEP, BATCH_SIZE, once=once)
