@@ -131,7 +131,7 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str, remove_orphans: bo
         labels = c.get("Labels") or {}
         if remove_orphans and labels.get(f"{paths.LABEL}.site") in sites and name not in lab.nodes:
             print(f"node {name} is no longer in the inventory: removing it", flush=True)
-            podman.podman("rm", "--force", "--time", "5", name)
+            podman.remove(name)
     current = {c["Name"]: c for c in podman.inspect("container", [n.name for n in nodes])}
     for node in nodes:
         args = run_args(node, image)
@@ -165,7 +165,7 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str, remove_orphans: bo
                 )
             else:
                 print(f"node {node.name}: image, settings or SSH key changed: recreating", flush=True)
-            podman.podman("rm", "--force", "--time", "5", node.name)
+            podman.remove(node.name)
         podman.podman(
             "run", "--label", f"{paths.LABEL}.spec={spec}", "--label", f"{paths.LABEL}.key={key}", *args
         )
@@ -191,9 +191,7 @@ def _alive(pid: object) -> bool:
 
 
 def remove_nodes(names: Iterable[str]) -> None:
-    names = list(names)
-    if names:
-        podman.podman("rm", "--force", "--time", "5", *names)
+    podman.remove(*names)
 
 
 def _ssh_banner(ip: str) -> bool:

@@ -21,6 +21,20 @@ def podman(*args: str | Path, capture: bool = False, quiet: bool = False, check:
     return proc.stdout or ""
 
 
+def remove(*names: str) -> None:
+    """``podman rm --force`` the containers ``names``.
+
+    A container whose conmon was killed (its session ended) makes the first ``rm`` fail after waiting for
+    the exit file conmon never writes; that attempt moves podman's record to "stopped", so a second
+    ``rm`` succeeds. The retry is printed like every other step."""
+    if not names:
+        return
+    if run(["podman", "rm", "--force", "--time", "5", *names], env=env(), check=False).returncode == 0:
+        return
+    print("podman could not stop every container (its conmon is gone): removing them again", flush=True)
+    podman("rm", "--force", "--ignore", "--time", "0", *names)
+
+
 def exists(kind: str, name: str) -> bool:
     """``podman image|network|container exists`` (quiet: it is a probe, not a step)."""
     return (
