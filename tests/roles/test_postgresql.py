@@ -180,6 +180,24 @@ def test_row_written_on_leader_is_read_on_replica(node, psql) -> None:
         psql(primary, "DROP TABLE IF EXISTS puente_role_check")
 
 
+def test_acknowledged_commit_is_already_visible_on_the_sync_standby(node, psql) -> None:
+    """synchronous_commit = remote_apply: the commit returns after the standby replayed it, so a read there
+    right after (no waiting) sees it — what the other site's reads rely on during and after a failover."""
+    wait_for(lambda: healthy_sync_cluster(node), 90, "one leader + a synchronous standby, all running")
+    primary = leader(node)
+    assert psql(primary, "SHOW synchronous_commit") == "remote_apply"
+    query = "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'"
+    standby = psql(primary, query)
+    assert standby in DB_NODES, standby
+    token = uuid.uuid4().hex
+    psql(primary, "CREATE TABLE IF NOT EXISTS puente_apply_check (token text PRIMARY KEY)")
+    try:
+        psql(primary, f"INSERT INTO puente_apply_check VALUES ('{token}')")
+        assert psql(standby, f"SELECT count(*) FROM puente_apply_check WHERE token = '{token}'") == "1"
+    finally:
+        psql(primary, "DROP TABLE IF EXISTS puente_apply_check")
+
+
 # --- authentication and TLS ------------------------------------------------------------------------
 
 
