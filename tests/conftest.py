@@ -87,8 +87,21 @@ def lab():
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
         )  # fmt: skip
         if proc.returncode != 0:
-            pytest.fail(f"`puente lab up` failed ({proc.returncode}):\n{proc.stdout[-8000:]}", pytrace=False)
+            pytest.fail(
+                f"`puente lab up` failed ({proc.returncode}):\n{failure_excerpt(proc.stdout)}", pytrace=False
+            )
     return inventory.load()
+
+
+def failure_excerpt(output: str, tail: int = 6000) -> str:
+    """The failed tasks of a playbook run (``fatal:``/``failed:`` and what follows) and the recap, then the
+    end of the output: the tail alone is mostly the timing table."""
+    lines = output.splitlines()
+    picked: list[str] = []
+    for i, line in enumerate(lines):
+        if line.startswith(("fatal:", "failed:")) or "PLAY RECAP" in line:
+            picked += [*lines[max(i - 3, 0) : i + 40], "..."]
+    return "\n".join([*picked[:400], "--- end of the output ---", output[-tail:]])
 
 
 @pytest.fixture(scope="session")
