@@ -21,6 +21,7 @@ from puente_api.readiness import Readiness
 from puente_api.routes import WRITE_BODIES, router
 from puente_api.settings import Settings
 from puente_api.state import AppState
+from puente_api.writes import WriteRoutes
 
 log = logging.getLogger("puente_api.app")
 
@@ -100,13 +101,13 @@ def create_app(settings: Settings | None = None, configure_logging: bool = True)
     problems.install(app)
     app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return Edge(app, settings.max_body_bytes)
+    return Edge(WriteRoutes(app), settings.max_body_bytes)
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI document without serving anything (for tests and docs)."""
     edge = create_app(settings, configure_logging=False)
-    assert isinstance(edge, Edge)
-    fastapi_app = edge.app
+    assert isinstance(edge, Edge) and isinstance(edge.app, WriteRoutes)
+    fastapi_app = edge.app.app
     assert isinstance(fastapi_app, FastAPI)
     return fastapi_app.openapi()

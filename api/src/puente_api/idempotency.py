@@ -38,7 +38,7 @@ from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from puente_api import metrics
+from puente_api import db, metrics
 from puente_api.problems import Problem
 
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -213,7 +213,7 @@ async def _fast_path(pool: AsyncConnectionPool, params: dict[str, Any]) -> tuple
     it was pooled) is simply retried once on a fresh one instead of failing the request."""
     for attempt in (1, 2):
         try:
-            async with pool.connection() as conn:
+            async with db.connection(pool) as conn:
                 return await (await conn.execute(_LOOKUP, params)).fetchone()
         except psycopg.OperationalError:
             if attempt == 2:
@@ -266,7 +266,7 @@ async def execute(
     row = await _fast_path(pool, params)
     if row is not None and not row[4]:
         return _replay(scope, row)
-    async with pool.connection() as conn:
+    async with db.connection(pool) as conn:
         tx = Tx(conn)
         try:
             await tx.cursor.execute(_BEGIN_LOCK_LOOKUP, params)
@@ -344,7 +344,7 @@ async def execute_gated(
     }
     sql = _GATED.format(ctes=write.ctes, pause=_PAUSE if pause_after_lock else "")
     try:
-        async with pool.connection() as conn:
+        async with db.connection(pool) as conn:
             row = await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type]
     except psycopg.errors.UniqueViolation:
         row = await _fast_path(pool, params)

@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from puente_api import db
 from puente_api.brokers import Broker, BrokerError
 from puente_api.brokers import connect as connect_broker
 from puente_api.problems import DATABASE_ERRORS, unavailable
@@ -32,7 +33,7 @@ class Readiness:
 
     async def database(self) -> str | None:
         try:
-            async with asyncio.timeout(CHECK_TIMEOUT), self.pool.connection(timeout=CHECK_TIMEOUT) as conn:
+            async with asyncio.timeout(CHECK_TIMEOUT), db.connection(self.pool, CHECK_TIMEOUT) as conn:
                 cur = await conn.execute(
                     "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
                 )
@@ -94,7 +95,7 @@ class Readiness:
         balancers and the failover DNS keep sending clients here: reads are served, writes get 503 +
         Retry-After (database-read-only), and the plain /readyz keeps saying why writes are refused."""
         try:
-            async with asyncio.timeout(CHECK_TIMEOUT), self.pool.connection(timeout=CHECK_TIMEOUT) as conn:
+            async with asyncio.timeout(CHECK_TIMEOUT), db.connection(self.pool, CHECK_TIMEOUT) as conn:
                 cur = await conn.execute("SELECT pg_is_in_recovery()")
                 row = await cur.fetchone()
         except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes

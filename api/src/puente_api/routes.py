@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.responses import Response
 
-from puente_api import idempotency, metrics, shipments
-from puente_api.idempotency import REPLAY_HEADER, Outcome, Scope
+from puente_api import db, idempotency, metrics, shipments, writes
+from puente_api.idempotency import Outcome
 from puente_api.models import Event, EventCreate, Shipment, ShipmentCreate, ShipmentDetail, ShipmentPage
-from puente_api.problems import Problem, validation_problem
+from puente_api.problems import Problem
 from puente_api.state import AppState
 
 router = APIRouter()
-M = TypeVar("M", bound=BaseModel)
 
 _PROBLEM = {"description": "Problem details (RFC 9457)"}
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -76,33 +75,19 @@ def _write_doc(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def _read_write(request: Request, model: type[M]) -> tuple[str, str, M]:
-    """The client, the key and the validated body of an idempotent write, in that order."""
-    keys = request.headers.getlist("idempotency-key")
-    if len(keys) > 1:
-        raise Problem(
-            400,
-            "idempotency-key-malformed",
-            "Send exactly one Idempotency-Key header.",
-            title="Idempotency-Key is malformed",
-        )
-    key = idempotency.parse_key(keys[0] if keys else None)
-    client = idempotency.parse_client(request.headers.get("x-client-id"))
-    try:
-        payload = model.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise validation_problem(exc.errors(include_url=False), prefix=("body",)) from None
-    return client, key, payload
-
-
 def _respond(outcome: Outcome) -> Response:
     stored = outcome.response
-    headers = dict(stored.headers)
-    if outcome.replayed:
-        headers[REPLAY_HEADER] = "true"
-    return Response(stored.body, stored.status, headers=headers, media_type=stored.media_type)
+    return Response(
+        stored.body, stored.status, headers=writes.response_headers(outcome), media_type=stored.media_type
+    )
 
 
+def _write_headers(request: Request) -> tuple[list[str], str | None]:
+    return request.headers.getlist("idempotency-key"), request.headers.get("x-client-id")
+
+
+# The two writes: served by writes.WriteRoutes before FastAPI sees them; declared here for the
+# OpenAPI document (and so that this router alone serves them the same way).
 @router.post(
     "/v1/shipments",
     status_code=201,
@@ -113,19 +98,8 @@ def _respond(outcome: Outcome) -> Response:
     openapi_extra=_write_doc(ShipmentCreate),
 )
 async def create_shipment(request: Request) -> Response:
-    st = state(request)
-    client, key, payload = await _read_write(request, ShipmentCreate)
-    path = request.url.path
-    doc = payload.model_dump(mode="json")
-    scope = Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, doc))
-    outcome = await idempotency.execute_gated(
-        st.pool,
-        scope,
-        lambda: shipments.create(client, doc),
-        st.settings.idempotency_ttl_seconds,
-        st.settings.test_pause_after_lock,
-        st.settings.test_pause_after_commit,
-    )
+    keys, client = _write_headers(request)
+    outcome = await writes.create_shipment(state(request), keys, client, request.body, request.url.path)
     return _respond(outcome)
 
 
@@ -139,19 +113,9 @@ async def create_shipment(request: Request) -> Response:
     openapi_extra=_write_doc(EventCreate),
 )
 async def add_event(request: Request, shipment_id: UUID) -> Response:
-    st = state(request)
-    client, key, payload = await _read_write(request, EventCreate)
-    path = request.url.path
-    scope = Scope(
-        client, key, "POST", path, idempotency.fingerprint("POST", path, payload.model_dump(mode="json"))
-    )
-    outcome = await idempotency.execute(
-        st.pool,
-        scope,
-        lambda tx: shipments.add_event(tx, shipment_id, payload, path),
-        st.settings.idempotency_ttl_seconds,
-        st.settings.test_pause_after_lock,
-        st.settings.test_pause_after_commit,
+    keys, client = _write_headers(request)
+    outcome = await writes.add_event(
+        state(request), shipment_id, keys, client, request.body, request.url.path
     )
     return _respond(outcome)
 
@@ -164,7 +128,7 @@ async def add_event(request: Request, shipment_id: UUID) -> Response:
     tags=["shipments"],
 )
 async def get_shipment(request: Request, shipment_id: UUID) -> Response:
-    async with state(request).pool.connection() as conn:
+    async with db.connection(state(request).pool) as conn:
         doc = await shipments.get(conn, shipment_id)
     if doc is None:
         raise Problem(404, "not-found", f"No shipment {shipment_id}.")
@@ -185,7 +149,7 @@ async def list_shipments(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    async with state(request).pool.connection() as conn:
+    async with db.connection(state(request).pool) as conn:
         doc = await shipments.page(conn, cursor, limit)
     return Response(orjson.dumps(doc), media_type="application/json")
 

@@ -30,7 +30,8 @@ set_json_dumps(orjson.dumps)
 # instead of running on to COMMIT.
 CLIENT_CONNECTION_CHECK_INTERVAL = 1000
 
-_OPTIONS = (
+# Session settings of every connection the API and its processes open (bench/ runs pgbench with them).
+OPTIONS = (
     f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT} -c lock_timeout={LOCK_TIMEOUT}"
     f" -c client_connection_check_interval={CLIENT_CONNECTION_CHECK_INTERVAL}"
 )
@@ -42,7 +43,7 @@ def schema_sql() -> str:
 
 def connect(settings: Settings, autocommit: bool = True) -> psycopg.Connection:
     """A plain connection for the background processes (relay, worker, reaper, migrate)."""
-    return psycopg.connect(settings.conninfo, autocommit=autocommit, options=_OPTIONS)
+    return psycopg.connect(settings.conninfo, autocommit=autocommit, options=OPTIONS)
 
 
 def migrate(settings: Settings) -> str | None:
@@ -65,25 +66,55 @@ def migrate(settings: Settings) -> str | None:
     return version
 
 
-async def _drop_standby_session(conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
-    """Pool ``reset`` hook: a session opened on a hot standby (HAProxy sends sessions to the synchronous
-    standby while no leader is up, for reads) is not kept, so the next checkout reconnects through the
-    load balancer and reaches the leader as soon as there is one. A standby that gets promoted reports
-    ``in_hot_standby=off`` to its sessions (PostgreSQL 14+), which are then kept."""
-    if conn.info.parameter_status("in_hot_standby") == "on":
-        raise psycopg.OperationalError("session on a hot standby: not returned to the pool")
+def _on_standby(conn: psycopg.AsyncConnection) -> bool:  # type: ignore[type-arg]
+    return conn.info.parameter_status("in_hot_standby") == "on"
+
+
+class Checkout:
+    """``async with db.connection(pool) as conn``: see :func:`connection`."""
+
+    __slots__ = ("conn", "pool", "timeout")
+
+    def __init__(self, pool: AsyncConnectionPool, timeout: float | None) -> None:
+        self.pool = pool
+        self.timeout = timeout
+
+    async def __aenter__(self) -> psycopg.AsyncConnection:  # type: ignore[type-arg]
+        self.conn = await self.pool.getconn(self.timeout)
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn = self.conn
+        if not conn.closed and conn.info.parameter_status("in_hot_standby") == "on":
+            await conn.close()
+        await self.pool.putconn(conn)
+
+
+def connection(pool: AsyncConnectionPool, timeout: float | None = None) -> Checkout:
+    """A pooled connection for one use; every user of the API's pool takes connections through this.
+
+    A session opened on a hot standby (HAProxy sends sessions to the synchronous standby while no
+    leader is up, for reads) is closed when it comes back instead of being kept, so the next checkout
+    reconnects through the load balancer and reaches the leader as soon as there is one (the pool
+    replaces the closed one). A standby that gets promoted reports ``in_hot_standby=off`` to its
+    sessions (PostgreSQL 14+), which are then kept.
+
+    It is ``pool.connection()`` without that context manager's per-use costs: no ``reset`` callback
+    (the pool runs one in a background task for every connection returned), no commit on exit (the
+    connections are in autocommit; one returned inside a transaction is rolled back by the pool)."""
+    return Checkout(pool, timeout)
 
 
 def make_pool(settings: Settings) -> AsyncConnectionPool:
     """The API's pool; opened by the app's lifespan without waiting, so the API starts (and answers
-    503) while the database is down, and heals when it comes back."""
+    503) while the database is down, and heals when it comes back. Take connections with
+    :func:`connection`."""
     return AsyncConnectionPool(
         settings.conninfo,
         min_size=min(2, settings.db_pool_size),
         max_size=settings.db_pool_size,
-        kwargs={"autocommit": True, "options": _OPTIONS},
+        kwargs={"autocommit": True, "options": OPTIONS},
         timeout=POOL_TIMEOUT,
-        reset=_drop_standby_session,
         open=False,
         name="puente-api",
     )
