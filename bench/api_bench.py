@@ -33,8 +33,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "api"))  # the throwaway-server helpers the API tests use
 
+import orjson  # noqa: E402
 from api_servers import PG_BIN, APIServer, Postgres, free_port, postgres  # noqa: E402
-from puente_api import idempotency, shipments  # noqa: E402
+from puente_api import db, idempotency, shipments  # noqa: E402
+from puente_api.models import ShipmentCreate  # noqa: E402
 
 SHIPMENT = {
     "sender": {
@@ -57,38 +59,49 @@ SHIPMENT = {
 REPLAY_KEYS = 200  # keys created before the replay run; wrk cycles through them
 
 
-def _sql_literal(value: object) -> str:
-    return "'" + json.dumps(value).replace("'", "''") + "'"
-
-
-def pgbench_script() -> str:
-    """The create endpoint's one statement (idempotency.execute_gated over shipments.CREATE_CTES),
-    its parameters replaced by literals and pgbench variables (a new key per transaction)."""
-    full = {"phone": None}
+def pgbench_script() -> tuple[str, dict[str, str]]:
+    """What the create endpoint sends the database for one create, as a pgbench script: the key lookup
+    (idempotency._LOOKUP, outside any transaction), then the one statement that writes
+    (idempotency._GATED over shipments.CREATE_CTES) -- a new key per transaction. pgbench prepares
+    both (-M prepared), as psycopg does; the JSON documents and the stored response are parameters
+    (pgbench -D variables, the very values the API sends for SHIPMENT), so PostgreSQL parses them per
+    transaction as it does the API's. Returns the script and the -D variables."""
+    doc = ShipmentCreate.model_validate(SHIPMENT).model_dump(mode="json")
+    write = shipments.create("bench", doc)
+    variables = {
+        "fingerprint": idempotency.fingerprint("POST", "/v1/shipments", doc),
+        "headers": orjson.dumps(write.response.headers).decode(),
+        "body": write.response.body.decode(),
+        "sender": orjson.dumps(doc["sender"]).decode(),
+        "recipient": orjson.dumps(doc["recipient"]).decode(),
+        "parcels": orjson.dumps(doc["parcels"]).decode(),
+    }
     values = {
         "client": "'bench'",
         "key": "('k-' || :client_id || '-' || :n)",
         "ttl": "86400",
         "method": "'POST'",
         "path": "'/v1/shipments'",
-        "fingerprint": "repeat('f', 64)",
+        "fingerprint": ":fingerprint",
         "code": "201",
-        "headers": "'{}'::jsonb",
-        "body": _sql_literal({"id": "00000000-0000-0000-0000-000000000000", **SHIPMENT}),
+        "headers": ":headers::jsonb",
+        "body": ":body",
         "id": "gen_random_uuid()",
         "service": "'express'",
         "reference": "NULL",
-        "sender": _sql_literal({**SHIPMENT["sender"], **full}) + "::jsonb",  # type: ignore[dict-item]
-        "recipient": _sql_literal({**SHIPMENT["recipient"], **full}) + "::jsonb",  # type: ignore[dict-item]
-        "parcels": _sql_literal(SHIPMENT["parcels"]) + "::jsonb",
+        "sender": ":sender::jsonb",
+        "recipient": ":recipient::jsonb",
+        "parcels": ":parcels::jsonb",
         "topic": "'shipment.created'",
         "now": "now()",
     }
-    sql = idempotency._GATED.format(ctes=shipments.CREATE_CTES, pause="")
-    for name, literal in values.items():
-        sql = sql.replace(f"%({name})s", literal)
-    assert "%(" not in sql, sql
-    return "\\set n random(1, 1000000000000)\n" + " ".join(sql.split()) + ";\n"
+    lines = ["\\set n random(1, 1000000000000)"]
+    for sql in (idempotency._LOOKUP, idempotency._GATED.format(ctes=shipments.CREATE_CTES, pause="")):
+        for name, literal in values.items():
+            sql = sql.replace(f"%({name})s", literal)
+        assert "%(" not in sql, sql
+        lines.append(" ".join(sql.split()) + ";")
+    return "\n".join(lines) + "\n", variables
 
 
 def _tree_cpu(root_pid: int) -> float:
@@ -135,14 +148,16 @@ class CPUMeter:
 
 def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> tuple[float, int]:
     script = workdir / "create.sql"
-    script.write_text(pgbench_script())
+    sql, variables = pgbench_script()
+    script.write_text(sql)
     script.chmod(0o644)
     out = subprocess.run(
         [
             PG_BIN / "pgbench",
             "-n",
             "-M",
-            "simple",
+            "prepared",
+            *(f"-D{name}={value}" for name, value in variables.items()),
             "-c",
             str(clients),
             "-j",
@@ -159,6 +174,8 @@ def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> tupl
             pg.user,
             "bench",
         ],
+        # the API's session settings (statement guard rails), so both run under the same ones
+        env={**os.environ, "PGOPTIONS": db.OPTIONS},
         check=True,
         capture_output=True,
         text=True,
