@@ -3,6 +3,7 @@ Retry-After problem+json (never a bare 500) and /readyz says why, naming the sit
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -92,3 +93,33 @@ def test_broker_down_fails_readyz_but_writes_go_on(
         r = c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
         assert r.status_code == 201
         assert r.json()["label_status"] == "pending"
+
+
+def test_read_readiness_rides_out_a_database_blip_then_reports_it(
+    server_factory: list[APIServer], api_env: dict[str, str]
+) -> None:
+    """The read grace: a database that answered a moment ago and now does not (a leader on the far side
+    of a WAN cut, until HAProxy moves sessions to the standby) keeps the site in rotation for reads,
+    saying so; one that stays away is reported once the grace is over."""
+    from api_servers import postgres
+
+    grace = 4.0
+    with postgres() as own:
+        env = make_env(own.create_database("puente_blip"), api_env["PUENTE_BROKER_URL"])
+        env["PUENTE_READ_READY_GRACE_SECONDS"] = str(grace)
+        migrate(env)
+        server = serve(server_factory, env)
+        client = httpx.Client(base_url=server.base_url, timeout=30)
+        first = client.get("/readyz", params={"scope": "read"})
+        assert first.status_code == 200 and first.json()["database"] == "ok", first.text
+    # the database is gone now (stopped with -m immediate when its context closed)
+    try:
+        during = client.get("/readyz", params={"scope": "read"})
+        assert during.status_code == 200, during.text
+        assert during.json()["database"] == "unconfirmed" and "read grace" in during.json()["reason"]
+        assert_unavailable(client.get("/readyz"))  # writes are never graced
+        time.sleep(grace + 0.5)
+        after = assert_unavailable(client.get("/readyz", params={"scope": "read"}))
+        assert any("database unreachable" in str(r) for r in after["reasons"])  # type: ignore[attr-defined]
+    finally:
+        client.close()

@@ -18,6 +18,9 @@ from puente_api.settings import Settings
 
 # Seconds a check may take before it counts as failed: load balancers poll every second or two.
 CHECK_TIMEOUT = 2.0
+# Seconds a read check may take while the site is inside its read grace (below): a blackholed session
+# must not hold the load balancer's or the DNS's probe until it times out.
+GRACE_CHECK_TIMEOUT = 0.5
 # Seconds a broker check result is reused: opening an AMQP connection per probe would load the broker.
 BROKER_CACHE_SECONDS = 5.0
 
@@ -29,6 +32,7 @@ class Readiness:
     _broker: Broker | None = None
     _broker_checked: float = 0.0
     _broker_error: str | None = "not checked yet"
+    _read_ok_at: float | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def database(self) -> str | None:
@@ -93,20 +97,47 @@ class Readiness:
         """``GET /readyz?scope=read``: can this site serve READS? The database answers, writable or a
         hot standby. While a site's leader is gone and its synchronous standby not yet promoted, load
         balancers and the failover DNS keep sending clients here: reads are served, writes get 503 +
-        Retry-After (database-read-only), and the plain /readyz keeps saying why writes are refused."""
+        Retry-After (database-read-only), and the plain /readyz keeps saying why writes are refused.
+
+        Read grace (``PUENTE_READ_READY_GRACE_SECONDS``, 4 s): when the database answered less than that
+        long ago, a failed check (given only GRACE_CHECK_TIMEOUT) still answers ready, saying
+        ``"database": "unconfirmed"``. That is the window in which the site's HAProxy notices an
+        unreachable leader (a WAN cut: ``fall`` x connect timeout) and moves sessions to the synchronous
+        standby. Without it every API node of the surviving site fails its check in that window, its
+        HAProxy and the failover DNS take the whole site out, and need ``rise`` checks to take it back:
+        the site that should carry the load is the one pulled from DNS (measured: reads back after
+        ~10.7 s instead of ~4 s). Route 53's failure threshold and Kubernetes' failureThreshold are the
+        same idea; PowerDNS 4.7's LUA checks have none. A database that stays away is reported after
+        the grace, as before; one that never answered is never in grace."""
+        now = time.monotonic()
+        in_grace = (
+            self._read_ok_at is not None and now - self._read_ok_at < self.settings.read_ready_grace_seconds
+        )
+        timeout = GRACE_CHECK_TIMEOUT if in_grace else CHECK_TIMEOUT
         try:
-            async with asyncio.timeout(CHECK_TIMEOUT), db.connection(self.pool, CHECK_TIMEOUT) as conn:
+            async with asyncio.timeout(timeout), db.connection(self.pool, timeout) as conn:
                 cur = await conn.execute("SELECT pg_is_in_recovery()")
                 row = await cur.fetchone()
         except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes
+            reason = f"database unreachable: {type(exc).__name__}"
+            if in_grace and self._read_ok_at is not None:
+                return {
+                    "status": "ready",
+                    "scope": "read",
+                    "site": self.settings.site,
+                    "role": self.settings.site_role,
+                    "database": "unconfirmed",
+                    "reason": f"{reason}; it answered {now - self._read_ok_at:.1f} s ago (read grace)",
+                }
             raise unavailable(
-                f"This site cannot serve reads: database unreachable: {type(exc).__name__}.",
+                f"This site cannot serve reads: {reason}.",
                 slug="not-ready",
                 site=self.settings.site,
                 role=self.settings.site_role,
-                reasons=[f"database unreachable: {type(exc).__name__}"],
+                reasons=[reason],
             ) from None
         assert row is not None
+        self._read_ok_at = time.monotonic()
         return {
             "status": "ready",
             "scope": "read",

@@ -51,6 +51,8 @@ class Settings:
     max_body_bytes: int = 65536
     log_level: str = "INFO"
     db_pool_size: int = 10
+    # /readyz?scope=read stays ready this long after the database last answered (see readiness.py).
+    read_ready_grace_seconds: float = 4.0
     # Test-only hooks (never set in production): seconds the write path sleeps after it took the
     # key's lock inside the open transaction, or right after COMMIT, so a test can kill -9 the process
     # at exactly that point.
@@ -86,10 +88,10 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str) -> float:
+def _float(env: Mapping[str, str], name: str, default: float = 0.0) -> float:
     raw = env.get(name, "").strip()
     if not raw:
-        return 0.0
+        return default
     try:
         value = float(raw)
     except ValueError:
@@ -184,6 +186,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "PUENTE_MAX_BODY_BYTES", 65536, 1024, 10 * 1024 * 1024),
         log_level=level,
         db_pool_size=_int(env, "PUENTE_DB_POOL_SIZE", 10, 1, 200),
+        read_ready_grace_seconds=_float(env, "PUENTE_READ_READY_GRACE_SECONDS", 4.0),
         test_pause_after_lock=_float(env, "PUENTE_TEST_PAUSE_AFTER_LOCK_SECONDS"),
         test_pause_after_commit=_float(env, "PUENTE_TEST_PAUSE_AFTER_COMMIT_SECONDS"),
     )
