@@ -19,7 +19,7 @@ _SCHEMA: dict[str, set[str]] = {
 }
 # Optional: values for PowerDNS only (the lab's failover DNS has no Route 53 minimums). Validated here so
 # a typo fails the stack too, never used by it: Route 53 keeps record.ttl and health_check.interval_seconds.
-_OPTIONAL: dict[str, set[str]] = {"powerdns": {"ttl", "interval_seconds"}}
+_OPTIONAL: dict[str, set[str]] = {"powerdns": {"ttl", "interval_seconds", "timeout_seconds"}}
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ def parse(data: Any, source: str = str(POLICY_FILE)) -> FailoverPolicy:
             _int(problems, f"{source}: {name}.ttl", section["ttl"], 1, 86400)
         if "interval_seconds" in section:
             _int(problems, f"{source}: {name}.interval_seconds", section["interval_seconds"], 1, 60)
+        if "timeout_seconds" in section:
+            # integer, as health_check.timeout_seconds: PowerDNS reads a fraction as no timeout at all
+            _int(problems, f"{source}: {name}.timeout_seconds", section["timeout_seconds"], 1, 10)
     rec, hc = sections["record"], sections["health_check"]
     if rec.get("type", "A") != "A":
         problems.append(f"{source}: record.type: only A is supported, got {rec.get('type')!r}")

@@ -17,7 +17,7 @@ def _policy() -> dict[str, Any]:
 
 def test_route53_keeps_its_own_values_whatever_powerdns_says() -> None:
     data = _policy()
-    data["powerdns"] = {"ttl": 1, "interval_seconds": 1}
+    data["powerdns"] = {"ttl": 1, "interval_seconds": 1, "timeout_seconds": 1}
     policy = failover.parse(data)
     assert (policy.ttl, policy.interval_seconds) == (
         data["record"]["ttl"],
@@ -37,6 +37,7 @@ def test_the_section_is_optional() -> None:
     [
         ({"ttl": 0.5}, "powerdns.ttl: must be an integer"),
         ({"interval_seconds": 0}, "powerdns.interval_seconds: must be between 1 and 60"),
+        ({"timeout_seconds": 0.5}, "powerdns.timeout_seconds: must be an integer"),
         ({"timeout": 1}, "powerdns.timeout: unknown field"),
         ([1], "powerdns: must be a mapping"),
     ],
