@@ -86,6 +86,9 @@ def lab():
             [str(REPO / ".venv" / "bin" / "puente"), "lab", "up", "--converge"], cwd=REPO, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
         )  # fmt: skip
+        log = REPO / ".cache" / "lab" / "lab-up.log"  # what the fixture did, kept for the curious
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(proc.stdout)
         if proc.returncode != 0:
             pytest.fail(
                 f"`puente lab up` failed ({proc.returncode}):\n{failure_excerpt(proc.stdout)}", pytrace=False
