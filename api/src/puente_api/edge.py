@@ -109,21 +109,21 @@ class Edge:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             route_path = getattr(route, "path", "unmatched")
-            metrics.REQUESTS.labels(method, route_path, str(state["status"])).inc()
-            metrics.LATENCY.labels(method, route_path).observe(elapsed)
-            access.info(
-                "%s %s %s",
-                method,
-                path,
-                state["status"],
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": state["status"],
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "client_id": headers.get(b"x-client-id", b"").decode("latin-1")[:64] or None,
-                },
-            )
+            metrics.observe_request(method, route_path, state["status"], elapsed)
+            if access.isEnabledFor(logging.INFO):
+                access.info(
+                    "%s %s %s",
+                    method,
+                    path,
+                    state["status"],
+                    extra={
+                        "method": method,
+                        "path": path,
+                        "status": state["status"],
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client_id": headers.get(b"x-client-id", b"").decode("latin-1")[:64] or None,
+                    },
+                )
             logs.request_id.reset(token)
 
     def _too_large(self) -> Problem:

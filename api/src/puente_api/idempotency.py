@@ -36,7 +36,6 @@ import orjson
 import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from puente_api import db, metrics
 from puente_api.problems import Problem
@@ -107,7 +106,9 @@ def parse_key(raw: str | None) -> str:
             "Idempotency-Key must be a single structured-field string: printable ASCII in double quotes.",
             title="Idempotency-Key is malformed",
         )
-    key = re.sub(r"\\([\"\\])", r"\1", match.group(1))
+    key = match.group(1)
+    if "\\" in key:
+        key = re.sub(r"\\([\"\\])", r"\1", key)
     if not KEY_MIN_LENGTH <= len(key) <= KEY_MAX_LENGTH:
         raise Problem(
             400,
@@ -183,7 +184,7 @@ VALUES (%(client)s, %(key)s, %(method)s, %(path)s, %(fingerprint)s, %(code)s, %(
 def _replay(scope: Scope, row: tuple[Any, ...]) -> Outcome:
     stored_fingerprint, code, headers, body, _expired = row
     if stored_fingerprint != scope.fingerprint:
-        metrics.IDEMPOTENCY.labels("mismatch").inc()
+        metrics.idempotency_outcome("mismatch")
         raise Problem(
             422,
             "idempotency-key-reused",
@@ -191,13 +192,13 @@ def _replay(scope: Scope, row: tuple[Any, ...]) -> Outcome:
             "Use a new key for a new request.",
             title="Idempotency-Key is already used",
         )
-    metrics.IDEMPOTENCY.labels("replayed").inc()
+    metrics.idempotency_outcome("replayed")
     media = "application/problem+json" if code >= 400 else "application/json"
     return Outcome(StoredResponse(code, body.encode(), dict(headers), media), replayed=True)
 
 
 def _in_flight() -> Problem:
-    metrics.IDEMPOTENCY.labels("conflict").inc()
+    metrics.idempotency_outcome("conflict")
     return Problem(
         409,
         "idempotency-key-in-flight",
@@ -207,14 +208,16 @@ def _in_flight() -> Problem:
     )
 
 
-async def _fast_path(pool: AsyncConnectionPool, params: dict[str, Any]) -> tuple[Any, ...] | None:
+async def _fast_path(pool: db.Pool, params: dict[str, Any]) -> tuple[Any, ...] | None:
     """Look the key up outside any transaction: a finished key row never changes until it is reaped.
     A read with no effect, so a connection found broken here (database restarted or failed over since
     it was pooled) is simply retried once on a fresh one instead of failing the request."""
     for attempt in (1, 2):
         try:
             async with db.connection(pool) as conn:
-                return await (await conn.execute(_LOOKUP, params)).fetchone()
+                cursor = conn.shared_cursor()
+                await cursor.execute(_LOOKUP, params)
+                return await cursor.fetchone()
         except psycopg.OperationalError:
             if attempt == 2:
                 raise
@@ -250,7 +253,7 @@ WriteAction = Callable[[Tx], Awaitable[StoredResponse]]
 
 
 async def execute(
-    pool: AsyncConnectionPool,
+    pool: db.Pool,
     scope: Scope,
     action: WriteAction,
     ttl_seconds: int,
@@ -303,14 +306,14 @@ async def execute(
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     await conn.rollback()
-    metrics.IDEMPOTENCY.labels("executed").inc()
+    metrics.idempotency_outcome("executed")
     if pause_after_commit:
         await asyncio.sleep(pause_after_commit)  # test hook: kill -9 after COMMIT, before the reply
     return Outcome(response, replayed=False)
 
 
 async def execute_gated(
-    pool: AsyncConnectionPool,
+    pool: db.Pool,
     scope: Scope,
     build: Callable[[], GatedWrite],
     ttl_seconds: int,
@@ -345,7 +348,9 @@ async def execute_gated(
     sql = _GATED.format(ctes=write.ctes, pause=_PAUSE if pause_after_lock else "")
     try:
         async with db.connection(pool) as conn:
-            row = await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type]
+            cursor = conn.shared_cursor()
+            await cursor.execute(sql, params)  # type: ignore[arg-type]
+            row = await cursor.fetchone()
     except psycopg.errors.UniqueViolation:
         row = await _fast_path(pool, params)
         if row is None:
@@ -361,7 +366,7 @@ async def execute_gated(
         return _replay(scope, row[:5])
     if not locked:
         raise _in_flight()
-    metrics.IDEMPOTENCY.labels("executed").inc()
+    metrics.idempotency_outcome("executed")
     if pause_after_commit:
         await asyncio.sleep(pause_after_commit)  # test hook: kill -9 after COMMIT, before the reply
     return Outcome(write.response, replayed=False)

@@ -7,6 +7,7 @@ then points PROMETHEUS_MULTIPROC_DIR at a fresh directory and /metrics aggregate
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,6 +32,29 @@ IDEMPOTENCY = Counter(
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# The labelled children of the request metrics, looked up once per (method, route, status):
+# ``labels()`` takes the metric's lock and validates the labels every time.
+# (Made on first use, in the process that serves: with several workers, each child's value lives in a
+# file of that worker's pid.)
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_OUTCOME_CHILDREN: dict[str, Any] = {}
+
+
+def idempotency_outcome(outcome: str) -> None:
+    children = _OUTCOME_CHILDREN.get(outcome)
+    if children is None:
+        children = _OUTCOME_CHILDREN[outcome] = IDEMPOTENCY.labels(outcome)
+    children.inc()
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    children = _REQUEST_CHILDREN.get((method, route, status))
+    if children is None:
+        children = (REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route))
+        _REQUEST_CHILDREN[(method, route, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def render() -> bytes:

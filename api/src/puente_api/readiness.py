@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from puente_api import db
 from puente_api.brokers import Broker, BrokerError
 from puente_api.brokers import connect as connect_broker
@@ -28,7 +26,7 @@ BROKER_CACHE_SECONDS = 5.0
 @dataclass
 class Readiness:
     settings: Settings
-    pool: AsyncConnectionPool
+    pool: db.Pool
     _broker: Broker | None = None
     _broker_checked: float = 0.0
     _broker_error: str | None = "not checked yet"

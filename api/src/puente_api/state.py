@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg_pool import AsyncConnectionPool
-
+from puente_api import db
 from puente_api.readiness import Readiness
 from puente_api.settings import Settings
 
@@ -13,5 +12,5 @@ from puente_api.settings import Settings
 @dataclass
 class AppState:
     settings: Settings
-    pool: AsyncConnectionPool
+    pool: db.Pool
     readiness: Readiness

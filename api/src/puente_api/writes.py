@@ -180,8 +180,8 @@ class WriteRoutes:
             await _send(send, problem.status, problem.headers, problem.body(path), PROBLEM_JSON)
         except DATABASE_ERRORS as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            problem = from_database_error(exc)
-            await _send(send, problem.status, problem.headers, problem.body(path), PROBLEM_JSON)
+            outage = from_database_error(exc)
+            await _send(send, outage.status, outage.headers, outage.body(path), PROBLEM_JSON)
         except _ClientGone:
             return
         else:

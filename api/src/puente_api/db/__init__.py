@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
+from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import set_json_dumps
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from puente_api.settings import Settings
@@ -22,8 +23,10 @@ POOL_TIMEOUT = 5.0
 # Serialises concurrent `migrate` runs (any constant unique to this purpose).
 _MIGRATE_LOCK = 7_251_001
 
-# JSONB parameters (addresses, parcels, stored headers) serialised by orjson rather than json.dumps.
+# JSONB parameters (addresses, parcels, stored headers) serialised, and JSONB columns parsed, by orjson
+# rather than the json module.
 set_json_dumps(orjson.dumps)
+set_json_loads(orjson.loads)
 
 # Milliseconds between checks that the client of a running statement is still there: a statement of
 # an API process that died (kill -9, node lost) is cancelled -- and rolled back -- within a second
@@ -70,17 +73,33 @@ def _on_standby(conn: psycopg.AsyncConnection) -> bool:  # type: ignore[type-arg
     return conn.info.parameter_status("in_hot_standby") == "on"
 
 
+class Connection(psycopg.AsyncConnection[Any]):
+    """The API's pooled connections. Each keeps one plain cursor for the hot statements (the key
+    lookup, the create): a new cursor per statement costs about as much client CPU as a short
+    statement's own work. A pooled connection serves one request at a time, so one cursor suffices."""
+
+    _shared: psycopg.AsyncCursor[Any] | None = None
+
+    def shared_cursor(self) -> psycopg.AsyncCursor[Any]:
+        if self._shared is None:
+            self._shared = self.cursor()
+        return self._shared
+
+
+Pool = AsyncConnectionPool[Connection]
+
+
 class Checkout:
     """``async with db.connection(pool) as conn``: see :func:`connection`."""
 
     __slots__ = ("conn", "pool", "timeout")
 
-    def __init__(self, pool: AsyncConnectionPool, timeout: float | None) -> None:
+    def __init__(self, pool: Pool, timeout: float | None) -> None:
         self.pool = pool
         self.timeout = timeout
 
-    async def __aenter__(self) -> psycopg.AsyncConnection:  # type: ignore[type-arg]
-        self.conn = await self.pool.getconn(self.timeout)
+    async def __aenter__(self) -> Connection:
+        self.conn: Connection = await self.pool.getconn(self.timeout)
         return self.conn
 
     async def __aexit__(self, *exc: object) -> None:
@@ -90,7 +109,7 @@ class Checkout:
         await self.pool.putconn(conn)
 
 
-def connection(pool: AsyncConnectionPool, timeout: float | None = None) -> Checkout:
+def connection(pool: Pool, timeout: float | None = None) -> Checkout:
     """A pooled connection for one use; every user of the API's pool takes connections through this.
 
     A session opened on a hot standby (HAProxy sends sessions to the synchronous standby while no
@@ -105,7 +124,7 @@ def connection(pool: AsyncConnectionPool, timeout: float | None = None) -> Check
     return Checkout(pool, timeout)
 
 
-def make_pool(settings: Settings) -> AsyncConnectionPool:
+def make_pool(settings: Settings) -> Pool:
     """The API's pool; opened by the app's lifespan without waiting, so the API starts (and answers
     503) while the database is down, and heals when it comes back. Take connections with
     :func:`connection`."""
@@ -114,6 +133,7 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
         min_size=min(2, settings.db_pool_size),
         max_size=settings.db_pool_size,
         kwargs={"autocommit": True, "options": OPTIONS},
+        connection_class=Connection,
         timeout=POOL_TIMEOUT,
         open=False,
         name="puente-api",
