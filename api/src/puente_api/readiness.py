@@ -32,17 +32,33 @@ class Readiness:
     _broker_error: str | None = "not checked yet"
     _read_ok_at: float | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _probe: asyncio.Task[tuple[bool, bool]] | None = None
+
+    async def _query_database(self) -> tuple[bool, bool]:
+        async with db.connection(self.pool, CHECK_TIMEOUT) as conn:
+            cur = await conn.execute(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return bool(row[0]), bool(row[1])
+
+    async def _probe_database(self, timeout: float) -> tuple[bool, bool]:
+        """(in recovery, read-only), or raises. One probe at a time per process, run as its own task and
+        waited for at most ``timeout``: cancelling a query makes psycopg send the server a cancel request
+        and wait up to 5 s + 5 s for it, and through HAProxy to a blackholed leader that is exactly what
+        hangs, so a timed-out probe is left to finish in the background and later probes join it
+        instead of piling up. Raises TimeoutError when it does not finish in time."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(self._query_database())
+            self._probe.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+        return await asyncio.wait_for(asyncio.shield(self._probe), timeout)
 
     async def database(self) -> str | None:
         try:
-            async with asyncio.timeout(CHECK_TIMEOUT), db.connection(self.pool, CHECK_TIMEOUT) as conn:
-                cur = await conn.execute(
-                    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
-                )
-                row = await cur.fetchone()
+            row = await self._probe_database(CHECK_TIMEOUT)
         except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes
             return f"database unreachable: {type(exc).__name__}"
-        assert row is not None
         if row[0]:
             return "database is a standby (in recovery): not writable"
         if row[1]:
@@ -113,9 +129,7 @@ class Readiness:
         )
         timeout = GRACE_CHECK_TIMEOUT if in_grace else CHECK_TIMEOUT
         try:
-            async with asyncio.timeout(timeout), db.connection(self.pool, timeout) as conn:
-                cur = await conn.execute("SELECT pg_is_in_recovery()")
-                row = await cur.fetchone()
+            row = await self._probe_database(timeout)
         except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes
             reason = f"database unreachable: {type(exc).__name__}"
             if in_grace and self._read_ok_at is not None:
@@ -134,7 +148,6 @@ class Readiness:
                 role=self.settings.site_role,
                 reasons=[reason],
             ) from None
-        assert row is not None
         self._read_ok_at = time.monotonic()
         return {
             "status": "ready",
