@@ -140,24 +140,38 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy (all CPUs; /proc/stat, idle and iowait left out)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+Snapshot = tuple[float, float, float, float, float]
+
+
 class CPUMeter:
-    """CPU used by the API's processes, by PostgreSQL and by the load generator, per request."""
+    """CPU used by the API's processes, by PostgreSQL and by the load generator, per request; and how
+    many CPUs everything else on the machine kept busy meanwhile (the other work a figure shared the
+    machine with: the load average cannot tell, the benchmark's own 16 sessions count in it)."""
 
     def __init__(self, pg: Postgres, api_pid: int | None) -> None:
         self.pg_pid = int((pg.datadir / "postmaster.pid").read_text().split()[0])
         self.api_pid = api_pid
 
-    def snapshot(self) -> tuple[float, float, float]:
-        return (_tree_cpu(self.api_pid) if self.api_pid else 0.0, _tree_cpu(self.pg_pid), _children_cpu())
+    def snapshot(self) -> Snapshot:
+        api = _tree_cpu(self.api_pid) if self.api_pid else 0.0
+        return (api, _tree_cpu(self.pg_pid), _children_cpu(), _machine_cpu(), time.monotonic())
 
     @staticmethod
-    def per_request(
-        before: tuple[float, float, float], after: tuple[float, float, float], requests: float
-    ) -> dict[str, float]:
-        return {
-            name: round(1000 * (after[i] - before[i]) / requests, 3)
+    def per_request(before: Snapshot, after: Snapshot, requests: float) -> dict[str, float]:
+        used = [after[i] - before[i] for i in range(5)]
+        figures = {
+            name: round(1000 * used[i] / requests, 3)
             for i, name in enumerate(("api_cpu_ms", "pg_cpu_ms", "load_generator_cpu_ms"))
         }
+        figures["other_work_cpus"] = round(max(0.0, used[3] - sum(used[:3])) / used[4], 2)
+        return figures
 
 
 def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> tuple[float, int]:
@@ -339,9 +353,13 @@ def main() -> int:
     for name, cpu in (("pgbench tx", ceiling_cpu), ("create", create_cpu), ("replay", replay_cpu)):
         print(
             f"CPU per {name:10s} (ms): API {cpu['api_cpu_ms']:.3f}  postgres {cpu['pg_cpu_ms']:.3f}  "
-            f"load generator {cpu['load_generator_cpu_ms']:.3f}"
+            f"load generator {cpu['load_generator_cpu_ms']:.3f}   "
+            f"(other work meanwhile: {cpu['other_work_cpus']:.2f} CPUs busy)"
         )
-    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"machine: {os.cpu_count()} CPUs; load average (1 min) at the end {os.getloadavg()[0]:.1f}, "
+        "the benchmark's own processes included"
+    )
     print(json.dumps(result))
     return 0
 
