@@ -57,12 +57,6 @@ def test_no_duplicate_effect(site_failover_report):
     assert dups["total"] == 0, dups
 
 
-@pytest.mark.xfail(
-    reason="known gap, measured 10.7 s (target 5 s): after the cut the cloud API's pooled connections to the "
-    "on-prem leader hang until HAProxy marks it down, its read check fails meanwhile, so PowerDNS sees both "
-    "sites down for ~10 s (docs/FAILOVER.md, 'Why reads take ~10 s'). Still measured and reported every run.",
-    strict=False,
-)
 def test_reads_recover_within_5_s(site_failover_report):
     seconds = site_failover_report["rto"]["read"]["seconds"]
     assert seconds is not None and seconds <= 5, site_failover_report["rto"]
