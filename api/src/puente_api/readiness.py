@@ -66,14 +66,21 @@ class Readiness:
         return None
 
     def _ping_broker(self) -> None:
-        if self._broker is None:
-            self._broker = connect_broker(self.settings.broker)
-        try:
-            self._broker.ping()
-        except BrokerError:
-            self._broker.close()
-            self._broker = None
-            raise
+        """Ping over the kept connection; if that one went stale (the broker closed an idle connection,
+        or restarted), ping once more over a fresh one before reporting the broker unreachable."""
+        fresh = self._broker is None
+        while True:
+            if self._broker is None:
+                self._broker = connect_broker(self.settings.broker)
+            try:
+                self._broker.ping()
+                return
+            except BrokerError:
+                self._broker.close()
+                self._broker = None
+                if fresh:
+                    raise
+                fresh = True
 
     async def broker(self) -> str | None:
         async with self._lock:
