@@ -18,7 +18,7 @@ The API gets the same number of database sessions as pgbench (CLIENTS, shared ou
 and a short concurrent warm-up first, so its pools are full and its statements prepared (pgbench's
 figure leaves out its connection set-up too).
 
-    .venv/bin/python bench/api_bench.py [--seconds 8] [--clients 16] [--workers 2]
+    .venv/bin/python bench/api_bench.py [--seconds 8] [--clients 16] [--workers 1]
 """
 
 from __future__ import annotations
@@ -268,7 +268,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="duration of each of the three runs")
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections (pgbench and wrk)")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default 1: on 2 CPUs shared with PostgreSQL and the load generator, "
+        "a second worker adds contention, not CPU; docs/API.md)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print(
