@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "api"))  # the throwaway-server helpers the API tests use
@@ -174,6 +175,22 @@ class CPUMeter:
         return figures
 
 
+def _wait_sessions_gone(url: str) -> None:
+    """Until pgbench's backends have exited and been reaped: their CPU only then counts in the
+    postmaster's (a snapshot taken as pgbench returns can miss most of it)."""
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                break
+            time.sleep(0.1)
+    time.sleep(0.5)  # the postmaster reaps an exited backend right away; leave it a moment
+
+
 def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> tuple[float, int]:
     script = workdir / "create.sql"
     sql, variables = pgbench_script()
@@ -300,6 +317,7 @@ def main() -> int:
         meter = CPUMeter(pg, None)
         before = meter.snapshot()
         ceiling, transactions = run_pgbench(pg, args.seconds, args.clients, workdir)
+        _wait_sessions_gone(url)
         ceiling_cpu = CPUMeter.per_request(before, meter.snapshot(), transactions)
         server = APIServer(env, workers=args.workers).start()
         try:
