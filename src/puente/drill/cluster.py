@@ -133,11 +133,16 @@ class PrimarySampler:
         return max((len(p) for _, p in self.rounds), default=None)
 
 
+def has_sync_standby(view: Sequence[dict[str, Any]]) -> bool:
+    return any(m.get("role") == "sync_standby" and m.get("state") in ("streaming", "running") for m in view)
+
+
 def wait_settled(
-    members: Sequence[DbMember], timeout: float, expect_all: bool = True
+    members: Sequence[DbMember], timeout: float, expect_all: bool = True, need_sync: bool = False
 ) -> list[dict[str, Any]]:
-    """Poll /cluster until exactly one leader and (``expect_all``) every member is a streaming replica
-    or the leader; return the last view (the caller judges it)."""
+    """Poll /cluster until exactly one leader, (``expect_all``) every member a streaming replica or the
+    leader, and (``need_sync``) one of them the synchronous standby; return the last view (the caller
+    judges it)."""
     end = time.monotonic() + timeout
     last: list[dict[str, Any]] = []
     while True:
@@ -151,7 +156,8 @@ def wait_settled(
             or (m.get("state") in ("streaming", "running") and m.get("role") in ("replica", "sync_standby"))
             for m in last
         )
-        if len(leaders) == 1 and ((healthy and len(last) == len(members)) or not expect_all):
+        settled = len(leaders) == 1 and ((healthy and len(last) == len(members)) or not expect_all)
+        if settled and (has_sync_standby(last) or not need_sync):
             return last
         if time.monotonic() >= end:
             return last

@@ -104,11 +104,24 @@ def run_drill(
     if problems:
         client.close()
         raise preflight.PreflightError(problems)
+    members_before = cluster.patroni_cluster(topo.db_members) if topo.db_members else []
+    if fault.expect_failover and topo.db_members and not cluster.has_sync_standby(members_before):
+        # In synchronous mode Patroni promotes only the synchronous standby: right after an earlier
+        # drill (a member rejoining) there may be none yet, and this drill would measure nothing.
+        say(f"waiting up to {opts.settle_timeout:g} s for a synchronous standby (Patroni /cluster)")
+        members_before = cluster.wait_settled(topo.db_members, opts.settle_timeout, need_sync=True)
+        if not cluster.has_sync_standby(members_before):
+            client.close()
+            raise preflight.PreflightError(
+                [
+                    "Patroni has no synchronous standby: a failover could promote no one "
+                    f"(members: {[(m.get('name'), m.get('role'), m.get('state')) for m in members_before]})"
+                ]
+            )
     out.mkdir(parents=True, exist_ok=True)
 
     clock = client.clock
     t0 = clock()
-    members_before = cluster.patroni_cluster(topo.db_members) if topo.db_members else []
     say(
         f"client {client.config.client_id} -> https://{client.config.name} (DNS {client.config.dns_server}); "
         f"warm-up {opts.warmup:g} s, fault {opts.hold:g} s, then {opts.after:g} s; results in {out}"
@@ -138,7 +151,13 @@ def run_drill(
     ended_at = clock() - t0
     say(f"t={ended_at:.1f} s: load stopped after {len(log)} attempts; waiting for the cluster to settle")
 
-    members_after = cluster.wait_settled(topo.db_members, opts.settle_timeout) if topo.db_members else []
+    members_after = (
+        cluster.wait_settled(
+            topo.db_members, opts.settle_timeout, need_sync=cluster.has_sync_standby(members_before)
+        )
+        if topo.db_members
+        else []
+    )
     ids = sorted({i for s in report.acknowledged(log.snapshot()).values() for i in s})
     say(f"reading back {len(ids)} acknowledged shipments")
     for shipment_id in ids:
