@@ -20,6 +20,14 @@ from puente_api.settings import Settings
 MAX_BACKOFF = 10.0
 
 
+class NotWritable(RuntimeError):
+    """The database answers but cannot take writes (a standby): the loop backs off and retries."""
+
+
+def _on_standby(conn: psycopg.Connection) -> bool:
+    return conn.info.parameter_status("in_hot_standby") == "on"
+
+
 class Stop:
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -68,12 +76,20 @@ def run_with_broker(
         if not declared:
             broker.declare()
             declared = True
+        if conn is not None and not conn.closed and _on_standby(conn):
+            conn.close()
         if conn is None or conn.closed:
             conn = db.connect(settings)
+            if _on_standby(conn):
+                # No leader yet (HAProxy sends sessions to the standby meanwhile): take no message now.
+                # Every delivery that fails counts toward the dead-letter limit, and an outage is not
+                # the message's fault.
+                conn.close()
+                raise NotWritable("the database is a hot standby (no leader yet): not taking messages")
         try:
             return run_once(conn, broker)
-        except psycopg.OperationalError:
-            conn.close()
+        except psycopg.Error:
+            conn.close()  # remade and checked before the next batch
             raise
 
     try:
