@@ -118,6 +118,7 @@ def run_drill(
                     f"(members: {[(m.get('name'), m.get('role'), m.get('state')) for m in members_before]})"
                 ]
             )
+    dlq_before = _dead_letters(topo, opts)
     out.mkdir(parents=True, exist_ok=True)
 
     clock = client.clock
@@ -162,7 +163,7 @@ def run_drill(
     say(f"reading back {len(ids)} acknowledged shipments")
     for shipment_id in ids:
         client.verify(shipment_id)
-    db = _db_facts(topo, opts, client.config.client_id, members_after)
+    db = _db_facts(topo, opts, client.config.client_id, members_after, dlq_before)
     client.close()
     log.close()
     attempts = [replace(a, started=a.started - t0, ended=a.ended - t0) for a in log.snapshot()]
@@ -191,7 +192,11 @@ def run_drill(
 
 
 def _db_facts(
-    topo: topology.Topology, opts: DrillOptions, client_id: str, members: list[dict[str, Any]]
+    topo: topology.Topology,
+    opts: DrillOptions,
+    client_id: str,
+    members: list[dict[str, Any]],
+    dlq_before: int | None,
 ) -> report.DbFacts | None:
     leader = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
     if leader is None:
@@ -202,14 +207,25 @@ def _db_facts(
     except (CommandError, ValueError) as exc:
         say(f"database facts unavailable: {str(exc).splitlines()[0]}")
         return None
+    after = _dead_letters(topo, opts)
+    if after is not None and dlq_before is not None:
+        facts["dead_lettered"] = max(after - dlq_before, 0)  # this drill's, not an earlier one's
+    return report.DbFacts.from_dict(facts)
+
+
+def _dead_letters(topo: topology.Topology, opts: DrillOptions) -> int | None:
+    """Messages in the SQS dead-letter queue(s) now; None when there is none or it cannot be read."""
+    total: int | None = None
     for node in topo.sqs_nodes:
         try:
-            facts["dead_lettered"] = cluster.sqs_dead_lettered(
+            n = cluster.sqs_dead_lettered(
                 node, opts.sqs_python, f"http://{topo.node_ips[node]}:5000", opts.sqs_region, opts.sqs_dlq
             )
         except (CommandError, ValueError, KeyError) as exc:
             say(f"dead-letter queue on {node} unreadable: {str(exc).splitlines()[0]}")
-    return report.DbFacts.from_dict(facts)
+            return None
+        total = (total or 0) + n
+    return total
 
 
 # -- the drills -------------------------------------------------------------------------------------------
