@@ -276,6 +276,24 @@ def test_patroni_config_is_private_and_service_enabled(node, host) -> None:
 
 
 @pytest.mark.parametrize("host", DB_NODES)
+def test_patroni_writes_the_leader_key_only_compare_and_set(node, host) -> None:
+    """Patroni < 3.0.3 could overwrite another member's leader key after a partition (a split brain that
+    lost 398 acknowledged writes in `puente drill partition`): the role carries upstream's fix."""
+    version = node(host).check_output("dpkg-query -W -f '${Version}' patroni")
+    module = node(host).file("/usr/lib/python3/dist-packages/patroni/dcs/etcd3.py").content_string
+    major_minor_patch = tuple(int(x) for x in version.split("-")[0].split(".")[:3])
+    if major_minor_patch < (3, 0, 3):
+        assert "puente: compare-and-set" in module, f"Patroni {version} runs without the leader-key fix"
+    # and the Patroni that runs is the one on disk (restarted after the fix)
+    started = node(host).check_output("systemctl show -p ActiveEnterTimestampMonotonic --value patroni")
+    changed = node(host).check_output(
+        "python3 -c 'import os, time; print(int((os.path.getmtime(\"/usr/lib/python3/dist-packages/patroni/"
+        "dcs/etcd3.py\") - time.time() + time.monotonic()) * 1e6))'"
+    )
+    assert int(started) > int(changed), "patroni was not restarted after its code changed"
+
+
+@pytest.mark.parametrize("host", DB_NODES)
 @pytest.mark.parametrize("port", [5432, REST_PORT])
 def test_listens_only_on_the_site_address(node, host, port) -> None:
     assert node(host).socket(f"tcp://{address(host)}:{port}").is_listening
