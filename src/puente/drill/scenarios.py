@@ -278,6 +278,8 @@ def db_partition(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     part = faults.NodePartition(addresses)
     two_sites = topo.has_site(topology.SECONDARY_SITE)
     needs = (site, topology.SECONDARY_SITE) if two_sites else (site,)
+    if two_sites:
+        _leader_to_primary_site(topo)  # else the partition cuts off replicas only and measures nothing
     fault = Fault(
         "partition-db",
         part.cut,
