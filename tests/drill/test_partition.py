@@ -6,45 +6,30 @@ roles/postgresql/README.md)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from acceptance import (
+    assert_failed_over_and_fenced,
+    assert_no_duplicate_effect,
+    assert_nothing_lost,
+    run_short,
+)
 
-from puente.drill import report, scenarios, topology
-from puente.drill.client import LoadShape
+from puente.drill import scenarios
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.destructive]
 
 
 @pytest.fixture(scope="module")
 def partition_report(lab) -> dict:
-    topo = topology.load()
-    if not topo.has_site(topology.SECONDARY_SITE):
-        pytest.skip(f"inventories/lab/hosts.yml has no `cloud` site: sites are {sorted(topo.sites)}")
-    opts = scenarios.DrillOptions(
-        warmup=5,
-        hold=25,
-        after=15,
-        shape=LoadShape(workers=3, write_ratio=0.3),
-        thresholds=report.Thresholds(rto_read=5, rto_write=15),
-    )
-    result = scenarios.db_partition(topo, opts)
-    print(report.table(result))
-    print(json.dumps({k: result[k] for k in ("rto", "writes", "duplicate_effects", "errors")}, indent=1))
-    return result
+    return run_short(scenarios.db_partition)
 
 
 def test_nothing_acknowledged_is_lost(partition_report):
-    writes = partition_report["writes"]
-    assert writes["acknowledged"] > 0, "the drill acknowledged no write: nothing was measured"
-    assert writes["lost"] == 0, writes["lost_ids"]
-    assert writes["unverified"] == 0, writes["unverified_ids"]
+    assert_nothing_lost(partition_report)
 
 
 def test_no_duplicate_effect(partition_report):
-    dups = partition_report["duplicate_effects"]
-    assert dups["db_checked"], "the database could not be checked for duplicates"
-    assert dups["total"] == 0, dups
+    assert_no_duplicate_effect(partition_report)
 
 
 def test_writes_were_refused_with_503_never_500(partition_report):
@@ -54,7 +39,4 @@ def test_writes_were_refused_with_503_never_500(partition_report):
 
 
 def test_the_leader_moved_and_the_old_one_rejoined_without_split_brain(partition_report):
-    db = partition_report["database"]
-    assert db["failed_over"], f"the leader never moved off {db['old_leader']}"
-    assert db["leaders_now"] == 1 and db["max_leaders_seen_during_fault"] == 1, db
-    assert db["fenced"], db
+    assert_failed_over_and_fenced(partition_report)
