@@ -28,6 +28,8 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
     "dns": {("tcp", 53), ("udp", 53)},
     "sqs": {("tcp", 5000)},
 }
+# Patroni's REST API (one of the postgresql ports above): its write endpoints must ask for credentials.
+PATRONI_REST_PORT = 8008
 
 # Directories that hold a service's code, configuration or data, by inventory group: nothing in them may
 # be writable by every user.

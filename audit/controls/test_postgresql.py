@@ -1,4 +1,5 @@
-"""PostgreSQL under Patroni (role postgresql): client authentication, TLS, the replication role, backups.
+"""PostgreSQL under Patroni (role postgresql): client authentication, TLS, the replication role, backups,
+Patroni's REST API.
 
 Queries run as the postgres OS user over the local socket (peer authentication), read-only, on every member
 (leader and replicas answer the same catalog views).
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from audit_policy import BACKUP_MAX_AGE_HOURS
+from audit_policy import BACKUP_MAX_AGE_HOURS, PATRONI_REST_PORT
 
 from puente.audit import control
 
@@ -96,3 +97,24 @@ def test_recent_backup(host, evidence):
         backup_dir, str(BACKUP_MAX_AGE_HOURS * 60))
     assert recent, f"no base.tar.gz newer than {BACKUP_MAX_AGE_HOURS} h under {backup_dir}"
     assert host.file(backup_dir).mode & 0o007 == 0, f"{backup_dir} is accessible to every user"
+
+
+@control(
+    id="PUENTE-PG-05", title="Patroni's REST API refuses unauthenticated changes", impact=0.8,
+    rationale="""Its write endpoints switch the leader over, restart or reinitialise PostgreSQL and rewrite
+    the cluster's configuration. The firewall limits who reaches the port (members and load balancers);
+    credentials make sure that reaching it is not enough. Probed with a failover request that names no
+    candidate: refused with 401 before anything is read when credentials are required, and rejected as
+    incomplete (400) without doing anything when they are not.""",
+    refs={"nist": ["AC-3", "IA-2", "CM-5"]}, groups=["postgresql"],
+)
+def test_patroni_rest_refuses_unauthenticated_changes(host):
+    listening = host.snapshot("ss -Hltn sport = :%s", str(PATRONI_REST_PORT))
+    addresses = sorted({line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines() if line.strip()})
+    assert addresses, f"nothing listens on port {PATRONI_REST_PORT}"
+    for address in addresses:
+        target = "127.0.0.1" if address in ("0.0.0.0", "*", "[::]") else address
+        code = host.check_output(
+            "curl -s -o /dev/null -m 5 -w '%%{http_code}' -X POST -H 'Content-Type: application/json' "
+            "-d '{}' http://%s:%s/failover", target, str(PATRONI_REST_PORT))
+        assert code == "401", f"POST /failover without credentials on {target}: HTTP {code}, not 401"
