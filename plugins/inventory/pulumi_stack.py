@@ -65,6 +65,7 @@ EXAMPLES = r"""
 plugin: pulumi_stack
 stack: prod
 
+---
 # or from a file exported by the platform team:
 #   pulumi stack output --json --stack prod > inventories/production/prod-outputs.json
 plugin: pulumi_stack
