@@ -78,6 +78,9 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
                         f"postgresql://{cfg.database.username}@{host}:{database.port}/{cfg.database.name}"
                     )
                 ),
+                # Reads take the writes' URL: the AWS side has no read route preferring its own synchronous
+                # standby yet (the lab's HAProxy read frontend, roles/haproxy); empty = PUENTE_DATABASE_URL.
+                "api_database_read_url": "",
                 "api_broker_url": queue.queue.name.apply(lambda name: f"sqs://{name}?region={cfg.region}"),
                 "api_idempotency_ttl_seconds": cfg.api.idempotency_ttl_seconds,
                 "api_max_body_bytes": cfg.api.max_body_bytes,

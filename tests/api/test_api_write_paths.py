@@ -72,8 +72,8 @@ def test_write_routes_answer_as_the_fastapi_routes_do(settings: Settings, client
         fastapi_app = served.app.app
         pool = db.make_pool(settings)
         await pool.open(wait=True)
-        readiness = Readiness(settings, pool)
-        fastapi_app.state.puente = AppState(settings, pool, readiness)  # what the lifespan sets
+        readiness = Readiness(settings, pool, pool)
+        fastapi_app.state.puente = AppState(settings, pool, readiness, pool)  # what the lifespan sets
         try:
             return {
                 "asgi": await _battery(served, f"{client_id}-a"),

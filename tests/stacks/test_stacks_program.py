@@ -364,6 +364,7 @@ def test_configmap_and_secret_are_the_shared_templates_rendered(dev: Recording) 
                 "api_site": "cloud",
                 "api_site_role": "secondary",
                 "api_database_url": f"postgresql://puente@{rds}:5432/puente",
+                "api_database_read_url": "",
                 "api_broker_url": "sqs://puente-dev-events.fifo?region=eu-west-1",
                 "api_idempotency_ttl_seconds": 86400,
                 "api_max_body_bytes": 65536,

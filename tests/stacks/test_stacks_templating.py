@@ -18,6 +18,7 @@ VARIABLES = {
     "api_site": "cloud",
     "api_site_role": "secondary",
     "api_database_url": "postgresql://puente@db.example:5432/puente",
+    "api_database_read_url": "postgresql://puente@db.example:5433/puente",
     "api_broker_url": "sqs://puente-dev-events.fifo?region=eu-west-1",
     "api_idempotency_ttl_seconds": 86400,
     "api_max_body_bytes": 65536,

@@ -80,15 +80,19 @@ def create_app(settings: Settings | None = None, configure_logging: bool = True)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = db.make_pool(settings)
-        await pool.open(wait=False)  # start even with the database down: requests answer 503
-        readiness = Readiness(settings, pool)
-        app.state.puente = AppState(settings, pool, readiness)
+        separate = settings.read_conninfo != settings.conninfo
+        read_pool = db.make_pool(settings, reads=True) if separate else pool
+        for p in {pool, read_pool}:
+            await p.open(wait=False)  # start even with the database down: requests answer 503
+        readiness = Readiness(settings, pool, read_pool)
+        app.state.puente = AppState(settings, pool, readiness, read_pool)
         log.info("serving", extra={"role": settings.site_role, "broker": settings.broker.scheme})
         try:
             yield
         finally:
             readiness.close()
-            await pool.close()
+            for p in {pool, read_pool}:
+                await p.close()
 
     app = FastAPI(
         title="Puente shipments API",

@@ -16,9 +16,6 @@ from puente_api.settings import Settings
 
 # Seconds a check may take before it counts as failed: load balancers poll every second or two.
 CHECK_TIMEOUT = 2.0
-# Seconds a read check may take while the site is inside its read grace (below): a blackholed session
-# must not hold the load balancer's or the DNS's probe until it times out.
-GRACE_CHECK_TIMEOUT = 0.5
 # Seconds a broker check result is reused: opening an AMQP connection per probe would load the broker.
 BROKER_CACHE_SECONDS = 5.0
 
@@ -27,15 +24,16 @@ BROKER_CACHE_SECONDS = 5.0
 class Readiness:
     settings: Settings
     pool: db.Pool
+    read_pool: db.Pool
     _broker: Broker | None = None
     _broker_checked: float = 0.0
     _broker_error: str | None = "not checked yet"
-    _read_ok_at: float | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _probe: asyncio.Task[tuple[bool, bool]] | None = None
+    _probes: dict[int, asyncio.Task[tuple[bool, bool]]] = field(default_factory=dict)
 
-    async def _query_database(self) -> tuple[bool, bool]:
-        async with db.connection(self.pool, CHECK_TIMEOUT) as conn:
+    @staticmethod
+    async def _query_database(pool: db.Pool, reads: bool) -> tuple[bool, bool]:
+        async with db.connection(pool, CHECK_TIMEOUT, reads=reads) as conn:
             cur = await conn.execute(
                 "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
             )
@@ -43,20 +41,23 @@ class Readiness:
         assert row is not None
         return bool(row[0]), bool(row[1])
 
-    async def _probe_database(self, timeout: float) -> tuple[bool, bool]:
-        """(in recovery, read-only), or raises. One probe at a time per process, run as its own task and
-        waited for at most ``timeout``: cancelling a query makes psycopg send the server a cancel request
-        and wait up to 5 s + 5 s for it, and through HAProxy to a blackholed leader that is exactly what
-        hangs, so a timed-out probe is left to finish in the background and later probes join it
-        instead of piling up. Raises TimeoutError when it does not finish in time."""
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.ensure_future(self._query_database())
-            self._probe.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
-        return await asyncio.wait_for(asyncio.shield(self._probe), timeout)
+    async def _probe_database(self, reads: bool = False) -> tuple[bool, bool]:
+        """(in recovery, read-only), or raises. One probe at a time per pool and process, run as its own
+        task and waited for at most CHECK_TIMEOUT: cancelling a query makes psycopg send the server a
+        cancel request and wait up to 5 s + 5 s for it, and through HAProxy to a blackholed leader that
+        is exactly what hangs, so a timed-out probe is left to finish in the background and later
+        probes join it instead of piling up. Raises TimeoutError when it does not finish in time."""
+        pool = self.read_pool if reads else self.pool
+        probe = self._probes.get(id(pool))
+        if probe is None or probe.done():
+            probe = asyncio.ensure_future(self._query_database(pool, reads))
+            probe.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+            self._probes[id(pool)] = probe
+        return await asyncio.wait_for(asyncio.shield(probe), CHECK_TIMEOUT)
 
     async def database(self) -> str | None:
         try:
-            row = await self._probe_database(CHECK_TIMEOUT)
+            row = await self._probe_database()
         except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes
             return f"database unreachable: {type(exc).__name__}"
         if row[0]:
@@ -115,39 +116,17 @@ class Readiness:
         return {"status": "ready", **doc}
 
     async def read_report(self) -> dict[str, Any]:
-        """``GET /readyz?scope=read``: can this site serve READS? The database answers, writable or a
-        hot standby. While a site's leader is gone and its synchronous standby not yet promoted, load
-        balancers and the failover DNS keep sending clients here: reads are served, writes get 503 +
-        Retry-After (database-read-only), and the plain /readyz keeps saying why writes are refused.
-
-        Read grace (``PUENTE_READ_READY_GRACE_SECONDS``, 4 s): when the database answered less than that
-        long ago, a failed check (given only GRACE_CHECK_TIMEOUT) still answers ready, saying
-        ``"database": "unconfirmed"``. That is the window in which the site's HAProxy notices an
-        unreachable leader (a WAN cut: ``fall`` x connect timeout) and moves sessions to the synchronous
-        standby. Without it every API node of the surviving site fails its check in that window, its
-        HAProxy and the failover DNS take the whole site out, and need ``rise`` checks to take it back:
-        the site that should carry the load is the one pulled from DNS (measured: reads back after
-        ~10.7 s instead of ~4 s). Route 53's failure threshold and Kubernetes' failureThreshold are the
-        same idea; PowerDNS 4.7's LUA checks have none. A database that stays away is reported after
-        the grace, as before; one that never answered is never in grace."""
-        now = time.monotonic()
-        in_grace = (
-            self._read_ok_at is not None and now - self._read_ok_at < self.settings.read_ready_grace_seconds
-        )
-        timeout = GRACE_CHECK_TIMEOUT if in_grace else CHECK_TIMEOUT
+        """``GET /readyz?scope=read``: can this site serve READS? Its read route answers
+        (``PUENTE_DATABASE_READ_URL``: the site's own member while it is the leader or the synchronous
+        standby, another site's otherwise), writable or a hot standby. While a site's leader is gone and
+        its synchronous standby not yet promoted, load balancers and the failover DNS keep sending
+        clients here: reads are served, writes get 503 + Retry-After, and the plain /readyz keeps
+        saying why writes are refused. A site cut off from the other site's leader does not notice
+        here at all: its reads never crossed the cut, so nothing races the promotion."""
         try:
-            row = await self._probe_database(timeout)
+            row = await self._probe_database(reads=True)
         except (*DATABASE_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # a tuple of classes
             reason = f"database unreachable: {type(exc).__name__}"
-            if in_grace and self._read_ok_at is not None:
-                return {
-                    "status": "ready",
-                    "scope": "read",
-                    "site": self.settings.site,
-                    "role": self.settings.site_role,
-                    "database": "unconfirmed",
-                    "reason": f"{reason}; it answered {now - self._read_ok_at:.1f} s ago (read grace)",
-                }
             raise unavailable(
                 f"This site cannot serve reads: {reason}.",
                 slug="not-ready",
@@ -155,7 +134,6 @@ class Readiness:
                 role=self.settings.site_role,
                 reasons=[reason],
             ) from None
-        self._read_ok_at = time.monotonic()
         return {
             "status": "ready",
             "scope": "read",

@@ -51,8 +51,9 @@ class Settings:
     max_body_bytes: int = 65536
     log_level: str = "INFO"
     db_pool_size: int = 10
-    # /readyz?scope=read stays ready this long after the database last answered (see readiness.py).
-    read_ready_grace_seconds: float = 4.0
+    # Where reads go (GET routes, /readyz?scope=read): the site's read frontend, which prefers the site's
+    # own member while it is the leader or the synchronous standby. Empty: the same as database_url.
+    database_read_url: str = ""
     # Test-only hooks (never set in production): seconds the write path sleeps after it took the
     # key's lock inside the open transaction, or right after COMMIT, so a test can kill -9 the process
     # at exactly that point.
@@ -62,10 +63,18 @@ class Settings:
     @property
     def conninfo(self) -> str:
         """libpq connection string: the URL, the password kept apart, and guard-rail options."""
+        return self._conninfo(self.database_url)
+
+    @property
+    def read_conninfo(self) -> str:
+        """The same for reads; equal to :attr:`conninfo` when no read URL is set."""
+        return self._conninfo(self.database_read_url or self.database_url)
+
+    def _conninfo(self, url: str) -> str:
         extra: dict[str, str | int] = {"connect_timeout": 3, "application_name": f"puente-api@{self.site}"}
         if self.database_password:
             extra["password"] = self.database_password
-        return make_conninfo(self.database_url, **extra)
+        return make_conninfo(url, **extra)
 
 
 def _require(env: Mapping[str, str], name: str) -> str:
@@ -176,17 +185,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if level not in _LOG_LEVELS:
         raise SettingsError(f"PUENTE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
     broker_password = env.get("PUENTE_BROKER_PASSWORD", "")
+    read_url = env.get("PUENTE_DATABASE_READ_URL", "").strip()
     return Settings(
         site=site,
         site_role=role,
         database_url=parse_database_url(_require(env, "PUENTE_DATABASE_URL")),
+        database_read_url=parse_database_url(read_url, "PUENTE_DATABASE_READ_URL") if read_url else "",
         database_password=env.get("PUENTE_DATABASE_PASSWORD", ""),
         broker=parse_broker_url(_require(env, "PUENTE_BROKER_URL"), broker_password),
         idempotency_ttl_seconds=_int(env, "PUENTE_IDEMPOTENCY_TTL_SECONDS", 86400, 60, 30 * 86400),
         max_body_bytes=_int(env, "PUENTE_MAX_BODY_BYTES", 65536, 1024, 10 * 1024 * 1024),
         log_level=level,
         db_pool_size=_int(env, "PUENTE_DB_POOL_SIZE", 10, 1, 200),
-        read_ready_grace_seconds=_float(env, "PUENTE_READ_READY_GRACE_SECONDS", 4.0),
         test_pause_after_lock=_float(env, "PUENTE_TEST_PAUSE_AFTER_LOCK_SECONDS"),
         test_pause_after_commit=_float(env, "PUENTE_TEST_PAUSE_AFTER_COMMIT_SECONDS"),
     )

@@ -14,3 +14,5 @@ class AppState:
     settings: Settings
     pool: db.Pool
     readiness: Readiness
+    # Reads (GET routes): the read pool, or the write pool itself when no read URL is set.
+    read_pool: db.Pool

@@ -92,11 +92,12 @@ Pool = AsyncConnectionPool[Connection]
 class Checkout:
     """``async with db.connection(pool) as conn``: see :func:`connection`."""
 
-    __slots__ = ("conn", "pool", "timeout")
+    __slots__ = ("conn", "pool", "reads", "timeout")
 
-    def __init__(self, pool: Pool, timeout: float | None) -> None:
+    def __init__(self, pool: Pool, timeout: float | None, reads: bool) -> None:
         self.pool = pool
         self.timeout = timeout
+        self.reads = reads
 
     async def __aenter__(self) -> Connection:
         self.conn: Connection = await self.pool.getconn(self.timeout)
@@ -104,37 +105,39 @@ class Checkout:
 
     async def __aexit__(self, *exc: object) -> None:
         conn = self.conn
-        if not conn.closed and conn.info.parameter_status("in_hot_standby") == "on":
+        if not self.reads and not conn.closed and conn.info.parameter_status("in_hot_standby") == "on":
             await conn.close()
         await self.pool.putconn(conn)
 
 
-def connection(pool: Pool, timeout: float | None = None) -> Checkout:
-    """A pooled connection for one use; every user of the API's pool takes connections through this.
+def connection(pool: Pool, timeout: float | None = None, *, reads: bool = False) -> Checkout:
+    """A pooled connection for one use; every user of the API's pools takes connections through this.
 
-    A session opened on a hot standby (HAProxy sends sessions to the synchronous standby while no
-    leader is up, for reads) is closed when it comes back instead of being kept, so the next checkout
-    reconnects through the load balancer and reaches the leader as soon as there is one (the pool
-    replaces the closed one). A standby that gets promoted reports ``in_hot_standby=off`` to its
-    sessions (PostgreSQL 14+), which are then kept.
+    On the write pool (``reads=False``), a session opened on a hot standby (HAProxy sends sessions to
+    the synchronous standby while no leader is up) is closed when it comes back instead of being kept,
+    so the next checkout reconnects through the load balancer and reaches the leader as soon as there
+    is one (the pool replaces the closed one). A standby that gets promoted reports
+    ``in_hot_standby=off`` to its sessions (PostgreSQL 14+), which are then kept. The read pool's
+    sessions are meant to be on the synchronous standby and are kept; the load balancer cuts them when
+    that member stops qualifying.
 
     It is ``pool.connection()`` without that context manager's per-use costs: no ``reset`` callback
     (the pool runs one in a background task for every connection returned), no commit on exit (the
     connections are in autocommit; one returned inside a transaction is rolled back by the pool)."""
-    return Checkout(pool, timeout)
+    return Checkout(pool, timeout, reads)
 
 
-def make_pool(settings: Settings) -> Pool:
-    """The API's pool; opened by the app's lifespan without waiting, so the API starts (and answers
-    503) while the database is down, and heals when it comes back. Take connections with
-    :func:`connection`."""
+def make_pool(settings: Settings, *, reads: bool = False) -> Pool:
+    """The API's write pool (or, ``reads=True``, its read pool: ``PUENTE_DATABASE_READ_URL``); opened
+    by the app's lifespan without waiting, so the API starts (and answers 503) while the database is
+    down, and heals when it comes back. Take connections with :func:`connection`."""
     return AsyncConnectionPool(
-        settings.conninfo,
+        settings.read_conninfo if reads else settings.conninfo,
         min_size=min(2, settings.db_pool_size),
         max_size=settings.db_pool_size,
         kwargs={"autocommit": True, "options": OPTIONS},
         connection_class=Connection,
         timeout=POOL_TIMEOUT,
         open=False,
-        name="puente-api",
+        name="puente-api-read" if reads else "puente-api",
     )
