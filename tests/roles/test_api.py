@@ -107,6 +107,7 @@ def test_secrets_root_only_and_runtime_settings_without_secrets(node: Callable, 
     runtime = host.file("/etc/puente/api.env")
     assert runtime.mode == 0o644
     assert runtime.contains("^PUENTE_DATABASE_URL=postgresql://puente_api@10.89.1.10:5432/puente$")
+    assert runtime.contains("^PUENTE_DATABASE_READ_URL=postgresql://puente_api@10.89.1.10:5433/puente$")
     assert not runtime.contains("PASSWORD")
 
 

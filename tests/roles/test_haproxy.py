@@ -4,11 +4,13 @@ What the role promises: HAProxy running with a valid configuration; the API fron
 the gateway), stats on loopback only, the PostgreSQL frontend on the node's address; every API node
 up in the `api` backend; exactly one PostgreSQL server up, and it is Patroni's leader; the runtime socket
 (admin level, root and haproxy only) drains a server so it gets no new requests; a reload keeps a
-drained server drained; a connection to the PostgreSQL frontend from outside the API nodes is dropped.
+drained server drained; a connection to the PostgreSQL frontend from outside the API nodes is dropped;
+the read frontend of each site sends sessions to that site's own leader or synchronous standby.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -24,8 +26,8 @@ API_SERVERS = ["onprem-api1", "onprem-api2"]
 DB_SERVERS = {"onprem-db1": "10.89.1.31", "onprem-db2": "10.89.1.32", "cloud-db1": "10.89.2.31"}
 
 
-def runtime(node: Callable, command: str) -> str:
-    return node(EDGE).check_output(f"echo '{command}' | socat stdio unix-connect:{SOCKET}")
+def runtime(node: Callable, command: str, edge: str = EDGE) -> str:
+    return node(edge).check_output(f"echo '{command}' | socat stdio unix-connect:{SOCKET}")
 
 
 def servers_state(node: Callable, backend: str) -> dict[str, dict[str, int]]:
@@ -39,9 +41,9 @@ def servers_state(node: Callable, backend: str) -> dict[str, dict[str, int]]:
     raise AssertionError(f"no servers in `show servers state {backend}`")
 
 
-def total_sessions(node: Callable, backend: str) -> dict[str, int]:
+def total_sessions(node: Callable, backend: str, edge: str = EDGE) -> dict[str, int]:
     """`show stat` CSV: stot (sessions since start) per server."""
-    lines = runtime(node, "show stat -1 4 -1").splitlines()
+    lines = runtime(node, "show stat -1 4 -1", edge).splitlines()
     header = lines[0].lstrip("# ").split(",")
     col = header.index("stot")
     rows = (line.split(",") for line in lines[1:] if line.startswith(f"{backend},"))
@@ -60,7 +62,7 @@ def test_listeners_only_where_intended(node: Callable) -> None:
     out = node(EDGE).check_output("ss -Hltn4")
     addrs = {line.split()[3] for line in out.splitlines()}
     haproxy = addrs - {"0.0.0.0:22", "0.0.0.0:80", "0.0.0.0:443"}
-    assert haproxy == {"127.0.0.1:8080", "127.0.0.1:8404", f"{EDGE_IP}:5432"}, out
+    assert haproxy == {"127.0.0.1:8080", "127.0.0.1:8404", f"{EDGE_IP}:5432", f"{EDGE_IP}:5433"}, out
 
 
 def test_admin_socket_root_and_haproxy_only(node: Callable) -> None:
@@ -86,6 +88,30 @@ def test_postgresql_frontend_routes_to_the_patroni_leader_only(node: Callable) -
         f"curl -s -o /dev/null -w '%{{http_code}}' http://{leader_ip}:8008/primary"
     )
     assert code == "200"
+
+
+@pytest.mark.parametrize(
+    ("edge", "edge_ip", "client", "site"),
+    [(EDGE, EDGE_IP, "onprem-api1", "onprem"), ("cloud-edge1", "10.89.2.10", "cloud-api1", "cloud")],
+)
+def test_read_frontend_sends_sessions_to_the_sites_own_leader_or_synchronous_standby(
+    node: Callable, edge: str, edge_ip: str, client: str, site: str
+) -> None:
+    """Reads stay on the site: its own member that holds every acknowledged commit (the Patroni leader,
+    or the synchronous standby), never the other site's, never the asynchronous (`nosync`) replica."""
+    patroni = DB_SERVERS[f"{site}-db1"]
+    members = json.loads(node(edge).check_output(f"curl -s http://{patroni}:8008/cluster"))["members"]
+    roles = {m["name"]: m["role"] for m in members}
+    own = [n for n, r in roles.items() if n.startswith(f"{site}-") and r in ("leader", "sync_standby")]
+    assert len(own) == 1, roles
+    before = total_sessions(node, "postgresql_read", edge)
+    probe = f"python3 -c 'import socket; socket.create_connection((\"{edge_ip}\", 5433), timeout=3).close()'"
+    for _ in range(3):
+        node(client).check_output(probe)
+    time.sleep(0.5)  # stot counts a session once it ended
+    after = total_sessions(node, "postgresql_read", edge)
+    grew = {s for s in after if after[s] > before.get(s, 0)}
+    assert grew == set(own), (before, after, roles)
 
 
 def test_postgresql_frontend_reachable_from_api_nodes_only(node: Callable) -> None:
