@@ -4,8 +4,12 @@ What the role promises: pdns running and enabled, answering on the node's addres
 its HTTP API on loopback only; authoritative answers (SOA with the configured content, an A record for
 every node of the inventory, the service names) and nothing else - no recursion, no zone transfer;
 LUA records on with 1 s health checks, the security poll off (no query ever leaves the machine); when
-the failover record exists, it answers the primary site while the primary's /readyz is up; a second
-run changes nothing; bad input stops the play before any change.
+the failover record exists, it answers the primary site while the primary's /readyz is up; when every
+address of both sets is down it answers the SECONDARY set, every time (never the primary, which PowerDNS
+4.7's default backupSelector 'random' would hand out half of the time) - proven on a test-only zone the
+role itself writes onto the same server (failover records over loopback addresses, checked against the
+server's own webserver), so the lab's sites are never touched; a second run changes nothing; bad input
+stops the play before any change.
 
 Queries go from the host (its bridge address is inside the lab's DNS client networks) with dnspython.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.flags
@@ -175,6 +179,87 @@ def test_failover_record_answers_the_primary_while_it_is_ready(node: Callable) -
             break
         time.sleep(0.5)
     assert answers[-5:] == [set(primary)] * 5, answers
+
+
+def test_failover_record_falls_back_to_its_own_secondary_set(node: Callable) -> None:
+    # The lab's record carries the all-down branch with its own secondary addresses; what the server
+    # answers with it is proven on the test zone below (the lab's sites are not cut here).
+    record = _failover_record(node)
+    if record is None:
+        pytest.skip("failover gate off: the inventory has no cloud site yet (dns_failover_enabled is false)")
+    sets = record.split("{{", 1)[1].split("}}", 1)[0]
+    secondary = sets.split("}, {", 1)[1]
+    assert "backupSelector='all'" in record and "selector='random'" in record, record
+    assert f"if #r > 1 then return {{{secondary}}} end return r" in record, record
+
+
+# --- every set down: a test-only zone on the same server, written by the role -----------------------
+# The role's own code path (vars -> filter powerdns_failover_lua -> pdns_zone -> PowerDNS) with
+# `powerdns_zone` and the record lists overridden: the lab's zone and its sites stay untouched (the
+# drills may be running). Candidates are loopback addresses of the DNS node, checked over
+# http://<candidate>:<api port>/metrics: only 127.0.0.1 answers there (PowerDNS's own webserver, 200
+# without a key), every other 127.0.0.x refuses the connection at once = down.
+TEST_ZONE = "puente-failover-test.lab"
+UP = "127.0.0.1"
+DOWN = ["127.0.0.11", "127.0.0.12"]
+FAILOVER_CASES = {
+    # name: (primary, secondary, the answer expected every time)
+    "all-down": (["127.0.0.11"], ["127.0.0.21"], {"127.0.0.21"}),
+    "all-down-sets": (DOWN, ["127.0.0.22", "127.0.0.21"], {"127.0.0.21", "127.0.0.22"}),
+    "primary-up": ([UP, "127.0.0.12"], ["127.0.0.21", "127.0.0.22"], {UP}),
+    "secondary-up": (DOWN, ["127.0.0.21", UP], {UP}),
+}
+
+
+def _delete_test_zone(node: Callable) -> None:
+    # Through the API, as the role writes it: PowerDNS's zone cache then forgets the zone at once.
+    status = node(DNS_NODE).check_output(
+        "curl -s -o /dev/null -w '%{http_code}' -X DELETE"
+        " -H \"X-API-Key: $(sed -n 's/^api-key=//p' /etc/powerdns/pdns.d/api.conf)\""
+        f" http://127.0.0.1:8081/api/v1/servers/localhost/zones/{TEST_ZONE}."
+    )
+    assert status in ("204", "404"), status
+
+
+@pytest.fixture(scope="module")
+def failover_test_zone(node: Callable, run_playbook: Callable) -> Iterator[str]:
+    _delete_test_zone(node)
+    records = [
+        {"name": name, "ttl": 1, "url": f"http://checks.{TEST_ZONE}:8081/metrics", "timeout": 1,
+         "primary": primary, "secondary": secondary}
+        for name, (primary, secondary, _) in FAILOVER_CASES.items()
+    ]  # fmt: skip
+    extra = {
+        "powerdns_zone": TEST_ZONE,
+        "powerdns_host_records_group": "no_such_group_failover_test",
+        "powerdns_service_records": [],
+        "powerdns_extra_records": [],
+        "powerdns_failover_records": records,
+    }
+    recap = run_playbook("dns.yml", "-e", json.dumps(extra))
+    try:
+        assert recap.returncode == 0, recap.output[-4000:]
+        # Only the zone task changed: no configuration change, so no restart of the lab's DNS.
+        assert recap[DNS_NODE]["changed"] == 1, recap.output[-4000:]
+        # The first query registers the checks (unknown = down); let them run (interval 1 s).
+        for name in FAILOVER_CASES:
+            ask(f"{name}.{TEST_ZONE}.", "A")
+        time.sleep(4)
+        yield TEST_ZONE
+    finally:
+        _delete_test_zone(node)
+
+
+@pytest.mark.parametrize("case", sorted(FAILOVER_CASES))
+def test_failover_answers_on_a_test_zone(failover_test_zone: str, case: str) -> None:
+    primary, secondary, expected = FAILOVER_CASES[case]
+    answers = []
+    for _ in range(20):
+        answer = ask(f"{case}.{failover_test_zone}.", "A")
+        assert answer.rcode() == dns.rcode.NOERROR and answer.flags & dns.flags.AA
+        answers.append(a_records(answer))
+        time.sleep(0.1)
+    assert answers == [expected] * 20, (primary, secondary, answers)
 
 
 # Idempotence and check mode of this tier are proven by tests/roles/test_site_idempotence.py (a second
