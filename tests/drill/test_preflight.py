@@ -7,10 +7,12 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
+from puente.drill import preflight
 from puente.drill.faults import TABLE_FAMILY, TABLE_NAME
 
 PUENTE = [sys.executable, "-m", "puente.cli"]
@@ -99,3 +101,34 @@ def test_bad_option_values(tmp_path: Path):
     inv = inventory(tmp_path, {"onprem": "10.251.1", "cloud": "10.251.2"})
     proc = puente("drill", "site-failover", "--inventory", str(inv), "--hold", "-1")
     _assert_clean_refusal(proc, "--hold must be >= 0")
+
+
+class _Answers:
+    """A stand-in for the drill client: DNS answers, /readyz answers the given statuses in turn."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.asked = 0
+        self.config = SimpleNamespace(scheme="http", ca_file=None, name="api.puente.lab")
+        self.resolver = SimpleNamespace(resolve=lambda name: SimpleNamespace(addresses=["10.89.1.10"]))
+
+    def get_json(self, path: str) -> tuple[int, dict[str, str]]:
+        status = self.statuses[min(self.asked, len(self.statuses) - 1)]
+        self.asked += 1
+        return status, {"detail": "database unreachable: AdminShutdown"} if status == 503 else {}
+
+
+def test_an_api_becoming_ready_after_the_setup_switchover_is_waited_for(monkeypatch):
+    """Right after the set-up switchover the API answers 503 for a moment (its sessions were cut):
+    preflight waits for it instead of refusing the drill; an API that stays 503 is still refused."""
+    monkeypatch.setattr(preflight.time, "sleep", lambda s: None)
+    topo = SimpleNamespace(db_members=[])
+    settling = _Answers([503, 503, 200])
+    assert preflight.check_service(topo, settling) == []  # type: ignore[arg-type]
+    assert settling.asked == 3
+    clock = iter(range(0, 10_000, 5))
+    monkeypatch.setattr(preflight.time, "monotonic", lambda: float(next(clock)))
+    stuck = _Answers([503])
+    problems = preflight.check_service(topo, stuck)  # type: ignore[arg-type]
+    assert len(problems) == 1 and "answered 503" in problems[0] and "AdminShutdown" in problems[0]
+    assert stuck.asked == int(preflight.READY_WAIT_SECONDS // 5)  # at 0 s, then 5, 10, 15 s: 20 s is over

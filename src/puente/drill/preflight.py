@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterable
 
 from puente.drill import cluster, faults, topology
@@ -75,6 +76,10 @@ def check_lab(topo: topology.Topology, sites: Iterable[str], nodes: Iterable[str
     return problems
 
 
+# Seconds an API that answers 503 on /readyz gets to become ready before the drill refuses to start.
+READY_WAIT_SECONDS = 20.0
+
+
 def check_service(topo: topology.Topology, client: DrillClient, need_db: bool = True) -> list[str]:
     """DNS answers the API's name, the API answers /readyz through it, TLS verifies, Patroni has a leader,
     no WAN cut is left over."""
@@ -89,6 +94,12 @@ def check_service(topo: topology.Topology, client: DrillClient, need_db: bool = 
     if not problems:
         try:
             status, body = client.get_json("/readyz")
+            deadline = time.monotonic() + READY_WAIT_SECONDS
+            while status == 503 and time.monotonic() < deadline:
+                # answering but not ready: right after the set-up switchover the API's sessions were
+                # cut and HAProxy's leader check needs `rise` passes; give it a moment, not forever
+                time.sleep(1.0)
+                status, body = client.get_json("/readyz")
             if status != 200:
                 problems.append(
                     f"https://{cfg.name}/readyz via {answer.addresses[0]} answered {status}: "
