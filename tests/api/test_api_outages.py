@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from api_helpers import headers, make_env, migrate, new_key, shipment_body
 from api_servers import APIServer, Postgres, free_port
+from tcp_proxy import cuttable_proxy
 
 
 def assert_unavailable(r: httpx.Response) -> dict[str, object]:
@@ -132,3 +134,31 @@ def test_reads_and_read_readiness_follow_the_read_url_while_the_write_route_hang
             assert any("database unreachable" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
             # the write route's failures do not spill over to reads
             assert c.get("/readyz", params={"scope": "read"}).status_code == 200
+
+
+def test_a_read_route_that_cut_every_session_costs_no_failed_read(
+    server_factory: list[APIServer], pg: Postgres, api_env: dict[str, str]
+) -> None:
+    """The load balancer cuts every session of the read route at once (its member was marked down, or a
+    preferred member came back and the backups' sessions were shut). The pool's idle sessions are all
+    dead then: the first read that meets one runs again on a fresh one and the pool checks the others,
+    so no read and no readiness check fails (before: one failure per dead session, one per second on
+    the load balancer's check — 5 s of a site out of rotation)."""
+    url = pg.create_database("puente_moved")
+    env = make_env(url, api_env["PUENTE_BROKER_URL"])
+    migrate(env)
+    with cuttable_proxy(pg.port) as proxy:
+        env["PUENTE_DATABASE_READ_URL"] = f"postgresql://puente@127.0.0.1:{proxy.port}/puente_moved"
+        server = serve(server_factory, env)
+        with httpx.Client(base_url=server.base_url, timeout=30) as c:
+            created = c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+            assert created.status_code == 201, created.text
+            path = f"/v1/shipments/{created.json()['id']}"
+            with ThreadPoolExecutor(8) as pool:  # the read pool grows to several sessions
+                assert set(pool.map(lambda _: c.get(path).status_code, range(64))) == {200}
+            assert proxy.sessions() >= 2
+            assert proxy.cut() >= 2
+            answers = [c.get(path).status_code for _ in range(10)]
+            answers += [c.get("/readyz", params={"scope": "read"}).status_code for _ in range(5)]
+            assert answers == [200] * 15, answers
+            assert "discarding" in server.logs()  # the pool did meet the dead sessions

@@ -33,13 +33,15 @@ class Readiness:
 
     @staticmethod
     async def _query_database(pool: db.Pool, reads: bool) -> tuple[bool, bool]:
-        async with db.connection(pool, CHECK_TIMEOUT, reads=reads) as conn:
+        async def state(conn: db.Connection) -> tuple[bool, bool]:
             cur = await conn.execute(
                 "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
             )
             row = await cur.fetchone()
-        assert row is not None
-        return bool(row[0]), bool(row[1])
+            assert row is not None
+            return bool(row[0]), bool(row[1])
+
+        return await db.read(pool, state, CHECK_TIMEOUT, reads=reads)
 
     async def _probe_database(self, reads: bool = False) -> tuple[bool, bool]:
         """(in recovery, read-only), or raises. One probe at a time per pool and process, run as its own

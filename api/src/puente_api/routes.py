@@ -128,8 +128,7 @@ async def add_event(request: Request, shipment_id: UUID) -> Response:
     tags=["shipments"],
 )
 async def get_shipment(request: Request, shipment_id: UUID) -> Response:
-    async with db.connection(state(request).read_pool, reads=True) as conn:
-        doc = await shipments.get(conn, shipment_id)
+    doc = await db.read(state(request).read_pool, lambda conn: shipments.get(conn, shipment_id))
     if doc is None:
         raise Problem(404, "not-found", f"No shipment {shipment_id}.")
     return Response(orjson.dumps(doc), media_type="application/json")
@@ -149,8 +148,7 @@ async def list_shipments(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    async with db.connection(state(request).read_pool, reads=True) as conn:
-        doc = await shipments.page(conn, cursor, limit)
+    doc = await db.read(state(request).read_pool, lambda conn: shipments.page(conn, cursor, limit))
     return Response(orjson.dumps(doc), media_type="application/json")
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -87,6 +89,7 @@ class Connection(psycopg.AsyncConnection[Any]):
 
 
 Pool = AsyncConnectionPool[Connection]
+T = TypeVar("T")
 
 
 class Checkout:
@@ -105,9 +108,27 @@ class Checkout:
 
     async def __aexit__(self, *exc: object) -> None:
         conn = self.conn
-        if not self.reads and not conn.closed and conn.info.parameter_status("in_hot_standby") == "on":
+        if conn.broken:
+            _check_idle(self.pool)
+        elif not self.reads and not conn.closed and conn.info.parameter_status("in_hot_standby") == "on":
             await conn.close()
         await self.pool.putconn(conn)
+
+
+# Pools whose idle connections are being checked (one check at a time per pool; the task is kept here
+# so it is not garbage-collected while it runs).
+_checks: dict[int, asyncio.Task[None]] = {}
+
+
+def _check_idle(pool: Pool) -> None:
+    """A pooled session turned out dead: its load balancer cut it (the member behind it was marked
+    down, or a preferred one came back and its backups' sessions were shut). The pool's other idle
+    sessions went the same way, and the pool would hand them out one per checkout, each failing a
+    request or a readiness check in turn (measured: 5 s of failed read checks, one per second, after a
+    read route moved). Test them all now, in the background: the dead ones are replaced."""
+    running = _checks.get(id(pool))
+    if running is None or running.done():
+        _checks[id(pool)] = asyncio.ensure_future(pool.check())
 
 
 def connection(pool: Pool, timeout: float | None = None, *, reads: bool = False) -> Checkout:
@@ -125,6 +146,31 @@ def connection(pool: Pool, timeout: float | None = None, *, reads: bool = False)
     (the pool runs one in a background task for every connection returned), no commit on exit (the
     connections are in autocommit; one returned inside a transaction is rolled back by the pool)."""
     return Checkout(pool, timeout, reads)
+
+
+async def read(
+    pool: Pool,
+    query: Callable[[Connection], Awaitable[T]],
+    timeout: float | None = None,
+    *,
+    reads: bool = True,
+) -> T:
+    """Run ``query`` (reads only: it may run more than once) on a pooled connection. A connection that
+    turns out dead (its session was cut) is discarded, the pool's other idle ones are checked in the
+    background (:func:`_check_idle`) and the query runs again on the next one: every pooled session may
+    have been cut at once, so up to the pool's size + 1 tries, each failing at once on a closed socket.
+    A moved read route then costs no failed request."""
+    for _ in range(pool.max_size):
+        checkout = connection(pool, timeout, reads=reads)
+        try:
+            async with checkout as conn:
+                return await query(conn)
+        except psycopg.OperationalError:
+            dead = getattr(checkout, "conn", None)
+            if dead is None or not dead.broken:
+                raise
+    async with connection(pool, timeout, reads=reads) as conn:
+        return await query(conn)
 
 
 def make_pool(settings: Settings, *, reads: bool = False) -> Pool:
