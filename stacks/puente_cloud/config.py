@@ -518,12 +518,33 @@ def _queue(cfg: pulumi.Config, problems: list[str]) -> QueueConfig:
     )
 
 
+# The only regions Route 53 runs health checkers in (its API's HealthCheckRegion values); any other is
+# refused by the API at `pulumi up`, after the stack's other resources were already created.
+ROUTE53_CHECKER_REGIONS = (
+    "us-east-1",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-northeast-1",
+    "sa-east-1",
+)
+
+
 def _dns(cfg: pulumi.Config, problems: list[str]) -> DnsConfig:
     r = _read_object(cfg, "dns", problems)
     r.unknown_fields({"onpremGatewayAddress", "healthCheckRegions"})
     regions = tuple(str(x) for x in r.items("healthCheckRegions", []))
     if regions and len(regions) < 3:
         r.fail("healthCheckRegions", "Route 53 needs at least 3 checker regions (or leave it empty for all)")
+    unknown = [x for x in regions if x not in ROUTE53_CHECKER_REGIONS]
+    if unknown:
+        r.fail(
+            "healthCheckRegions",
+            f"Route 53 has no health checkers in {', '.join(unknown)}; "
+            f"choose among {', '.join(ROUTE53_CHECKER_REGIONS)} (or leave it empty for all)",
+        )
     return DnsConfig(onprem_gateway_address=r.public_ip("onpremGatewayAddress"), health_check_regions=regions)
 
 

@@ -137,6 +137,12 @@ def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | No
             "puente:netwrok: is not a known setting (typo?)",
         ),
         ("dev", {"aws:region": DELETE}, "aws:region: is required"),
+        # Route 53 runs health checkers in 8 regions only
+        (
+            "prod",
+            {"puente:dns.healthCheckRegions": ["eu-central-1", "eu-west-1", "us-east-1"]},
+            "puente:dns.healthCheckRegions: Route 53 has no health checkers in eu-central-1",
+        ),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(stack: str, overrides: dict[str, Any], expected: str) -> None:
