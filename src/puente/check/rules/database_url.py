@@ -12,7 +12,8 @@ from collections import defaultdict
 from urllib.parse import urlsplit
 
 from puente.check.findings import Finding, hosts_phrase
-from puente.check.inventory import Deployment, TemplateProblem, origin
+from puente.check.inventory import Deployment, TemplateProblem
+from puente.check.values import origin
 
 URL_VARS = ("api_database_url", "api_database_read_url")
 

@@ -18,7 +18,8 @@ from collections import defaultdict
 from urllib.parse import urlsplit
 
 from puente.check.findings import Finding, hosts_phrase
-from puente.check.inventory import MAGIC_VARS, Deployment, origin, walk_strings
+from puente.check.inventory import Deployment
+from puente.check.values import MAGIC_VARS, origin, walk_strings
 
 DOC_NETWORKS = (
     (ipaddress.ip_network("192.0.2.0/24"), "RFC 5737 TEST-NET-1"),

@@ -18,8 +18,8 @@ from puente.check.inventory import (
     ROLES_DIR,
     Deployment,
     TemplateProblem,
-    origin,
 )
+from puente.check.values import origin
 
 SITE_VAR = "puente_site"
 ZONE_VAR = "puente_dns_zone"

@@ -16,7 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from puente.check.findings import Finding, hosts_phrase, show_path
-from puente.check.inventory import MAGIC_VARS, Deployment, origin, origin_path, walk_strings
+from puente.check.inventory import Deployment
+from puente.check.values import MAGIC_VARS, origin, origin_path, walk_strings
 
 # A marker left for a person to replace, anywhere in a value.
 PLACEHOLDER = re.compile(
