@@ -13,7 +13,7 @@ import sys
 from puente.shell import CommandError
 
 # module path -> the sub-command it registers; a module that is not there yet is skipped.
-_COMMANDS = ("puente.lab.cli", "puente.drill.cli", "puente.audit.cli")
+_COMMANDS = ("puente.lab.cli", "puente.drill.cli", "puente.audit.cli", "puente.check.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
