@@ -1,0 +1,48 @@
+"""Rule 1: required variables (puente_site, puente_dns_zone, the roles' required inputs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from check_helpers import check, check_lab, copy_filled, copy_lab, edit_yaml, one, run_check
+
+
+def test_puente_site_undefined_on_a_site_is_refused(tmp_path: Path) -> None:
+    lab = copy_lab(tmp_path)
+    good = run_check("-i", lab)
+    assert good.returncode == 0, good.stdout + good.stderr
+    edit_yaml(lab / "group_vars" / "witness.yml", lambda d: d.pop("puente_site"))
+    proc = run_check("-i", lab)
+    assert proc.returncode == 2, proc.stdout
+    assert "[required-variable] group witness" in proc.stdout
+    assert "puente_site is undefined for 1 host(s) (witness1)" in proc.stdout
+    assert "set `puente_site: witness` in the inventory's group_vars/witness.yml" in proc.stdout
+
+
+def test_a_required_role_input_missing_is_refused(tmp_path: Path) -> None:
+    lab = copy_lab(tmp_path)
+    assert check_lab(lab) == []
+    edit_yaml(lab / "group_vars" / "cloud.yml", lambda d: d.pop("api_broker_url"))
+    finding = one(check_lab(lab), "api_broker_url")
+    assert "role api, host(s) cloud-api1" in finding
+    assert "a required input of role api (roles/api/meta/argument_specs.yml), is undefined" in finding
+
+
+def test_an_empty_role_default_is_not_a_value(tmp_path: Path) -> None:
+    """powerdns_zone defaults to "" in the role: rendered from an empty puente_dns_zone it is refused."""
+    lab = copy_lab(tmp_path)
+    edit_yaml(lab / "group_vars" / "dns.yml", lambda d: d.update(powerdns_zone=""))
+    # the playbooks' group_vars/dns.yml outranks the inventory's: the zone still comes from puente_dns_zone
+    assert check_lab(lab) == []
+    edit_yaml(lab / "group_vars" / "onprem.yml", lambda d: d.update(puente_dns_zone=""))
+    assert "powerdns_zone, a required input of role powerdns" in one(check_lab(lab), "powerdns_zone")
+
+
+def test_the_lab_zone_in_a_production_inventory_is_refused(tmp_path: Path) -> None:
+    filled = copy_filled(tmp_path)
+    assert check(filled) == []
+    for site in ("onprem", "cloud", "witness"):
+        edit_yaml(filled / "group_vars" / f"{site}.yml", lambda d: d.pop("puente_dns_zone"))
+    finding = one(check(filled), "puente_dns_zone")
+    assert finding.startswith("[required-variable] playbooks/group_vars/all.yml:")
+    assert "puente_dns_zone is puente.lab, the lab's zone (the playbooks' default), for 9 host(s)" in finding
