@@ -12,7 +12,7 @@ from typing import Any
 
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-SITES = ("onprem", "cloud", "witness")
+from puente.sites import SITES
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from puente.audit.inventory import SITES
 from puente.check import playbooks
 from puente.check.findings import Finding
 from puente.check.sources import culprit, hosts_of, inventory_dirs, inventory_manager
 from puente.check.vault import first_line, new_loader
 from puente.shell import ROOT
+from puente.sites import SITES
 
 PLAYBOOK_DIR = ROOT / "playbooks"
 ROLES_DIR = ROOT / "roles"
