@@ -18,10 +18,10 @@ description:
   - Reads the outputs of a stack of Puente's Pulumi program (C(stacks/)), either by running
     C(pulumi stack output --json) or from a JSON file exported with that command, so operators never
     copy cloud addresses by hand.
-  - Hosts come from the C(cloudNodes) output (node name mapped to its address and groups); they join
-    the site group (C(cloud) by default) and the groups the stack gives them (e.g. C(postgresql)
-    for the cross-site Patroni members), with C(ansible_host) set to their private address (reached
-    through the VPN).
+  - Hosts come from the C(cloudNodes) output (node name mapped to its address, groups and host
+    variables); they join the site group (C(cloud) by default) and the groups the stack gives them
+    (e.g. C(postgresql) and, for the first member, C(etcd)), with C(ansible_host) set to their private
+    address (reached through the VPN) and the stack's C(vars) (e.g. C(postgresql_patroni_tags)).
   - Every other non-secret output becomes a variable of group C(all) named C(puente_cloud_<output in
     snake_case>), e.g. C(puente_cloud_alb_dns_name), C(puente_cloud_vpn_tunnel_addresses),
     C(puente_cloud_db_endpoint), C(puente_cloud_queue_url).
@@ -162,3 +162,10 @@ class InventoryModule(BaseInventoryPlugin):
             for group in node.get("groups", []):
                 self.inventory.add_group(group)
                 self.inventory.add_host(name, group=group)
+            host_vars = node.get("vars", {})
+            if not isinstance(host_vars, dict):
+                raise AnsibleParserError(
+                    f"pulumi_stack: {CLOUD_NODES}.{name}.vars must be an object in {path}"
+                )
+            for key, value in host_vars.items():
+                self.inventory.set_variable(name, key, value)

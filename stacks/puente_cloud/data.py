@@ -27,6 +27,16 @@ PATRONI_PORTS = (
 DEBIAN_AMI_OWNER = "136693071363"
 
 
+def _member_role(index: int) -> tuple[list[str], dict[str, object]]:
+    """Inventory groups and host variables of the index-th cloud member (the lab's proven shape): the
+    first one is also the cloud site's etcd member (one vote per site plus the witness, so losing either
+    site keeps a DCS majority); the others are `nosync`, so the synchronous standby of a cloud leader is
+    always on the other site."""
+    if index == 0:
+        return ["postgresql", "etcd"], {}
+    return ["postgresql"], {"postgresql_patroni_tags": {"nosync": True}}
+
+
 @dataclass(frozen=True)
 class DatabaseArgs:
     config: DatabaseConfig
@@ -209,13 +219,14 @@ class Database(Component):
         nodes: dict[str, pulumi.Output[dict[str, object]]] = {}
         for i in range(patroni.members):
             node = f"cloud-db{i + 1}"
+            groups, host_vars = _member_role(i)
             user_data = render(
                 "cloud-init/node.yaml.j2",
                 {
                     "node_name": node,
                     "ssh_authorized_key": patroni.ssh_public_key,
                     "site": "cloud",
-                    "groups": ["postgresql"],
+                    "groups": groups,
                 },
             )
             instance = aws.ec2.Instance(
@@ -238,7 +249,9 @@ class Database(Component):
                 # A newer Debian AMI must not replace a database member on the next `pulumi up`.
                 opts=self.opts(ignore_changes=["ami"]),
             )
-            nodes[node] = instance.private_ip.apply(lambda ip: {"address": ip, "groups": ["postgresql"]})
+            nodes[node] = instance.private_ip.apply(
+                lambda ip, g=groups, v=host_vars: {"address": ip, "groups": g, "vars": v}
+            )
         self.nodes = pulumi.Output.all(**nodes)
         first = next(iter(nodes.values()))
         self.address = first.apply(lambda n: str(n["address"]))

@@ -68,7 +68,10 @@ def test_ansible_inventory_cli_reads_an_exported_stack(geo: Recording, tmp_path:
     listing = _untagged(json.loads(done.stdout))
     assert sorted(listing["cloud"]["hosts"]) == ["cloud-db1", "cloud-db2"]
     assert sorted(listing["postgresql"]["hosts"]) == ["cloud-db1", "cloud-db2"]
+    assert listing["etcd"]["hosts"] == ["cloud-db1"]
     hostvars = listing["_meta"]["hostvars"]
+    assert hostvars["cloud-db2"]["postgresql_patroni_tags"] == {"nosync": True}
+    assert "postgresql_patroni_tags" not in hostvars["cloud-db1"]
     nodes = geo.outputs[outputs.CLOUD_NODES]
     assert hostvars["cloud-db1"]["ansible_host"] == nodes["cloud-db1"]["address"]
     assert hostvars["cloud-db1"]["puente_site"] == "cloud"

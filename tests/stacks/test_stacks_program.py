@@ -250,7 +250,10 @@ def test_cross_site_option_declares_patroni_members_instead_of_rds(geo: Recordin
     nodes = geo.outputs[outputs.CLOUD_NODES]
     assert set(nodes) == {"cloud-db1", "cloud-db2"}
     assert len({n["address"] for n in nodes.values()}) == 2
-    assert all(n["groups"] == ["postgresql"] for n in nodes.values())
+    # the lab's proven shape: the first cloud member is the site's etcd vote, the others are nosync
+    assert nodes["cloud-db1"]["groups"] == ["postgresql", "etcd"] and nodes["cloud-db1"]["vars"] == {}
+    assert nodes["cloud-db2"]["groups"] == ["postgresql"]
+    assert nodes["cloud-db2"]["vars"] == {"postgresql_patroni_tags": {"nosync": True}}
     for member in members:
         assert member.inputs["rootBlockDevice"]["encrypted"] is True
         assert member.inputs["metadataOptions"]["httpTokens"] == "required"
