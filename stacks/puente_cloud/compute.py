@@ -79,7 +79,7 @@ class Cluster(Component):
             opts=self.opts(parent=self.cluster),
         )
         self._nodes(cfg, net, args.target_group_arn)
-        self._pod_identity_agent()
+        self._addons()
         repo_name = self.child("api")
         images_key = kms_key(self, "images", "Encryption at rest of the API's container images")
         self.repository = aws.ecr.Repository(
@@ -185,7 +185,8 @@ class Cluster(Component):
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             labels={"puente.io/role": "api"},
             tags=self.tags(lt_name),
-            # The cluster autoscaler / HPA move desired_size; do not fight them on every `pulumi up`.
+            # desired_size is left to whatever scales the nodes (no node autoscaler is declared yet:
+            # docs/CLOUD.md); `pulumi up` must not reset it. The HPA scales pods, not nodes.
             opts=self.opts(ignore_changes=["scalingConfig.desiredSize"]),
         )
         asg_name = self.node_group.resources[0].autoscaling_groups[0].name
@@ -196,14 +197,17 @@ class Cluster(Component):
             opts=self.opts(parent=self.node_group),
         )
 
-    def _pod_identity_agent(self) -> None:
-        aws.eks.Addon(
-            self.child("pod-identity"),
-            cluster_name=self.cluster.name,
-            addon_name="eks-pod-identity-agent",
-            tags=self.tags(self.child("pod-identity")),
-            opts=self.opts(parent=self.cluster),
-        )
+    def _addons(self) -> None:
+        """EKS-managed add-ons (AWS builds and patches their images; the program names none):
+        the Pod Identity agent (the pods' IAM roles) and metrics-server, which the API's HPA reads."""
+        for suffix, addon in (("pod-identity", "eks-pod-identity-agent"), ("metrics", "metrics-server")):
+            aws.eks.Addon(
+                self.child(suffix),
+                cluster_name=self.cluster.name,
+                addon_name=addon,
+                tags=self.tags(self.child(suffix)),
+                opts=self.opts(parent=self.cluster),
+            )
 
     def pod_role(
         self, suffix: str, namespace: str, service_account: str, policy: pulumi.Input[str]
