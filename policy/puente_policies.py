@@ -32,6 +32,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:apigatewayv2/stage:Stage",
         "aws:apigatewayv2/vpcLink:VpcLink",
         "aws:cloudwatch/logGroup:LogGroup",
+        "aws:dlm/lifecyclePolicy:LifecyclePolicy",
         "aws:ec2/customerGateway:CustomerGateway",
         "aws:ec2/eip:Eip",
         "aws:ec2/instance:Instance",

@@ -13,7 +13,7 @@ from puente.templating import render
 from .base import Component, Tags
 from .config import DatabaseConfig
 from .network import Network
-from .security import kms_key
+from .security import kms_key, service_role
 
 POSTGRES_PORT = 5432
 # Ports of a Patroni member: PostgreSQL, Patroni REST (leader checks), etcd client and peer.
@@ -78,7 +78,7 @@ class Database(Component):
         if cfg.mode == "rds":
             self._rds(cfg, net, args)
         else:
-            self._patroni(cfg, net)
+            self._patroni(cfg, net, args)
         self.register_outputs(
             {"mode": cfg.mode, "address": self.address, "port": self.port, "nodes": self.nodes}
         )
@@ -168,7 +168,44 @@ class Database(Component):
         )
         self.address = self.instance.address
 
-    def _patroni(self, cfg: DatabaseConfig, net: Network) -> None:
+    @property
+    def _backup_tag(self) -> str:
+        return self.physical("patroni")
+
+    def _snapshots(self, retention_days: int) -> None:
+        """backupRetentionDays, as RDS mode honours it: a daily EBS snapshot of every member's volumes
+        (Amazon Data Lifecycle Manager, volumes tagged PuenteBackup), each kept that many days. Crash-
+        consistent copies of the disks; point-in-time recovery of the database itself is WAL archiving's
+        job (pgBackRest, issue 13)."""
+        name = self.child("snapshots")
+        role = service_role(
+            self,
+            "snapshots",
+            "dlm.amazonaws.com",
+            ["arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"],
+        )
+        aws.dlm.LifecyclePolicy(
+            name,
+            description=f"Daily snapshots of the Patroni members' volumes, kept {retention_days} days",
+            execution_role_arn=role.arn,
+            state="ENABLED",
+            policy_details={
+                "resource_types": ["VOLUME"],
+                "target_tags": {"PuenteBackup": self._backup_tag},
+                "schedules": [
+                    {
+                        "name": "daily",
+                        "create_rule": {"interval": 24, "interval_unit": "HOURS", "times": "02:00"},
+                        "retain_rule": {"interval": retention_days, "interval_unit": "DAYS"},
+                        "copy_tags": True,
+                    }
+                ],
+            },
+            tags=self.tags(name),
+            opts=self.opts(),
+        )
+
+    def _patroni(self, cfg: DatabaseConfig, net: Network, args: DatabaseArgs) -> None:
         patroni = cfg.patroni
         assert patroni is not None  # guaranteed by config validation
         sources = [*net.onprem_cidrs, net.cidr]
@@ -245,13 +282,17 @@ class Database(Component):
                     "kms_key_id": self.key.arn,
                 },
                 tags=self.tags(self.child(node), PuenteNode=node),
-                volume_tags=self.tags(self.child(node), PuenteNode=node),
+                volume_tags=self.tags(self.child(node), PuenteNode=node, PuenteBackup=self._backup_tag),
+                # deletionProtection, as RDS mode honours it: no API termination, and in production
+                # Pulumi refuses to delete the member (`protect`), as it does the RDS instance.
+                disable_api_termination=cfg.deletion_protection,
                 # A newer Debian AMI must not replace a database member on the next `pulumi up`.
-                opts=self.opts(ignore_changes=["ami"]),
+                opts=self.opts(ignore_changes=["ami"], protect=args.production),
             )
             nodes[node] = instance.private_ip.apply(
                 lambda ip, g=groups, v=host_vars: {"address": ip, "groups": g, "vars": v}
             )
         self.nodes = pulumi.Output.all(**nodes)
+        self._snapshots(cfg.backup_retention_days)
         first = next(iter(nodes.values()))
         self.address = first.apply(lambda n: str(n["address"]))

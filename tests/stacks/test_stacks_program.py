@@ -254,6 +254,14 @@ def test_cross_site_option_declares_patroni_members_instead_of_rds(geo: Recordin
     assert nodes["cloud-db1"]["groups"] == ["postgresql", "etcd"] and nodes["cloud-db1"]["vars"] == {}
     assert nodes["cloud-db2"]["groups"] == ["postgresql"]
     assert nodes["cloud-db2"]["vars"] == {"postgresql_patroni_tags": {"nosync": True}}
+    # deletionProtection and backupRetentionDays, as RDS mode honours them (prod-euc1: true, 14 days)
+    snapshots = geo.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs
+    details = snapshots["policyDetails"]
+    assert details["resourceTypes"] == ["VOLUME"]
+    assert details["schedules"][0]["retainRule"] == {"interval": 14.0, "intervalUnit": "DAYS"}
+    for member in members:
+        assert member.inputs["disableApiTermination"] is True
+        assert member.inputs["volumeTags"]["PuenteBackup"] == details["targetTags"]["PuenteBackup"]
     for member in members:
         assert member.inputs["rootBlockDevice"]["encrypted"] is True
         assert member.inputs["metadataOptions"]["httpTokens"] == "required"
