@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,8 @@ import httpx
 import psycopg
 import pytest
 from api_helpers import address, count, headers, new_key, shipment_body
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
@@ -172,3 +175,44 @@ def test_invalid_events_are_422(client: httpx.Client, client_id: str, body: obje
     ]
     r = client.post(f"/v1/shipments/{sid}/events", json=body, headers=headers(client_id, new_key()))
     assert_problem(r, 422)
+
+
+def test_text_that_grows_under_normalisation_is_422(client: httpx.Client, client_id: str) -> None:
+    # U+FB2C (HEBREW LETTER SHIN WITH DAGESH AND SHIN DOT) is one character and three after NFC: 64 of
+    # them passed the 64-character limit, then broke the database's CHECK on the stored text (500).
+    r = client.post(
+        "/v1/shipments",
+        json=shipment_body(reference="\ufb2c" * 64),
+        headers=headers(client_id, new_key()),
+    )
+    doc = assert_problem(r, 422)
+    assert "after Unicode normalisation (NFC)" in str(doc)
+
+
+# Characters NFC turns into more than one (U+FB2C, U+0344, ...): drawn often, so text at the length limit
+# that grows past it is among the examples every run, not a lucky find.
+_EXPANDING = [c for c in map(chr, range(0x110000)) if len(unicodedata.normalize("NFC", c)) > 1]
+# Characters the API accepts (so the text reaches the database: one refused character would end the
+# example at validation with 422; those are test_invalid_bodies_are_422_and_create_nothing's).
+_ACCEPTED = st.characters(exclude_categories=("Cc", "Cs", "Cn", "Co"))
+_CHARACTER = st.one_of(_ACCEPTED, st.sampled_from(_EXPANDING))
+# Every length up to the limit, the limit itself included (where growth under NFC breaks it).
+_UNICODE_TEXT = st.integers(1, 64).flatmap(
+    lambda n: st.lists(_CHARACTER, min_size=n, max_size=n).map("".join)
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_UNICODE_TEXT)
+def test_any_unicode_reference_is_taken_or_refused_never_500(
+    client: httpx.Client, client_id: str, text: str
+) -> None:
+    """Property: whatever Unicode a client puts in a text field (here `reference`, limit 64), the answer
+    is 201 with the NFC text stored, or a 4xx problem — never a 5xx. Assigned code points of every plane,
+    half of them characters that NFC expands, every length up to the limit."""
+    r = client.post(
+        "/v1/shipments", json=shipment_body(reference=text), headers=headers(client_id, new_key())
+    )
+    assert r.status_code in (201, 400, 422), r.text
+    if r.status_code == 201:
+        assert r.json()["reference"] == unicodedata.normalize("NFC", text)

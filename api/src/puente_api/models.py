@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -32,10 +33,26 @@ def _clean_text(value: str) -> str:
     return value
 
 
-Text64 = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean_text)]
-Text100 = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_clean_text)]
-Text200 = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean_text)]
-Text500 = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_clean_text)]
+def _cleaned(max_length: int) -> Callable[[str], str]:
+    """_clean_text, then the length limit again: NFC can lengthen text (U+FB2C, one character, is three
+    after NFC), and the database checks the stored, normalised length. Field(max_length) still refuses an
+    oversized input before any normalisation work."""
+
+    def clean(value: str) -> str:
+        value = _clean_text(value)
+        if len(value) > max_length:
+            raise ValueError(
+                f"must be at most {max_length} characters after Unicode normalisation (NFC), got {len(value)}"
+            )
+        return value
+
+    return clean
+
+
+Text64 = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_cleaned(64))]
+Text100 = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_cleaned(100))]
+Text200 = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_cleaned(200))]
+Text500 = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_cleaned(500))]
 
 
 class _Strict(BaseModel):
