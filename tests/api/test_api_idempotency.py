@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import psycopg
@@ -29,7 +30,10 @@ def test_missing_key_is_400_and_creates_nothing(
 @pytest.mark.parametrize(
     "key",
     [
-        "8e03978e-40d5-43e8-bc93-6894a57f9324",  # a token, not an sf-string (no quotes)
+        "short-1",  # bare, fewer than 8 characters
+        "has space-inside",  # bare: no spaces (only the quoted form may hold them)
+        "a,b-cdefgh",  # bare: a comma would read as a list
+        "abc-defgh;a=1",  # bare: a semicolon would read as a parameter
         '"short"',  # fewer than 8 characters
         '"' + "x" * 256 + '"',  # more than 255
         '"has"quote"',  # unescaped DQUOTE inside
@@ -44,6 +48,25 @@ def test_malformed_key_is_400(client: httpx.Client, client_id: str, key: str | b
     )
     assert r.status_code == 400, r.text
     assert r.json()["type"].endswith("/idempotency-key-malformed")
+
+
+def test_a_bare_key_is_the_same_key_as_its_quoted_form(client: httpx.Client, client_id: str) -> None:
+    """Stripe-style clients send the key bare (Idempotency-Key: 8e03978e-...): accepted, and one key
+    with "8e03978e-...": a retry in the other form replays, a different body under it is 422."""
+    bare = str(uuid.uuid4())
+    first = client.post(
+        "/v1/shipments", json=shipment_body(), headers={**headers(client_id), "Idempotency-Key": bare}
+    )
+    assert first.status_code == 201, first.text
+    again = post(client, client_id, f'"{bare}"')
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true", again.text
+    assert again.json()["id"] == first.json()["id"]
+    other = client.post(
+        "/v1/shipments",
+        json=shipment_body(weight=999),
+        headers={**headers(client_id), "Idempotency-Key": bare},
+    )
+    assert other.status_code == 422, other.text
 
 
 def test_two_key_headers_are_400(api: object, client_id: str) -> None:

@@ -2,8 +2,8 @@
 
 Rules (api/README.md publishes them, as the draft asks):
 
-* a POST without ``Idempotency-Key`` is a 400; a key that is not an RFC 8941 sf-string (a quoted
-  string, printable ASCII) of 8..255 characters is a 400;
+* a POST without ``Idempotency-Key`` is a 400; a key that is neither an RFC 8941 sf-string (a quoted
+  string, printable ASCII) nor the same key bare (``abc`` is ``"abc"``), of 8..255 characters, is a 400;
 * keys are scoped per client (``X-Client-Id``); the same key from two clients are two keys;
 * same key, same fingerprint, finished: the stored status, headers and body again, byte for byte,
   with ``Idempotent-Replayed: true`` -- stored 4xx outcomes included;
@@ -46,10 +46,14 @@ KEY_MAX_LENGTH = 255
 DEFAULT_CLIENT = "anonymous"
 # Printable ASCII inside the quotes; backslash escapes only '"' and '\' (RFC 8941, section 3.3.3).
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
+# The bare form Stripe-style clients send (Idempotency-Key: 8e03978e-...): visible ASCII without DQUOTE,
+# backslash, comma or semicolon (a list or a parameter would be ambiguous). The same key as its quoted
+# form: abc-12345 and "abc-12345" name one key.
+_BARE_KEY = re.compile(r"^([\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+)$")
 CLIENT_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 _CLIENT_ID = re.compile(CLIENT_PATTERN)
 # OpenAPI description of the header (documents the grammar above for clients and schemathesis).
-KEY_PATTERN = r'^"[\x20\x21\x23-\x5b\x5d-\x7e]{8,255}"$'
+KEY_PATTERN = r'^("[\x20\x21\x23-\x5b\x5d-\x7e]{8,255}"|[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{8,255})$'
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,13 @@ def parse_key(raw: str | None) -> str:
             'This operation requires an Idempotency-Key header, e.g. Idempotency-Key: "<a UUID>".',
             title="Idempotency-Key is missing",
         )
-    match = _SF_STRING.match(raw.strip(" "))
+    match = _SF_STRING.match(raw.strip(" ")) or _BARE_KEY.match(raw.strip(" "))
     if not match:
         raise Problem(
             400,
             "idempotency-key-malformed",
-            "Idempotency-Key must be a single structured-field string: printable ASCII in double quotes.",
+            "Idempotency-Key must be a single structured-field string (printable ASCII in double quotes) "
+            "or the same key bare (visible ASCII without quotes, backslashes, commas or semicolons).",
             title="Idempotency-Key is malformed",
         )
     key = match.group(1)
