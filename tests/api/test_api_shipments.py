@@ -70,6 +70,27 @@ def test_events_append_and_move_the_status(client: httpx.Client, client_id: str)
     assert [e["type"] for e in doc["events"]] == ["picked_up", "in_transit"]
 
 
+def test_an_events_location_is_a_route_that_answers_with_the_event(
+    client: httpx.Client, client_id: str
+) -> None:
+    sid = create(client, client_id).json()["id"]
+    other = create(client, client_id).json()["id"]
+    r = client.post(
+        f"/v1/shipments/{sid}/events",
+        json={"type": "picked_up", "occurred_at": "2026-01-02T08:00:00Z", "location": "Zaragoza hub"},
+        headers=headers(client_id, new_key()),
+    )
+    assert r.status_code == 201, r.text
+    location = r.headers["location"]
+    assert location == f"/v1/shipments/{sid}/events/{r.json()['id']}"
+    got = client.get(location)
+    assert got.status_code == 200 and got.json() == r.json(), got.text
+    # the event belongs to its shipment only; an unknown event is 404 as well
+    assert client.get(f"/v1/shipments/{other}/events/{r.json()['id']}").status_code == 404
+    missing = client.get(f"/v1/shipments/{sid}/events/{uuid.uuid4()}")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
 def test_event_on_unknown_shipment_is_404(client: httpx.Client, client_id: str) -> None:
     r = client.post(
         f"/v1/shipments/{uuid.uuid4()}/events",

@@ -135,6 +135,22 @@ async def get_shipment(request: Request, shipment_id: UUID) -> Response:
 
 
 @router.get(
+    "/v1/shipments/{shipment_id}/events/{event_id}",
+    response_model=Event,
+    responses=READ_RESPONSES,
+    summary="One tracking event (what the 201 of POST .../events names in Location)",
+    tags=["shipments"],
+)
+async def get_event(request: Request, shipment_id: UUID, event_id: UUID) -> Response:
+    doc = await db.read(
+        state(request).read_pool, lambda conn: shipments.get_event(conn, shipment_id, event_id)
+    )
+    if doc is None:
+        raise Problem(404, "not-found", f"No event {event_id} on shipment {shipment_id}.")
+    return Response(orjson.dumps(doc), media_type="application/json")
+
+
+@router.get(
     "/v1/shipments",
     response_model=ShipmentPage,
     responses=READ_RESPONSES,

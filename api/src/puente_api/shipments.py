@@ -145,6 +145,19 @@ def _event_doc(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+async def get_event(
+    conn: AsyncConnection[Any], shipment_id: uuid.UUID, event_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """One tracking event of one shipment (what a 201's Location names), or None."""
+    cur = await conn.execute(
+        "SELECT id, shipment_id, type, location, note, occurred_at, created_at FROM shipment_events "
+        "WHERE id = %s AND shipment_id = %s",
+        (event_id, shipment_id),
+    )
+    row = await cur.fetchone()
+    return None if row is None else _event_doc(row)
+
+
 async def get(conn: AsyncConnection[Any], shipment_id: uuid.UUID) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLUMNS} FROM shipments WHERE id = %s", (shipment_id,))
