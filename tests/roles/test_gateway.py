@@ -113,6 +113,13 @@ def test_idempotency_key_reaches_the_api(client: httpx.Client) -> None:
     assert again.headers.get("idempotent-replayed") == "true"
 
 
+def test_two_idempotency_keys_reach_the_api_as_two_and_get_400(client: httpx.Client) -> None:
+    h = [("Idempotency-Key", f'"gw-{uuid.uuid4()}"'), ("Idempotency-Key", f'"gw-{uuid.uuid4()}"')]
+    r = client.post("/v1/shipments", json=SHIPMENT, headers=h)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"].endswith("/idempotency-key-malformed")
+
+
 def test_body_over_the_limit_is_413_problem_json(client: httpx.Client) -> None:
     r = client.post(
         "/v1/shipments", content=b"x" * (128 * 1024), headers={"Content-Type": "application/json"}
