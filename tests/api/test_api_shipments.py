@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -135,10 +136,22 @@ def test_request_id_is_echoed_or_generated_and_logged(client: httpx.Client, api:
     generated = client.get("/healthz").headers["x-request-id"]
     assert len(generated) == 32
     int(generated, 16)
-    lines = [orjson.loads(line) for line in api.logs().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
-    access = [
-        e for e in lines if e.get("logger") == "puente_api.access" and e.get("request_id") == "drill-1234"
-    ]
+    # Complete lines only, and a moment for the line to land: the server may still be writing it (or
+    # another one) while the test reads the file.
+    deadline = time.monotonic() + 5
+    while True:
+        text = api.logs()  # type: ignore[attr-defined]
+        lines = [
+            orjson.loads(line)
+            for line in text.splitlines(keepends=True)
+            if line.startswith("{") and line.endswith("\n")
+        ]
+        access = [
+            e for e in lines if e.get("logger") == "puente_api.access" and e.get("request_id") == "drill-1234"
+        ]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert access and access[0]["status"] == 200 and access[0]["path"] == "/healthz"
 
 
