@@ -16,7 +16,9 @@ from typing import Any
 ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
     "all": {("tcp", 22)},
     "gateways": {("tcp", 80), ("tcp", 443)},
-    "loadbalancers": {("tcp", 5432)},
+    # PostgreSQL frontends: writes to the leader (5432), reads to the site's leader or synchronous
+    # standby (5433, roles/haproxy's postgresql_read).
+    "loadbalancers": {("tcp", 5432), ("tcp", 5433)},
     "api_nodes": {("tcp", 8080)},
     "postgresql": {("tcp", 5432), ("tcp", 8008)},
     "etcd": {("tcp", 2379), ("tcp", 2380)},
