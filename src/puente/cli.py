@@ -13,7 +13,13 @@ import sys
 from puente.shell import CommandError
 
 # module path -> the sub-command it registers; a module that is not there yet is skipped.
-_COMMANDS = ("puente.lab.cli", "puente.drill.cli", "puente.audit.cli", "puente.check.cli")
+_COMMANDS = (
+    "puente.lab.cli",
+    "puente.drill.cli",
+    "puente.audit.cli",
+    "puente.check.cli",
+    "puente.image.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
