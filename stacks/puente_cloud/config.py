@@ -138,8 +138,14 @@ class QueueConfig:
 
 @dataclass(frozen=True)
 class DnsConfig:
+    # "" = a cloud-only stack: no on-prem site behind a PRIMARY failover record.
     onprem_gateway_address: str
     health_check_regions: tuple[str, ...]
+
+    @property
+    def hybrid(self) -> bool:
+        """The on-prem gateway is the PRIMARY failover record and the cloud edge its SECONDARY."""
+        return bool(self.onprem_gateway_address)
 
 
 @dataclass(frozen=True)
@@ -271,14 +277,14 @@ class _Reader:
 _REQUIRED = object()
 
 
-def _read_object(cfg: pulumi.Config, name: str, problems: list[str]) -> _Reader:
+def _read_object(cfg: pulumi.Config, name: str, problems: list[str], required: bool = True) -> _Reader:
     key = f"{cfg.name}:{name}"
     try:
         data = cfg.get_object(name)
     except Exception as exc:  # the engine's message for bad JSON/YAML is precise enough
         problems.append(f"{key}: {exc}")
         data = {}
-    if data is None:
+    if data is None and required:
         problems.append(f"{key}: is required")
     return _Reader(key, data, problems)
 
@@ -533,7 +539,7 @@ ROUTE53_CHECKER_REGIONS = (
 
 
 def _dns(cfg: pulumi.Config, problems: list[str]) -> DnsConfig:
-    r = _read_object(cfg, "dns", problems)
+    r = _read_object(cfg, "dns", problems, required=False)
     r.unknown_fields({"onpremGatewayAddress", "healthCheckRegions"})
     regions = tuple(str(x) for x in r.items("healthCheckRegions", []))
     if regions and len(regions) < 3:
@@ -545,7 +551,21 @@ def _dns(cfg: pulumi.Config, problems: list[str]) -> DnsConfig:
             f"Route 53 has no health checkers in {', '.join(unknown)}; "
             f"choose among {', '.join(ROUTE53_CHECKER_REGIONS)} (or leave it empty for all)",
         )
-    return DnsConfig(onprem_gateway_address=r.public_ip("onpremGatewayAddress"), health_check_regions=regions)
+    # Optional: without it the stack is cloud-only (the API's name is a plain alias to the ALB).
+    gateway = r.public_ip("onpremGatewayAddress") if "onpremGatewayAddress" in r.data else ""
+    return DnsConfig(onprem_gateway_address=gateway, health_check_regions=regions)
+
+
+def _hybrid_needs_patroni(database: DatabaseConfig, dns: DnsConfig, problems: list[str]) -> None:
+    """A stack that fails over from the on-prem site must fail over to a copy of its data."""
+    if dns.hybrid and database.mode == "rds":
+        problems.append(
+            "puente:database.mode: rds is refused in a hybrid stack (puente:dns.onpremGatewayAddress puts "
+            "the on-prem site behind the PRIMARY failover record): an RDS instance is standalone and "
+            "nothing replicates the on-prem database into it, so failing over to the cloud would serve an "
+            "empty database. Use mode: patroni (cloud members of the cross-site Patroni cluster), or remove "
+            "dns.onpremGatewayAddress for a cloud-only stack"
+        )
 
 
 TOP_LEVEL_KEYS = frozenset(
@@ -606,6 +626,9 @@ def load() -> StackConfig:
             problems.append(f"{key}: is not a known setting (typo?)")
     tags = _tags(cfg, problems)
     network = _network(cfg, region, production, problems)
+    database = _database(cfg, network, production, problems)
+    dns = _dns(cfg, problems)
+    _hybrid_needs_patroni(database, dns, problems)
     conf = StackConfig(
         project=pulumi.get_project(),
         stack=stack,
@@ -616,9 +639,9 @@ def load() -> StackConfig:
         edge=_edge(cfg, problems),
         cluster=_cluster(cfg, production, problems),
         api=_api(cfg, production, problems),
-        database=_database(cfg, network, production, problems),
+        database=database,
         queue=_queue(cfg, problems),
-        dns=_dns(cfg, problems),
+        dns=dns,
         database_password=_password(cfg, problems),
     )
     if problems:

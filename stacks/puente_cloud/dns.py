@@ -2,6 +2,8 @@
 
 PRIMARY = the on-prem gateway (A record + health check on its public address),
 SECONDARY = the cloud edge (alias to the ALB with evaluate-target-health + its own health check).
+A cloud-only stack (no on-prem gateway address) gets the cloud half only: the name is a plain alias to the
+ALB, with the same health check on it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ class FailoverDnsArgs:
     policy: FailoverPolicy
     zone_id: str
     fqdn: str
-    onprem_gateway_address: str
+    onprem_gateway_address: str  # "" = cloud-only
     alb_dns_name: pulumi.Input[str]
     alb_zone_id: pulumi.Input[str]
     checker_regions: tuple[str, ...]
@@ -35,10 +37,23 @@ class FailoverDns(Component):
         super().__init__(name, tags, opts)
         p = args.policy
         onprem_name, cloud_name = self.child("onprem"), self.child("cloud")
+        cloud_check = self._health_check(cloud_name, "cloud", args, fqdn=args.alb_dns_name)
+        alias = [{"name": args.alb_dns_name, "zone_id": args.alb_zone_id, "evaluate_target_health": True}]
+        if not args.onprem_gateway_address:
+            aws.route53.Record(
+                cloud_name,
+                zone_id=args.zone_id,
+                name=args.fqdn,
+                type=p.record_type,
+                aliases=alias,
+                opts=self.opts(parent=cloud_check),
+            )
+            self.health_check_ids = {"cloud": cloud_check.id}
+            self.register_outputs({"fqdn": args.fqdn, "healthCheckIds": self.health_check_ids})
+            return
         onprem_check = self._health_check(
             onprem_name, "onprem", args, fqdn=args.fqdn, ip_address=args.onprem_gateway_address
         )
-        cloud_check = self._health_check(cloud_name, "cloud", args, fqdn=args.alb_dns_name)
         aws.route53.Record(
             onprem_name,
             zone_id=args.zone_id,
@@ -59,9 +74,7 @@ class FailoverDns(Component):
             set_identifier="cloud",
             failover_routing_policies=[{"type": "SECONDARY"}],
             health_check_id=cloud_check.id,
-            aliases=[
-                {"name": args.alb_dns_name, "zone_id": args.alb_zone_id, "evaluate_target_health": True}
-            ],
+            aliases=alias,
             opts=self.opts(parent=cloud_check),
         )
         self.health_check_ids = {"onprem": onprem_check.id, "cloud": cloud_check.id}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from stacks_helpers import POLICY_PACK, run_stack
+from stacks_helpers import DELETE, POLICY_PACK, run_stack
 
 from puente.pulumikit import PolicyPackServer, Recording
 
@@ -26,9 +26,27 @@ def geo() -> Recording:
     return run_stack("prod-euc1")
 
 
-@pytest.fixture(scope="session", params=["dev", "prod", "prod-euc1"])
+# A cloud-only stack (no on-prem site behind a PRIMARY failover record): the only kind RDS is valid for.
+CLOUD_ONLY = {
+    "puente:dns.onpremGatewayAddress": DELETE,
+    "puente:database.mode": "rds",
+    "puente:database.patroni": DELETE,
+    "puente:database.instanceClass": "db.t4g.micro",
+}
+
+
+@pytest.fixture(scope="session")
+def cloud_only() -> Recording:
+    """dev as a cloud-only stack with RDS."""
+    return run_stack("dev", CLOUD_ONLY)
+
+
+STACK_FIXTURES = {"dev": "dev", "prod": "prod", "prod-euc1": "geo", "cloud-only": "cloud_only"}
+
+
+@pytest.fixture(scope="session", params=list(STACK_FIXTURES))
 def any_stack(request: pytest.FixtureRequest) -> Recording:
-    return request.getfixturevalue({"dev": "dev", "prod": "prod", "prod-euc1": "geo"}[request.param])
+    return request.getfixturevalue(STACK_FIXTURES[request.param])
 
 
 @pytest.fixture(scope="session")

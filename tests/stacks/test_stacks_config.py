@@ -113,7 +113,7 @@ def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | No
             "puente:cluster.kubernetesVersion: '1.19' does not match",
         ),
         ("dev", {"puente:database.mode": "aurora"}, "puente:database.mode: must be one of rds, patroni"),
-        ("dev", {"puente:database.mode": "patroni"}, "puente:database.patroni: is required"),
+        ("dev", {"puente:database.patroni": DELETE}, "puente:database.patroni: is required"),
         (
             "prod-euc1",
             {"puente:database.patroni.packageMirrorCidrs": ["0.0.0.0/0"]},
@@ -147,6 +147,14 @@ def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | No
 )
 def test_bad_config_is_refused_naming_the_key(stack: str, overrides: dict[str, Any], expected: str) -> None:
     assert expected in _refused(stack, overrides)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod-euc1"])
+def test_rds_is_refused_where_the_onprem_site_is_the_primary(stack: str) -> None:
+    message = _refused(stack, {"puente:database.mode": "rds", "puente:database.patroni": DELETE})
+    assert "puente:database.mode: rds is refused in a hybrid stack" in message
+    assert "nothing replicates the on-prem database into it" in message
+    assert "would serve an empty database. Use mode: patroni" in message
 
 
 def test_every_problem_is_reported_at_once() -> None:

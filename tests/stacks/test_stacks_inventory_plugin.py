@@ -83,10 +83,10 @@ def test_ansible_inventory_cli_reads_an_exported_stack(geo: Recording, tmp_path:
     assert "puente_cloud_kubeconfig" not in all_vars  # a secret: never copied into the inventory
 
 
-def test_plugin_runs_the_pulumi_cli_for_the_stack(dev: Recording, tmp_path: Path) -> None:
+def test_plugin_runs_the_pulumi_cli_for_the_stack(cloud_only: Recording, tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    (project / "outputs.json").write_text(json.dumps(_cli_json(dev)))
+    (project / "outputs.json").write_text(json.dumps(_cli_json(cloud_only)))
     fake = tmp_path / "pulumi"
     # Stands in for the Pulumi CLI (absent here): checks the arguments and the directory, prints outputs.
     fake.write_text(f"""#!{sys.executable}
@@ -99,7 +99,7 @@ sys.stdout.write(open("outputs.json").read())
     manager = _inventory(_config(tmp_path, stack="dev", project_dir="project", pulumi_command=str(fake)))
     assert manager.groups["cloud"].get_hosts() == []  # RDS mode: no cloud VMs to configure
     variables = manager.groups["all"].get_vars()
-    assert variables["puente_cloud_queue_url"] == dev.outputs[outputs.QUEUE_URL]
+    assert variables["puente_cloud_queue_url"] == cloud_only.outputs[outputs.QUEUE_URL]
     assert variables["puente_cloud_db_mode"] == "rds"
 
 

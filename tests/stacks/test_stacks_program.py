@@ -206,21 +206,30 @@ def test_access_log_bucket_is_private_encrypted_and_writable_only_by_elb(dev: Re
     assert dev.one("aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]["prefix"] == "alb"
 
 
-def test_database_rds(dev: Recording, prod: Recording) -> None:
-    for rec in (dev, prod):
-        db = rec.one("aws:rds/instance:Instance")
-        assert db.inputs["storageEncrypted"] is True and db.inputs["multiAz"] is True
-        assert db.inputs["publiclyAccessible"] is False
-        assert db.wire_inputs["password"]["value"] == "correct-horse-battery-staple-42"  # sent as a secret
-        sg = next(
-            r for r in rec.of_type("aws:ec2/securityGroup:SecurityGroup") if r.name == "database-postgres"
+def test_database_rds_only_in_a_cloud_only_stack(cloud_only: Recording) -> None:
+    db = cloud_only.one("aws:rds/instance:Instance")
+    assert db.inputs["storageEncrypted"] is True and db.inputs["multiAz"] is True
+    assert db.inputs["publiclyAccessible"] is False
+    assert db.wire_inputs["password"]["value"] == "correct-horse-battery-staple-42"  # sent as a secret
+    sg = next(
+        r for r in cloud_only.of_type("aws:ec2/securityGroup:SecurityGroup") if r.name == "database-postgres"
+    )
+    assert sg.urn in db.property_dependencies["vpcSecurityGroupIds"]
+    assert (db.inputs["deletionProtection"], db.inputs["skipFinalSnapshot"]) == (False, True)
+    assert cloud_only.outputs[outputs.CLOUD_NODES] == {}
+
+
+def test_hybrid_stacks_run_the_cross_site_patroni_cluster(dev: Recording, prod: Recording) -> None:
+    for rec, members in ((dev, 1), (prod, 2)):
+        assert rec.of_type("aws:rds/instance:Instance") == []
+        assert rec.outputs[outputs.DB_MODE] == "patroni"
+        assert (
+            len(rec.of_type("aws:ec2/instance:Instance")) == len(rec.outputs[outputs.CLOUD_NODES]) == members
         )
-        assert sg.urn in db.property_dependencies["vpcSecurityGroupIds"]
-    dev_db, prod_db = dev.one("aws:rds/instance:Instance"), prod.one("aws:rds/instance:Instance")
-    assert (dev_db.inputs["deletionProtection"], dev_db.inputs["skipFinalSnapshot"]) == (False, True)
-    assert (prod_db.inputs["deletionProtection"], prod_db.inputs["skipFinalSnapshot"]) == (True, False)
-    assert prod_db.inputs["backupRetentionPeriod"] == 14.0
-    assert prod_db.inputs["finalSnapshotIdentifier"] == "puente-prod-database-postgres-final"
+    prod_members = prod.of_type("aws:ec2/instance:Instance")
+    assert all(m.inputs["disableApiTermination"] is True for m in prod_members)
+    snapshots = prod.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs["policyDetails"]
+    assert snapshots["schedules"][0]["retainRule"] == {"interval": 14.0, "intervalUnit": "DAYS"}
 
 
 def test_names_aws_sees_are_unique_per_stack(dev: Recording, prod: Recording) -> None:
@@ -303,7 +312,9 @@ def test_queue_is_fifo_encrypted_with_a_dead_letter_queue(dev: Recording) -> Non
     ]
 
 
-def test_failover_dns_follows_the_policy_file(any_stack: Recording) -> None:
+@pytest.mark.parametrize("stack", ["dev", "prod", "geo"])
+def test_failover_dns_follows_the_policy_file(stack: str, request: pytest.FixtureRequest) -> None:
+    any_stack: Recording = request.getfixturevalue(stack)
     policy = load_failover()
     checks = {h.name: h.inputs for h in any_stack.of_type("aws:route53/healthCheck:HealthCheck")}
     for check in checks.values():
@@ -328,6 +339,17 @@ def test_failover_dns_follows_the_policy_file(any_stack: Recording) -> None:
             "evaluateTargetHealth": True,
         }
     ]
+
+
+def test_a_cloud_only_stack_has_no_failover_pair(cloud_only: Recording) -> None:
+    (check,) = cloud_only.of_type("aws:route53/healthCheck:HealthCheck")
+    assert check.inputs["fqdn"] == cloud_only.outputs[outputs.ALB_DNS_NAME]
+    fqdn = cloud_only.outputs[outputs.FAILOVER_FQDN]
+    (record,) = [r for r in cloud_only.of_type("aws:route53/record:Record") if r.inputs["name"] == fqdn]
+    assert "failoverRoutingPolicies" not in record.inputs and "setIdentifier" not in record.inputs
+    assert record.inputs["aliases"][0]["name"] == cloud_only.outputs[outputs.ALB_DNS_NAME]
+    assert record.inputs["aliases"][0]["evaluateTargetHealth"] is True
+    assert set(cloud_only.outputs[outputs.HEALTH_CHECK_IDS]) == {"cloud"}
 
 
 def test_kubernetes_objects_go_through_the_explicit_provider(any_stack: Recording) -> None:
