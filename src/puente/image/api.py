@@ -91,6 +91,8 @@ def build(src: Inputs, tag: str) -> None:
         "build",
         "--pull=never",
         "--network=none",
+        # no intermediate images: the content tag is the cache (a build happens only when an input changed)
+        "--layers=false",
         "--file", _rel(CONTAINERFILE),
         "--build-arg", f"BASE={src.base}",
         "--build-arg", f"API_VERSION={src.version}",
