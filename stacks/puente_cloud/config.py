@@ -7,6 +7,7 @@ wrong, so a bad `Pulumi.<stack>.yaml` fails `pulumi preview` with a readable mes
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime
+
+from puente import placeholders
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 REQUIRED_TAGS = ("Owner", "CostCenter")
@@ -44,11 +47,26 @@ _NON_PUBLIC = [
 ]
 
 
+@dataclass(frozen=True)
+class Placeholder:
+    """An example value still in the config: ``key`` (``puente:edge.hostedZoneId``, ``...Cidrs[0]``),
+    its kind (puente.placeholders.FIX) and what is wrong with it."""
+
+    key: str
+    kind: str
+    what: str
+
+    @property
+    def problem(self) -> str:
+        return f"{self.key}: {self.what}; {placeholders.FIX[self.kind]}"
+
+
 class ConfigError(Exception):
     """Raised with one line per invalid key; nothing has been declared when it is raised."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], found: list[Placeholder] | None = None) -> None:
         self.problems = problems
+        self.placeholders = found or []  # those of `problems` that are example values
         super().__init__("invalid stack configuration:\n  - " + "\n  - ".join(problems))
 
 
@@ -592,6 +610,32 @@ def _all_config_keys() -> list[str]:
 _PASSWORD_FORBIDDEN = re.compile(r"[/@\" ]")
 
 
+def _walk(value: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _walk(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in _walk(v, f"{path}[{i}]")]
+    return [(path, value)] if isinstance(value, str) else []
+
+
+def _placeholders(cfg: pulumi.Config) -> list[Placeholder]:
+    """Every example value in the project's config (the shipped Pulumi.<stack>.yaml files are examples:
+    documentation addresses and domains, placeholder zone ids, CHANGE-ME markers, example SSH keys).
+    The secret password is judged by _password, never echoed."""
+    found = []
+    for key in sorted(_all_config_keys()):
+        if key.partition(":")[0] != cfg.name or key == f"{cfg.name}:databasePassword":
+            continue
+        raw = pulumi.runtime.get_config(key) or ""
+        try:
+            value = json.loads(raw) if raw[:1] in ("{", "[") else raw
+        except ValueError:
+            value = raw
+        for path, text in _walk(value, key):
+            found += [Placeholder(path, kind, what) for kind, what in placeholders.all_phrases(text, path)]
+    return found
+
+
 def _password(cfg: pulumi.Config, problems: list[str]) -> pulumi.Output[str]:
     key = f"{cfg.name}:databasePassword"
     hint = f"set it with `pulumi config set --secret {key.split(':')[1]}`"
@@ -603,6 +647,8 @@ def _password(cfg: pulumi.Config, problems: list[str]) -> pulumi.Output[str]:
         problems.append(f"{key}: must be stored as a secret ({hint})")
     elif len(raw) < 16 or len(raw) > 128 or _PASSWORD_FORBIDDEN.search(raw):
         problems.append(f'{key}: needs 16-128 characters without / @ " or space (RDS rules)')
+    elif placeholders.marker_phrases(raw):
+        problems.append(f"{key}: is still a placeholder such as CHANGE-ME ({hint})")
     return cfg.get_secret("databasePassword") or pulumi.Output.secret("")
 
 
@@ -644,6 +690,8 @@ def load() -> StackConfig:
         dns=dns,
         database_password=_password(cfg, problems),
     )
+    found = _placeholders(cfg)
+    problems += [p.problem for p in found]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, found)
     return conf

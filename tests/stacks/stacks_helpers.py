@@ -22,13 +22,25 @@ for _path in (PROGRAM, POLICY_PACK):
 # Stack files carry no secrets (they are set with `pulumi config set --secret`); tests provide them.
 TEST_SECRETS = {"puente:databasePassword": "correct-horse-battery-staple-42"}
 DELETE = object()
+# The shipped stack files are examples whose placeholders validation refuses: what an operator fills in.
+FILLED_VALUES = Path(__file__).resolve().parent / "data" / "filled-stack-values.yaml"
 
 
-def stack_config(stack: str, overrides: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """Pulumi.<stack>.yaml's config with `overrides` ({"puente:database.multiAz": False, ...}) applied."""
+def filled(stack: str) -> dict[str, Any]:
+    """{dotted config key: real value} replacing every placeholder of the shipped Pulumi.<stack>.yaml."""
+    import yaml
+
+    return dict(yaml.safe_load(FILLED_VALUES.read_text())[stack])
+
+
+def stack_config(
+    stack: str, overrides: Mapping[str, Any] | None = None, fill: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """Pulumi.<stack>.yaml's config, filled in (unless `fill=False`: the shipped example as it is), with
+    `overrides` ({"puente:database.multiAz": False, ...}) applied."""
     project, config = pulumikit.load_stack_config(REPO, stack)
     config = copy.deepcopy(config)
-    for dotted, value in (overrides or {}).items():
+    for dotted, value in {**(filled(stack) if fill else {}), **(overrides or {})}.items():
         key, *path = dotted.split(".")
         if not path:
             if value is DELETE:
@@ -51,8 +63,9 @@ def run_stack(
     overrides: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
     recording: Recording | None = None,
+    fill: bool = True,
 ) -> Recording:
-    project, config = stack_config(stack, overrides)
+    project, config = stack_config(stack, overrides, fill)
     return pulumikit.run(
         PROGRAM,
         project=project,

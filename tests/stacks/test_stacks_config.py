@@ -7,17 +7,80 @@ from typing import Any
 import pytest
 from puente_cloud import failover
 from puente_cloud.config import ConfigError
-from stacks_helpers import DELETE, TEST_SECRETS, run_stack
+from stacks_helpers import DELETE, TEST_SECRETS, filled, run_stack
 
 from puente.pulumikit import Recording
 
 
-def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | None = None) -> str:
+def _error(
+    stack: str, overrides: dict[str, Any], secrets: dict[str, str] | None = None, fill: bool = True
+) -> ConfigError:
     recording = Recording(project="puente", stack=stack)
     with pytest.raises(ConfigError) as info:
-        run_stack(stack, overrides, secrets=secrets, recording=recording)
+        run_stack(stack, overrides, secrets=secrets, recording=recording, fill=fill)
     assert recording.resources == [], "a config error must come before any resource"
-    return str(info.value)
+    return info.value
+
+
+def _refused(stack: str, overrides: dict[str, Any], secrets: dict[str, str] | None = None) -> str:
+    return str(_error(stack, overrides, secrets))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod-euc1"])
+def test_the_shipped_examples_are_refused_listing_every_placeholder(stack: str) -> None:
+    """Pulumi.<stack>.yaml is documentation-valued: validating it lists each placeholder once, all at
+    once, and nothing else; the filled-in copy the other tests run replaces exactly those."""
+    error = _error(stack, {}, fill=False)
+    keys = set()
+    for key, value in filled(stack).items():
+        keys |= {f"{key}[{i}]" for i in range(len(value))} if isinstance(value, list) else {key}
+    assert {p.key for p in error.placeholders} == keys
+    assert sorted(error.problems) == sorted(p.problem for p in error.placeholders)
+    assert len(error.problems) == len(set(error.problems))
+    message = str(error)
+    assert (
+        "puente:edge.hostedZoneId: Z0123456789" in message
+        and "placeholder Route 53 hosted zone id" in message
+    )
+    assert "puente:network.vpn.customerGatewayIp: 198.51.100." in message
+    assert "is a documentation address (RFC 5737 TEST-NET-2); put the real address" in message
+    assert "puente:cluster.publicAccessCidrs[0]: 203.0.113.0/24 is a documentation network" in message
+    assert "puente.example.com is in example.com, a documentation domain" in message
+    assert "puente:database.patroni.sshPublicKey: this ssh-ed25519 public key is an example" in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"puente:database.allowedCidrs": ["2001:db8:1::/48"]},
+            "puente:database.allowedCidrs[0]: 2001:db8:1::/48 is a documentation network (RFC 3849)",
+        ),
+        (
+            {"puente:network.vpn.customerGatewayIp": "192.0.2.44"},
+            "customerGatewayIp: 192.0.2.44 is a documentation address (RFC 5737 TEST-NET-1)",
+        ),
+        ({"puente:edge.zoneName": "puente.example.org"}, "puente.example.org is in example.org"),
+        ({"puente:edge.zoneName": "api.corp.test"}, "api.corp.test is in corp.test"),
+        ({"puente:edge.zoneName": "api.corp.invalid"}, "api.corp.invalid is in corp.invalid"),
+        ({"puente:edge.zoneName": "api.puente.example"}, "api.puente.example is in puente.example"),
+        ({"puente:edge.hostedZoneId": "ZEXAMPLE12345"}, "ZEXAMPLE12345 is a placeholder Route 53 hosted"),
+        ({"puente:edge.hostedZoneId": "Z0000000ABCDE"}, "Z0000000ABCDE is a placeholder Route 53 hosted"),
+        (
+            {"puente:tags.Owner": "CHANGE-ME"},
+            "puente:tags.Owner: the value is still the placeholder 'CHANGE-ME'",
+        ),
+        ({"puente:tags.CostCenter": "<cost center>"}, "puente:tags.CostCenter: the value is still the place"),
+    ],
+)
+def test_placeholders_are_refused(overrides: dict[str, Any], expected: str) -> None:
+    assert expected in _refused("dev", overrides)
+
+
+def test_a_placeholder_password_is_refused_without_echoing_it() -> None:
+    message = _refused("dev", {}, secrets={"puente:databasePassword": "CHANGE-ME-0123456789"})
+    assert "puente:databasePassword: is still a placeholder such as CHANGE-ME" in message
+    assert "CHANGE-ME-0123456789" not in message
 
 
 @pytest.mark.parametrize(

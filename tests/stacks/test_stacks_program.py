@@ -10,7 +10,7 @@ import pytest
 import yaml
 from puente_cloud import outputs
 from puente_cloud.failover import load as load_failover
-from stacks_helpers import cloud_config_errors
+from stacks_helpers import cloud_config_errors, filled
 
 from puente import pulumikit, templating
 from puente.pulumikit import Recording
@@ -140,7 +140,8 @@ def test_vpn_routes_the_onprem_networks(dev: Recording) -> None:
         r.inputs["destinationCidrBlock"] for r in dev.of_type("aws:ec2/vpnConnectionRoute:VpnConnectionRoute")
     ]
     assert routes == ["10.89.0.0/16"]  # the lab's on-prem site, from Pulumi.dev.yaml
-    assert dev.one("aws:ec2/customerGateway:CustomerGateway").inputs["ipAddress"] == "198.51.100.7"
+    gateway = filled("dev")["puente:network.vpn.customerGatewayIp"]
+    assert dev.one("aws:ec2/customerGateway:CustomerGateway").inputs["ipAddress"] == gateway
     assert len(dev.of_type("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation")) == 2
 
 
@@ -321,7 +322,8 @@ def test_failover_dns_follows_the_policy_file(stack: str, request: pytest.Fixtur
         assert check["type"] == policy.route53_type and check["resourcePath"] == policy.path
         assert check["port"] == policy.port and check["requestInterval"] == policy.interval_seconds
         assert check["failureThreshold"] == policy.failure_threshold
-    assert checks["failover-onprem"]["ipAddress"] == "198.51.100.10"
+    gateway = filled(any_stack.stack)["puente:dns.onpremGatewayAddress"]
+    assert checks["failover-onprem"]["ipAddress"] == gateway
     assert checks["failover-cloud"]["fqdn"] == any_stack.outputs[outputs.ALB_DNS_NAME]
     records = {r.inputs.get("setIdentifier"): r for r in any_stack.of_type("aws:route53/record:Record")}
     primary, secondary = records["onprem"].inputs, records["cloud"].inputs
@@ -329,7 +331,7 @@ def test_failover_dns_follows_the_policy_file(stack: str, request: pytest.Fixtur
     assert fqdn.startswith(f"{policy.record_name}.")
     assert primary["name"] == secondary["name"] == fqdn
     assert primary["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
-    assert primary["records"] == ["198.51.100.10"] and primary["ttl"] == policy.ttl
+    assert primary["records"] == [gateway] and primary["ttl"] == policy.ttl
     assert primary["healthCheckId"] == any_stack.outputs[outputs.HEALTH_CHECK_IDS]["onprem"]
     assert secondary["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
     assert secondary["aliases"] == [

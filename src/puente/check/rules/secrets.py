@@ -18,11 +18,10 @@ from pathlib import Path
 from puente.check.findings import Finding, hosts_phrase, show_path
 from puente.check.inventory import Deployment
 from puente.check.values import MAGIC_VARS, origin, origin_path, walk_strings
+from puente.placeholders import MARKER
 
-# A marker left for a person to replace, anywhere in a value.
-PLACEHOLDER = re.compile(
-    r"(?i)\b(change[-_ ]?me|replace[-_ ]?me|fill[-_ ]?me[-_ ]?in|fixme)\b|<[A-Za-z _-]+>"
-)
+# A marker left for a person to replace, anywhere in a value (shared with the stack's validation).
+PLACEHOLDER = MARKER
 # A whole value that only stands in for a secret.
 STAND_IN = re.compile(
     r"(?i)^(secret|password|passw0rd|changeit|todo|tbd|dummy|example|placeholder|x{3,}|\*{3,})$"
