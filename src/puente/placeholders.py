@@ -10,9 +10,10 @@ text functions, no Ansible or Pulumi import.
   .invalid and .test names) where a value is a host name, ``host:port`` or a URL's host.
 - Placeholder Route 53 hosted zone ids. Real ids are ``Z`` followed by 4-31 random upper-case letters and
   digits (``Z1D633PJN98FT9``, ``Z08264242QF2EBTCE2N6Y``); a value shaped like one (or under a key named
-  ``*zoneId*``/``*zone_id*``) is a placeholder when, after the ``Z``, it contains a word
-  (EXAMPLE, PLACEHOLDER, CHANGE, ZONE, TEST), ``XXXX``, a counting run (``0123456``, ``123456789``) or
-  five zeros — sequences a random id of that length holds with a probability below one in a million.
+  ``*zoneId*``/``*zone_id*``) is a placeholder when, after the ``Z``, it contains EXAMPLE, PLACEHOLDER,
+  CHANGE, six X or six zeros, a counting run (``0123456``, ``123456789``), or ends in ZONE or TEST. Each
+  is 6+ fixed characters anywhere or 4 at a fixed place: a random 21-character id matches with a
+  probability of about one in a million (the 4-letter endings dominate, 2 x 36^-4).
 - Markers left for a person (``CHANGE-ME``, ``REPLACE-ME``, ``FILL-ME-IN``, ``FIXME``, ``<your key>``),
   and SSH public keys whose base64 body spells such a word (``AAAA...ExampleKeyReplaceMe...``).
 """
@@ -36,7 +37,7 @@ _HOST_PORT = re.compile(r"^([A-Za-z0-9_.-]+):\d{1,5}$")
 _DOC_DOMAIN = re.compile(r"(?i)(^|\.)(example\.(com|net|org)|[A-Za-z0-9_-]+\.(example|invalid|test))\.?$")
 _ZONE_ID = re.compile(r"^Z[0-9A-Z]{6,31}$")
 _ZONE_KEY = re.compile(r"(?i)zone_?id")
-_ZONE_PLACEHOLDER = re.compile(r"EXAMPLE|PLACEHOLDER|CHANGE|XXXX|ZONE|TEST|0123456|123456789|0{5,}")
+_ZONE_PLACEHOLDER = re.compile(r"EXAMPLE|PLACEHOLDER|CHANGE|X{6,}|0123456|123456789|0{6,}|(ZONE|TEST)$")
 # A marker left for a person to replace, anywhere in a value.
 MARKER = re.compile(r"(?i)\b(change[-_ ]?me|replace[-_ ]?me|fill[-_ ]?me[-_ ]?in|fixme)\b|<[A-Za-z _-]+>")
 _SSH_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) ([A-Za-z0-9+/=]+)")
