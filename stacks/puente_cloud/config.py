@@ -127,6 +127,8 @@ class PatroniConfig:
     volume_gb: int
     ssh_public_key: str
     package_mirror_cidrs: tuple[str, ...]
+    # The on-prem members' private addresses: targets of the leader endpoint (an NLB) over the VPN.
+    onprem_members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -490,7 +492,9 @@ def _database(
     patroni = None
     pr = r.obj("patroni", required=(mode == "patroni"))
     if pr is not None:
-        pr.unknown_fields({"members", "instanceType", "volumeGb", "sshPublicKey", "packageMirrorCidrs"})
+        pr.unknown_fields(
+            {"members", "instanceType", "volumeGb", "sshPublicKey", "packageMirrorCidrs", "onpremMembers"}
+        )
         patroni = PatroniConfig(
             members=pr.integer("members", 1, 1, 3),
             instance_type=pr.text("instanceType", "t3.medium", _INSTANCE_TYPE),
@@ -498,6 +502,7 @@ def _database(
             ssh_public_key=pr.text("sshPublicKey", pattern=_SSH_KEY),
             # Where the members may fetch packages (HTTP/HTTPS): an apt mirror or proxy, never the internet.
             package_mirror_cidrs=pr.cidrs("packageMirrorCidrs", []),
+            onprem_members=_onprem_members(pr, network),
         )
     return DatabaseConfig(
         mode=mode,
@@ -515,6 +520,44 @@ def _database(
         allowed_cidrs=r.cidrs("allowedCidrs", list(network.onprem_cidrs)),
         patroni=patroni,
     )
+
+
+# The addresses an NLB accepts as IP targets outside its VPC (RFC 1918 and RFC 6598).
+_NLB_REMOTE_TARGETS = [
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+]
+
+
+def _onprem_members(r: _Reader, network: NetworkConfig) -> tuple[str, ...]:
+    """database.patroni.onpremMembers: the on-prem Patroni members the cloud API's leader endpoint (an
+    internal NLB) also targets, so it finds the leader on either site. Private IPv4 addresses inside
+    network.onpremCidrs (the NLB reaches them over the VPN)."""
+    out = []
+    onprem = [ipaddress.ip_network(c) for c in network.onprem_cidrs]
+    for item in r.items("onpremMembers"):
+        try:
+            addr = ipaddress.ip_address(str(item))
+        except ValueError:
+            r.fail("onpremMembers", f"{item!r} is not an IPv4 address")
+            continue
+        if addr.version != 4 or not any(addr in n for n in _NLB_REMOTE_TARGETS):
+            r.fail(
+                "onpremMembers",
+                f"{addr} is not a private IPv4 address (an NLB targets no other outside its VPC)",
+            )
+        elif not any(addr in n for n in onprem):
+            r.fail("onpremMembers", f"{addr} is outside network.onpremCidrs: the VPN does not route to it")
+        else:
+            out.append(str(addr))
+    if not out and not any("onpremMembers" in p for p in r.problems):
+        r.fail(
+            "onpremMembers",
+            "list the on-prem Patroni members' addresses: the cloud API's leader endpoint must reach the "
+            "leader on either site",
+        )
+    if len(set(out)) != len(out):
+        r.fail("onpremMembers", f"lists an address twice: {out}")
+    return tuple(out)
 
 
 def _queue(cfg: pulumi.Config, problems: list[str]) -> QueueConfig:

@@ -75,6 +75,7 @@ class Database(Component):
         )
         self.port = POSTGRES_PORT
         self.nodes: pulumi.Output[dict[str, dict[str, object]]] = pulumi.Output.from_input({})
+        self.member_addresses: list[pulumi.Output[str]] = []  # the cloud Patroni members' private IPs
         if cfg.mode == "rds":
             self._rds(cfg, net, args)
         else:
@@ -289,10 +290,11 @@ class Database(Component):
                 # A newer Debian AMI must not replace a database member on the next `pulumi up`.
                 opts=self.opts(ignore_changes=["ami"], protect=args.production),
             )
+            self.member_addresses.append(instance.private_ip)
             nodes[node] = instance.private_ip.apply(
                 lambda ip, g=groups, v=host_vars: {"address": ip, "groups": g, "vars": v}
             )
         self.nodes = pulumi.Output.all(**nodes)
         self._snapshots(cfg.backup_retention_days)
-        first = next(iter(nodes.values()))
-        self.address = first.apply(lambda n: str(n["address"]))
+        # The members' own address; the API connects through the leader endpoint instead (leader.py).
+        self.address = self.member_addresses[0]

@@ -15,6 +15,7 @@ from .data import Database, DatabaseArgs
 from .dns import FailoverDns, FailoverDnsArgs
 from .edge import Edge, EdgeArgs
 from .failover import FailoverPolicy
+from .leader import READ_PORT, LeaderEndpoint, LeaderEndpointArgs
 from .network import Network, NetworkArgs
 from .queue import Queue, QueueArgs
 
@@ -63,6 +64,23 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         ),
         tags,
     )
+    db_host: pulumi.Output[str] = database.address
+    read_url: pulumi.Input[str] = ""  # RDS: reads take the writes' URL (empty = PUENTE_DATABASE_URL)
+    if cfg.database.patroni is not None and cfg.database.mode == "patroni":
+        # The twin of the lab's HAProxy: :5432 follows the leader on either site, :5433 the leader or the
+        # synchronous standby, so the API never names a fixed member.
+        leader = LeaderEndpoint(
+            "leader",
+            LeaderEndpointArgs(
+                network=network,
+                client_security_group_id=cluster.cluster_security_group_id,
+                cloud_members=database.member_addresses,
+                onprem_members=cfg.database.patroni.onprem_members,
+            ),
+            tags,
+        )
+        db_host = leader.dns_name
+        read_url = leader.dns_name.apply(lambda host: _database_url(cfg, host, READ_PORT))
     cluster.pod_role("api-pods", NAMESPACE, SERVICE_ACCOUNT, queue.consumer_policy())
     ApiService(
         "api",
@@ -73,14 +91,8 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
             runtime_vars={
                 "api_site": "cloud",
                 "api_site_role": "secondary",  # templates/failover/policy.yml: the cloud edge is SECONDARY
-                "api_database_url": database.address.apply(
-                    lambda host: (
-                        f"postgresql://{cfg.database.username}@{host}:{database.port}/{cfg.database.name}"
-                    )
-                ),
-                # Reads take the writes' URL: the AWS side has no read route preferring its own synchronous
-                # standby yet (the lab's HAProxy read frontend, roles/haproxy); empty = PUENTE_DATABASE_URL.
-                "api_database_read_url": "",
+                "api_database_url": db_host.apply(lambda host: _database_url(cfg, host, database.port)),
+                "api_database_read_url": read_url,
                 "api_broker_url": queue.queue.name.apply(lambda name: f"sqs://{name}?region={cfg.region}"),
                 "api_idempotency_ttl_seconds": cfg.api.idempotency_ttl_seconds,
                 "api_max_body_bytes": cfg.api.max_body_bytes,
@@ -122,15 +134,20 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         out.ECR_REPOSITORY_URL: cluster.repository.repository_url,
         out.KUBECONFIG: cluster.kubeconfig,
         out.DB_MODE: cfg.database.mode,
-        out.DB_ADDRESS: database.address,
+        # What the cloud API connects to: the RDS instance, or the leader endpoint in Patroni mode.
+        out.DB_ADDRESS: db_host,
         out.DB_PORT: database.port,
         out.DB_NAME: cfg.database.name,
-        out.DB_ENDPOINT: database.address.apply(lambda host: f"{host}:{database.port}"),
+        out.DB_ENDPOINT: db_host.apply(lambda host: f"{host}:{database.port}"),
         out.QUEUE_URL: queue.queue.url,
         out.QUEUE_NAME: queue.queue.name,
         out.DEAD_LETTER_QUEUE_URL: queue.dead_letter.url,
         out.CLOUD_NODES: database.nodes,
     }
+
+
+def _database_url(cfg: StackConfig, host: str, port: int) -> str:
+    return f"postgresql://{cfg.database.username}@{host}:{port}/{cfg.database.name}"
 
 
 def export_all(values: dict[str, Any]) -> None:

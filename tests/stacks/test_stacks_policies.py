@@ -201,13 +201,15 @@ def test_violations_name_the_resource(policy_pack: PolicyPackServer) -> None:
     assert "ingress 22.0-22.0 open to ['0.0.0.0/0']" in violations[0].message
 
 
-def test_taggable_types_cover_every_taggable_type_the_stacks_declare(dev: Recording, geo: Recording) -> None:
+def test_taggable_types_cover_every_taggable_type_the_stacks_declare(
+    dev: Recording, geo: Recording, cloud_only: Recording
+) -> None:
     """The required-tags policy knows taggable types by a list; it must not miss one the program uses."""
     import importlib
     import inspect
 
     missing = []
-    for type_ in sorted(dev.types() | geo.types()):
+    for type_ in sorted(dev.types() | geo.types() | cloud_only.types()):
         if not type_.startswith("aws:"):
             continue
         module, name = type_.split(":")[1].split("/")[0], type_.split(":")[2]

@@ -23,6 +23,11 @@ def _components(rec: Recording) -> list[pulumikit.RecordedResource]:
     return [r for r in rec.resources if not r.custom and r.type != STACK_TYPE]
 
 
+def _named(rec: Recording, type_: str, name: str) -> pulumikit.RecordedResource:
+    (found,) = [r for r in rec.of_type(type_) if r.name == name]
+    return found
+
+
 def test_nothing_is_declared_at_import_time() -> None:
     import importlib
     import sys
@@ -60,6 +65,8 @@ def test_nothing_is_declared_at_import_time() -> None:
 
 def test_one_component_per_concern(any_stack: Recording) -> None:
     tokens = sorted(r.type for r in _components(any_stack))
+    # Patroni mode adds the leader endpoint (the NLB in front of the members of both sites).
+    patroni = ["puente:data:LeaderEndpoint"] if any_stack.outputs[outputs.DB_MODE] == "patroni" else []
     assert tokens == sorted(
         [
             "puente:network:Network",
@@ -69,6 +76,7 @@ def test_one_component_per_concern(any_stack: Recording) -> None:
             "puente:data:Database",
             "puente:queue:Queue",
             "puente:dns:FailoverDns",
+            *patroni,
         ]
     )
     assert all(COMPONENT_TOKEN.match(t) for t in tokens)
@@ -156,10 +164,14 @@ def test_the_only_open_rules_are_the_public_listener_and_its_redirect(any_stack:
         ("edge-alb-in-443", 443.0),
         ("edge-alb-in-80", 80.0),
     ]
-    lb = any_stack.one("aws:lb/loadBalancer:LoadBalancer")
+    lb = _named(any_stack, "aws:lb/loadBalancer:LoadBalancer", "edge-alb")
     assert lb.inputs["internal"] is False and lb.inputs["dropInvalidHeaderFields"] is True
     assert lb.inputs["accessLogs"]["enabled"] is True
-    listeners = {r.inputs["port"]: r.inputs for r in any_stack.of_type("aws:lb/listener:Listener")}
+    listeners = {
+        r.inputs["port"]: r.inputs
+        for r in any_stack.of_type("aws:lb/listener:Listener")
+        if r.name.startswith("edge-")
+    }
     assert listeners[443.0]["protocol"] == "HTTPS" and listeners[443.0]["sslPolicy"].startswith(
         "ELBSecurityPolicy-TLS13"
     )
@@ -204,7 +216,7 @@ def test_access_log_bucket_is_private_encrypted_and_writable_only_by_elb(dev: Re
     }
     assert write["Resource"].endswith("/alb/AWSLogs/*") and write["Action"] == "s3:PutObject"
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert dev.one("aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]["prefix"] == "alb"
+    assert _named(dev, "aws:lb/loadBalancer:LoadBalancer", "edge-alb").inputs["accessLogs"]["prefix"] == "alb"
 
 
 def test_database_rds_only_in_a_cloud_only_stack(cloud_only: Recording) -> None:
@@ -391,20 +403,23 @@ def test_api_deployment_is_probed_hardened_and_scaled(prod: Recording) -> None:
     cluster_name = prod.one("aws:eks/cluster:Cluster").inputs["name"]
     assert all(a["clusterName"] == cluster_name for a in addons.values())
     assert prod.one("kubernetes:core/v1:Service").inputs["spec"]["ports"][0]["nodePort"] == 30080.0
-    assert prod.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 30080.0
+    assert _named(prod, "aws:lb/targetGroup:TargetGroup", "edge-api").inputs["port"] == 30080.0
 
 
 def test_configmap_and_secret_are_the_shared_templates_rendered(dev: Recording) -> None:
     data = dev.one("kubernetes:core/v1:ConfigMap").inputs["data"]
-    rds = dev.outputs[outputs.DB_ADDRESS]
+    # the leader endpoint (internal NLB), never a fixed member: :5432 the leader, :5433 leader or sync standby
+    nlb = _named(dev, "aws:lb/loadBalancer:LoadBalancer", "leader-nlb")
+    host = dev.outputs[outputs.DB_ADDRESS]
+    assert host.startswith("leader-nlb-") and host.endswith(".elb.amazonaws.com") and nlb.inputs["internal"]
     expected = templating.parse_env_file(
         templating.render(
             "api/runtime.env.j2",
             {
                 "api_site": "cloud",
                 "api_site_role": "secondary",
-                "api_database_url": f"postgresql://puente@{rds}:5432/puente",
-                "api_database_read_url": "",
+                "api_database_url": f"postgresql://puente@{host}:5432/puente",
+                "api_database_read_url": f"postgresql://puente@{host}:5433/puente",
                 "api_broker_url": "sqs://puente-dev-events.fifo?region=eu-west-1",
                 "api_idempotency_ttl_seconds": 86400,
                 "api_max_body_bytes": 65536,
