@@ -1,4 +1,5 @@
-"""Compute: the EKS cluster, its managed node group, the ECR repository, and a Kubernetes provider for it."""
+"""Compute: the EKS cluster (EKS Auto Mode scales its nodes), a baseline managed node group behind the ALB,
+the ECR repository, and a Kubernetes provider for it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,28 @@ from .network import Network
 from .security import kms_key, service_role
 
 _AWS_POLICY = "arn:aws:iam::aws:policy/"
+# EKS Auto Mode: AWS runs the node autoscaler (Karpenter-based), block storage and load balancing
+# controllers itself — no image of theirs is named here. The cluster role needs these on top of
+# AmazonEKSClusterPolicy; the nodes Auto Mode launches use AUTO_NODE_POLICIES.
+AUTO_MODE_CLUSTER_POLICIES = (
+    "AmazonEKSClusterPolicy",
+    "AmazonEKSComputePolicy",
+    "AmazonEKSBlockStoragePolicy",
+    "AmazonEKSLoadBalancingPolicy",
+    "AmazonEKSNetworkingPolicy",
+)
+AUTO_NODE_POLICIES = ("AmazonEKSWorkerNodeMinimalPolicy", "AmazonEC2ContainerRegistryPullOnly")
+AUTO_NODE_POOLS = ("general-purpose", "system")
+# EKS-managed add-ons (AWS builds and patches their images): the Pod Identity agent, metrics-server (the
+# HPA's metrics) and, because an Auto Mode cluster bootstraps no self-managed networking add-ons, the
+# networking the baseline managed node group needs (Auto Mode's own nodes have it built in).
+ADDONS = (
+    ("pod-identity", "eks-pod-identity-agent"),
+    ("metrics", "metrics-server"),
+    ("vpc-cni", "vpc-cni"),
+    ("kube-proxy", "kube-proxy"),
+    ("coredns", "coredns"),
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +60,10 @@ class Cluster(Component):
         cfg, net = args.config, args.network
         secrets_key = kms_key(self, "secrets", "Envelope encryption of the EKS cluster's Kubernetes Secrets")
         cluster_role = service_role(
-            self, "cluster-role", "eks.amazonaws.com", [f"{_AWS_POLICY}AmazonEKSClusterPolicy"]
+            self, "cluster-role", "eks.amazonaws.com", [_AWS_POLICY + p for p in AUTO_MODE_CLUSTER_POLICIES]
+        )
+        auto_node_role = service_role(
+            self, "auto-node-role", "ec2.amazonaws.com", [_AWS_POLICY + p for p in AUTO_NODE_POLICIES]
         )
         cluster_name = self.child("eks")
         # EKS writes control-plane logs to this group; created first to own its retention.
@@ -61,6 +87,17 @@ class Cluster(Component):
             },
             encryption_config={"provider": {"key_arn": secrets_key.arn}, "resources": ["secrets"]},
             access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+            # EKS Auto Mode scales the nodes: when the HPA adds API pods the baseline group cannot hold,
+            # the built-in node pools launch nodes (and remove them when idle). All three capabilities
+            # are enabled together, and no self-managed add-ons are bootstrapped (ADDONS replaces them).
+            compute_config={
+                "enabled": True,
+                "node_pools": list(AUTO_NODE_POOLS),
+                "node_role_arn": auto_node_role.arn,
+            },
+            storage_config={"block_storage": {"enabled": True}},
+            kubernetes_network_config={"elastic_load_balancing": {"enabled": True}},
+            bootstrap_self_managed_addons=False,
             enabled_cluster_log_types=["api", "audit", "authenticator"],
             tags=tags(cluster_name),
             opts=self.opts(depends_on=[log_group]),
@@ -78,8 +115,8 @@ class Cluster(Component):
             tags=tags(self.child("alb-to-nodes")),
             opts=self.opts(parent=self.cluster),
         )
+        self._addon_resources = self._addons()
         self._nodes(cfg, net, args.target_group_arn)
-        self._addons()
         repo_name = self.child("api")
         images_key = kms_key(self, "images", "Encryption at rest of the API's container images")
         self.repository = aws.ecr.Repository(
@@ -185,9 +222,11 @@ class Cluster(Component):
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             labels={"puente.io/role": "api"},
             tags=self.tags(lt_name),
-            # desired_size is left to whatever scales the nodes (no node autoscaler is declared yet:
-            # docs/CLOUD.md); `pulumi up` must not reset it. The HPA scales pods, not nodes.
-            opts=self.opts(ignore_changes=["scalingConfig.desiredSize"]),
+            # The baseline: nodeDesired nodes behind the ALB, kept at that size by `pulumi up` (nothing
+            # else scales this group). Capacity beyond it comes from EKS Auto Mode's node pools; their
+            # pods are reached through the baseline nodes' NodePort (kube-proxy).
+            # Its nodes join with the networking add-ons in place (CoreDNS then schedules on any node).
+            opts=self.opts(depends_on=[self._addon_resources[a] for a in ("vpc-cni", "kube-proxy")]),
         )
         asg_name = self.node_group.resources[0].autoscaling_groups[0].name
         aws.autoscaling.Attachment(
@@ -197,17 +236,18 @@ class Cluster(Component):
             opts=self.opts(parent=self.node_group),
         )
 
-    def _addons(self) -> None:
-        """EKS-managed add-ons (AWS builds and patches their images; the program names none):
-        the Pod Identity agent (the pods' IAM roles) and metrics-server, which the API's HPA reads."""
-        for suffix, addon in (("pod-identity", "eks-pod-identity-agent"), ("metrics", "metrics-server")):
-            aws.eks.Addon(
+    def _addons(self) -> dict[str, pulumi.Resource]:
+        """EKS-managed add-ons (ADDONS: AWS builds and patches their images; the program names none)."""
+        return {
+            addon: aws.eks.Addon(
                 self.child(suffix),
                 cluster_name=self.cluster.name,
                 addon_name=addon,
                 tags=self.tags(self.child(suffix)),
                 opts=self.opts(parent=self.cluster),
             )
+            for suffix, addon in ADDONS
+        }
 
     def pod_role(
         self, suffix: str, namespace: str, service_account: str, policy: pulumi.Input[str]

@@ -27,9 +27,9 @@ def kms_key(owner: Component, suffix: str, description: str) -> aws.kms.Key:
 
 def assume_role_policy(service: str) -> pulumi.Output[str]:
     """Trust policy letting an AWS service (e.g. eks.amazonaws.com) assume a role."""
-    actions = (
-        ["sts:AssumeRole", "sts:TagSession"] if service == "pods.eks.amazonaws.com" else ["sts:AssumeRole"]
-    )
+    # EKS Pod Identity and EKS Auto Mode (the cluster role) tag the sessions they start.
+    tagged = ("pods.eks.amazonaws.com", "eks.amazonaws.com")
+    actions = ["sts:AssumeRole", "sts:TagSession"] if service in tagged else ["sts:AssumeRole"]
     return aws.iam.get_policy_document_output(
         statements=[
             {

@@ -399,7 +399,7 @@ def test_api_deployment_is_probed_hardened_and_scaled(prod: Recording) -> None:
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3.0, 12.0)
     # the HPA reads metrics-server: an EKS-managed add-on on the same cluster (no image named here)
     addons = {a.inputs["addonName"]: a.inputs for a in prod.of_type("aws:eks/addon:Addon")}
-    assert set(addons) == {"eks-pod-identity-agent", "metrics-server"}
+    assert set(addons) == {"eks-pod-identity-agent", "metrics-server", "vpc-cni", "kube-proxy", "coredns"}
     cluster_name = prod.one("aws:eks/cluster:Cluster").inputs["name"]
     assert all(a["clusterName"] == cluster_name for a in addons.values())
     assert prod.one("kubernetes:core/v1:Service").inputs["spec"]["ports"][0]["nodePort"] == 30080.0
