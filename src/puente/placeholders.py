@@ -16,6 +16,9 @@ text functions, no Ansible or Pulumi import.
   probability of about one in a million (the 4-letter endings dominate, 2 x 36^-4).
 - Markers left for a person (``CHANGE-ME``, ``REPLACE-ME``, ``FILL-ME-IN``, ``FIXME``, ``<your key>``),
   and SSH public keys whose base64 body spells such a word (``AAAA...ExampleKeyReplaceMe...``).
+- Placeholder image digests: ``sha256:`` + 64 hex digits using fewer than 8 distinct digits (``000...``,
+  ``abab...``) or holding ``0123456789abcdef`` or ``deadbeef`` — a real SHA-256 uses all 16 digits but
+  for a chance below 10^-20, and holds a given 8-digit run with a chance of about 10^-8.
 """
 
 from __future__ import annotations
@@ -42,12 +45,15 @@ _ZONE_PLACEHOLDER = re.compile(r"EXAMPLE|PLACEHOLDER|CHANGE|X{6,}|0123456|123456
 MARKER = re.compile(r"(?i)\b(change[-_ ]?me|replace[-_ ]?me|fill[-_ ]?me[-_ ]?in|fixme)\b|<[A-Za-z _-]+>")
 _SSH_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) ([A-Za-z0-9+/=]+)")
 _SSH_KEY_WORD = re.compile(r"(?i)example|replace|placeholder|changeme|your(own)?key")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST_PLACEHOLDER = re.compile(r"0123456789abcdef|deadbeef")
 
 FIX = {
     "address": "put the real address (or network) there.",
     "domain": "use your own domain and host names.",
     "zone": "use the real hosted zone id (aws route53 list-hosted-zones).",
     "marker": "put the real value there.",
+    "digest": "push the image and set the digest `podman push --digestfile` wrote (docs/CLOUD.md).",
 }
 
 
@@ -102,13 +108,17 @@ def phrases(text: str, key: str = "") -> list[tuple[str, str]]:
 
 
 def marker_phrases(text: str) -> list[tuple[str, str]]:
-    """("marker", what) when the value is still a marker for a person to replace, or an example SSH key."""
+    """(kind, what) when the value is still a marker for a person to replace, an example SSH key or a
+    placeholder image digest."""
     m = MARKER.search(text)
     if m:
         return [("marker", f"the value is still the placeholder {m.group(0)!r}")]
     key = _SSH_KEY.match(text.strip())
     if key and _SSH_KEY_WORD.search(key.group(3)):
         return [("marker", f"this {key.group(1)} public key is an example, not a real key")]
+    value = text.strip()
+    if DIGEST.match(value) and (len(set(value[7:])) < 8 or _DIGEST_PLACEHOLDER.search(value)):
+        return [("digest", f"{value[:19]}... is a placeholder image digest, not one a registry computed")]
     return []
 
 

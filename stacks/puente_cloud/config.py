@@ -28,7 +28,6 @@ _FQDN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{4,31}$")
 _K8S_VERSION = re.compile(r"^1\.(2[89]|3[0-7])$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?$")
-_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SSH_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _NON_PUBLIC = [
@@ -106,7 +105,7 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class ApiConfig:
-    image_tag: str
+    image_digest: str  # sha256:<64 hex>: the API image in the stack's ECR repository, by digest
     replicas_min: int
     replicas_max: int
     cpu_target_percent: int
@@ -412,9 +411,16 @@ def _cluster(cfg: pulumi.Config, production: bool, problems: list[str]) -> Clust
 
 def _api(cfg: pulumi.Config, production: bool, problems: list[str]) -> ApiConfig:
     r = _read_object(cfg, "api", problems)
+    if "imageTag" in r.data:
+        r.fail(
+            "imageTag",
+            "is no longer read: the image is deployed by digest; set imageDigest (sha256:..., what "
+            "`podman push --digestfile` writes; docs/CLOUD.md) and remove imageTag",
+        )
+        r.data.pop("imageTag")
     r.unknown_fields(
         {
-            "imageTag",
+            "imageDigest",
             "replicasMin",
             "replicasMax",
             "cpuTargetPercent",
@@ -433,7 +439,7 @@ def _api(cfg: pulumi.Config, production: bool, problems: list[str]) -> ApiConfig
     if hi < lo:
         r.fail("replicasMax", f"must be >= replicasMin ({lo}), got {hi}")
     return ApiConfig(
-        image_tag=r.text("imageTag", pattern=_IMAGE_TAG),
+        image_digest=r.text("imageDigest", pattern=placeholders.DIGEST),
         replicas_min=lo,
         replicas_max=hi,
         cpu_target_percent=r.integer("cpuTargetPercent", 70, 10, 95),

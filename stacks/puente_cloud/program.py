@@ -87,7 +87,8 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         ApiServiceArgs(
             config=cfg.api,
             provider=cluster.provider,
-            image=cluster.repository.repository_url.apply(lambda url: f"{url}:{cfg.api.image_tag}"),
+            # By digest: what runs is exactly the image pushed (docs/CLOUD.md, The API image).
+            image=cluster.repository.repository_url.apply(lambda url: f"{url}@{cfg.api.image_digest}"),
             runtime_vars={
                 "api_site": "cloud",
                 "api_site_role": "secondary",  # templates/failover/policy.yml: the cloud edge is SECONDARY

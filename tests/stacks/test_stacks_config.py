@@ -77,6 +77,29 @@ def test_placeholders_are_refused(overrides: dict[str, Any], expected: str) -> N
     assert expected in _refused("dev", overrides)
 
 
+@pytest.mark.parametrize(
+    ("digest", "expected"),
+    [
+        ("sha256:" + "0" * 64, "is a placeholder image digest, not one a registry computed"),
+        ("sha256:" + "ab" * 32, "is a placeholder image digest"),
+        ("sha256:" + "deadbeef" * 8, "is a placeholder image digest"),
+        ("sha256:1234", "puente:api.imageDigest: 'sha256:1234' does not match"),
+        ("0.1.0", "puente:api.imageDigest: '0.1.0' does not match"),
+    ],
+)
+def test_the_image_digest_is_a_real_one(digest: str, expected: str) -> None:
+    assert expected in _refused("dev", {"puente:api.imageDigest": digest})
+
+
+def test_an_image_tag_is_refused_pointing_at_the_digest() -> None:
+    message = _refused("dev", {"puente:api.imageTag": "0.1.0"})
+    assert (
+        "puente:api.imageTag: is no longer read: the image is deployed by digest; set imageDigest" in message
+    )
+    assert "not a known setting" not in message
+    assert "puente:api.imageDigest: is required" in _refused("dev", {"puente:api.imageDigest": DELETE})
+
+
 def test_a_placeholder_password_is_refused_without_echoing_it() -> None:
     message = _refused("dev", {}, secrets={"puente:databasePassword": "CHANGE-ME-0123456789"})
     assert "puente:databasePassword: is still a placeholder such as CHANGE-ME" in message

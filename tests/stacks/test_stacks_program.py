@@ -393,7 +393,12 @@ def test_api_deployment_is_probed_hardened_and_scaled(prod: Recording) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
-    assert container["image"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/cluster-api-mock:0.1.0"
+    # by digest, from config (puente:api.imageDigest): every container of both Deployments, init included
+    digest = filled("prod")["puente:api.imageDigest"]
+    image = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/cluster-api-mock@{digest}"
+    assert container["image"] == image
+    background = deployments["puente-api-background"]["spec"]["template"]["spec"]["containers"]
+    assert {c["image"] for c in [*api["initContainers"], *background]} == {image}
     assert api["initContainers"][0]["args"] == ["migrate"]
     hpa = prod.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3.0, 12.0)
