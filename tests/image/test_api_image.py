@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 
 from puente.image import api
+from puente.lab import podman as lab_podman
+from puente.lab.inventory import Node
 from puente.shell import ROOT, run
 from puente.templating import parse_env_file
 
-NODE = "onprem-api1"
 NAME = "puente-api-image-test"
 PORT = 18080
 ENV_FILES = ("/etc/puente/api.env", "/etc/puente/api-secrets.env")  # roles/api/vars/main.yml
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0  # a lab busy converging took 12 s once
 
 # Runs inside the container, with the image's own python3: polls /readyz, prints the last answer.
 PROBE = """
@@ -95,11 +96,20 @@ def test_image_config(config: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def node_env(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def api_node(lab: Any) -> Node:
+    """The first API node of the on-prem site (onprem-api1 in the lab's inventory)."""
+    nodes = lab.in_group("api_nodes")
+    onprem = [n for n in nodes if n.site.name == "onprem"]
+    assert onprem or nodes, "the lab inventory has no API node"
+    return (onprem or nodes)[0]
+
+
+@pytest.fixture(scope="module")
+def node_env(api_node: Node, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The node's API environment (runtime + secrets), as podman's --env-file reads it (no quoting)."""
     values: dict[str, str] = {}
     for path in ENV_FILES:
-        values.update(parse_env_file(podman("exec", NODE, "cat", path)))
+        values.update(parse_env_file(podman("exec", api_node.name, "cat", path)))
     assert values.get("PUENTE_DATABASE_URL") and values.get("PUENTE_BROKER_URL"), values.keys()
     env_file = tmp_path_factory.mktemp("api-image") / "api.env"
     env_file.touch(mode=0o600)
@@ -108,12 +118,12 @@ def node_env(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def container(image: str, node_env: Path) -> Iterator[str]:
+def container(image: str, api_node: Node, node_env: Path) -> Iterator[str]:
     podman("rm", "--force", "--ignore", "--time", "0", NAME)  # left by an interrupted run
     try:
         podman(
             "run", "--detach", "--name", NAME,
-            "--network", f"container:{NODE}",
+            "--network", f"container:{api_node.name}",
             # as on EKS: read-only root, /tmp an emptyDir-like tmpfs, no capabilities, no user given
             "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=64m,mode=1777",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -123,11 +133,12 @@ def container(image: str, node_env: Path) -> Iterator[str]:
         yield NAME
     finally:
         print(podman("logs", "--tail", "30", NAME, check=False))
-        podman("rm", "--force", "--ignore", "--time", "2", NAME, check=False)
+        lab_podman.remove(NAME)  # retries once when podman's first attempt fails
+        assert not lab_podman.exists("container", NAME), f"{NAME} was not removed"
 
 
 @pytest.mark.lab
-def test_readyz_is_200_against_the_labs_database_and_broker(container: str) -> None:
+def test_readyz_is_200_against_the_labs_database_and_broker(container: str, api_node: Node) -> None:
     url = f"http://127.0.0.1:{PORT}/readyz"
     out = podman("exec", container, "python3", "-c", PROBE, url, str(READY_TIMEOUT))
     answer = json.loads(out.strip().splitlines()[-1])
@@ -135,7 +146,7 @@ def test_readyz_is_200_against_the_labs_database_and_broker(container: str) -> N
     body = json.loads(answer["body"])
     assert body["status"] == "ready"
     assert (body["database"], body["broker"]) == ("ok", "ok")
-    assert body["site"] == "onprem"
+    assert body["site"] == api_node.site.name
 
 
 @pytest.mark.lab
