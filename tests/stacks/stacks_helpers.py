@@ -58,6 +58,11 @@ def stack_config(
     return project, config
 
 
+def cli_outputs(rec: Recording) -> dict[str, Any]:
+    """What `pulumi stack output --json` prints for the stack (secrets masked, no --show-secrets)."""
+    return {k: ("[secret]" if k in rec.secret_outputs else v) for k, v in rec.outputs.items()}
+
+
 def run_stack(
     stack: str,
     overrides: Mapping[str, Any] | None = None,

@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 import yaml
 from puente_cloud import outputs
-from stacks_helpers import REPO
+from stacks_helpers import REPO, cli_outputs
 
 from puente.pulumikit import Recording
-
-
-def _cli_json(rec: Recording) -> dict[str, Any]:
-    """What `pulumi stack output --json` prints for the stack (secrets masked, no --show-secrets)."""
-    return {k: ("[secret]" if k in rec.secret_outputs else v) for k, v in rec.outputs.items()}
 
 
 def _untagged(value: Any) -> Any:
@@ -52,7 +47,7 @@ def _inventory(source: Path) -> Any:
 
 
 def test_ansible_inventory_cli_reads_an_exported_stack(geo: Recording, tmp_path: Path) -> None:
-    (tmp_path / "outputs.json").write_text(json.dumps(_cli_json(geo)))
+    (tmp_path / "outputs.json").write_text(json.dumps(cli_outputs(geo)))
     source = _config(tmp_path, stack_output_file="outputs.json")
     # From the repository root, so the project's ansible.cfg (inventory_plugins) is what finds the plugin.
     done = subprocess.run(
@@ -86,7 +81,7 @@ def test_ansible_inventory_cli_reads_an_exported_stack(geo: Recording, tmp_path:
 def test_plugin_runs_the_pulumi_cli_for_the_stack(cloud_only: Recording, tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    (project / "outputs.json").write_text(json.dumps(_cli_json(cloud_only)))
+    (project / "outputs.json").write_text(json.dumps(cli_outputs(cloud_only)))
     fake = tmp_path / "pulumi"
     # Stands in for the Pulumi CLI (absent here): checks the arguments and the directory, prints outputs.
     fake.write_text(f"""#!{sys.executable}

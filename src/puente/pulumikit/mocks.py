@@ -200,7 +200,8 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
             ip = inputs.get("privateIp") or f"10.{digest[0]}.{digest[1]}.{digest[2] % 250 + 4}"
             extra = {"privateIp": ip, "privateDns": f"ip-{ip.replace('.', '-')}.{region}.compute.internal"}
         case "aws:ec2/vpnConnection:VpnConnection":
-            extra = {"tunnel1Address": "192.0.2.11", "tunnel2Address": "192.0.2.12"}
+            # Public addresses as AWS assigns them (not documentation ones: puente check refuses those).
+            extra = {"tunnel1Address": "34.240.18.11", "tunnel2Address": "52.48.27.22"}
         case "aws:kms/key:Key":
             extra = {"keyId": f"{name}-key-id", "arn": _arn("kms", region, f"key/{name}-key-id")}
         case "aws:apigatewayv2/api:Api":
