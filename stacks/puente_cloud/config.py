@@ -105,7 +105,9 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class ApiConfig:
-    image_digest: str  # sha256:<64 hex>: the API image in the stack's ECR repository, by digest
+    # sha256:<64 hex>: the API image in the stack's ECR repository, by digest. "" = not pushed yet (the
+    # first `pulumi up` creates the repository; the API is deployed once the digest is set).
+    image_digest: str
     replicas_min: int
     replicas_max: int
     cpu_target_percent: int
@@ -439,7 +441,7 @@ def _api(cfg: pulumi.Config, production: bool, problems: list[str]) -> ApiConfig
     if hi < lo:
         r.fail("replicasMax", f"must be >= replicasMin ({lo}), got {hi}")
     return ApiConfig(
-        image_digest=r.text("imageDigest", pattern=placeholders.DIGEST),
+        image_digest=r.text("imageDigest", pattern=placeholders.DIGEST) if "imageDigest" in r.data else "",
         replicas_min=lo,
         replicas_max=hi,
         cpu_target_percent=r.integer("cpuTargetPercent", 70, 10, 95),

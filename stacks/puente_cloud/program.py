@@ -82,30 +82,8 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         db_host = leader.dns_name
         read_url = leader.dns_name.apply(lambda host: _database_url(cfg, host, READ_PORT))
     cluster.pod_role("api-pods", NAMESPACE, SERVICE_ACCOUNT, queue.consumer_policy())
-    ApiService(
-        "api",
-        ApiServiceArgs(
-            config=cfg.api,
-            provider=cluster.provider,
-            # By digest: what runs is exactly the image pushed (docs/CLOUD.md, The API image).
-            image=cluster.repository.repository_url.apply(lambda url: f"{url}@{cfg.api.image_digest}"),
-            runtime_vars={
-                "api_site": "cloud",
-                "api_site_role": "secondary",  # templates/failover/policy.yml: the cloud edge is SECONDARY
-                "api_database_url": db_host.apply(lambda host: _database_url(cfg, host, database.port)),
-                "api_database_read_url": read_url,
-                "api_broker_url": queue.queue.name.apply(lambda name: f"sqs://{name}?region={cfg.region}"),
-                "api_idempotency_ttl_seconds": cfg.api.idempotency_ttl_seconds,
-                "api_max_body_bytes": cfg.api.max_body_bytes,
-                "api_log_level": cfg.api.log_level,
-            },
-            # SQS is reached with the pods' IAM role (EKS Pod Identity): no broker password in the cloud.
-            secret_vars={"api_database_password": cfg.database_password, "api_broker_password": ""},
-            health_path="/healthz",
-            ready_path=policy.path,
-        ),
-        tags,
-    )
+    db_url = db_host.apply(lambda host: _database_url(cfg, host, database.port))
+    _api(cfg, policy, cluster, queue, db_url, read_url, tags)
     dns = FailoverDns(
         "failover",
         FailoverDnsArgs(
@@ -145,6 +123,50 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         out.DEAD_LETTER_QUEUE_URL: queue.dead_letter.url,
         out.CLOUD_NODES: database.nodes,
     }
+
+
+def _api(
+    cfg: StackConfig,
+    policy: FailoverPolicy,
+    cluster: Cluster,
+    queue: Queue,
+    db_url: pulumi.Input[str],
+    read_url: pulumi.Input[str],
+    tags: Tags,
+) -> None:
+    """The API on EKS, once its image is in the repository (puente:api.imageDigest)."""
+    if not cfg.api.image_digest:
+        # First deployment: the repository exists only after this `pulumi up`; an API Deployment naming
+        # an image nobody could push yet would only wait on ImagePullBackOff.
+        pulumi.log.warn(
+            "puente:api.imageDigest is not set: the API is not deployed. Push the image to the "
+            "ecrRepositoryUrl output, set the digest (docs/CLOUD.md, The API image), run `pulumi up` again."
+        )
+        return
+    ApiService(
+        "api",
+        ApiServiceArgs(
+            config=cfg.api,
+            provider=cluster.provider,
+            # By digest: what runs is exactly the image pushed (docs/CLOUD.md, The API image).
+            image=cluster.repository.repository_url.apply(lambda url: f"{url}@{cfg.api.image_digest}"),
+            runtime_vars={
+                "api_site": "cloud",
+                "api_site_role": "secondary",  # templates/failover/policy.yml: the cloud edge is SECONDARY
+                "api_database_url": db_url,
+                "api_database_read_url": read_url,
+                "api_broker_url": queue.queue.name.apply(lambda name: f"sqs://{name}?region={cfg.region}"),
+                "api_idempotency_ttl_seconds": cfg.api.idempotency_ttl_seconds,
+                "api_max_body_bytes": cfg.api.max_body_bytes,
+                "api_log_level": cfg.api.log_level,
+            },
+            # SQS is reached with the pods' IAM role (EKS Pod Identity): no broker password in the cloud.
+            secret_vars={"api_database_password": cfg.database_password, "api_broker_password": ""},
+            health_path="/healthz",
+            ready_path=policy.path,
+        ),
+        tags,
+    )
 
 
 def _database_url(cfg: StackConfig, host: str, port: int) -> str:

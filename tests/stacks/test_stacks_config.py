@@ -97,7 +97,6 @@ def test_an_image_tag_is_refused_pointing_at_the_digest() -> None:
         "puente:api.imageTag: is no longer read: the image is deployed by digest; set imageDigest" in message
     )
     assert "not a known setting" not in message
-    assert "puente:api.imageDigest: is required" in _refused("dev", {"puente:api.imageDigest": DELETE})
 
 
 def test_a_placeholder_password_is_refused_without_echoing_it() -> None:

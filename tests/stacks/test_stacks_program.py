@@ -10,7 +10,7 @@ import pytest
 import yaml
 from puente_cloud import outputs
 from puente_cloud.failover import load as load_failover
-from stacks_helpers import cloud_config_errors, filled
+from stacks_helpers import DELETE, cloud_config_errors, filled, run_stack
 
 from puente import pulumikit, templating
 from puente.pulumikit import Recording
@@ -459,3 +459,13 @@ def test_invokes_are_all_answered_and_recorded(any_stack: Recording) -> None:
     tokens = {i.token for i in any_stack.invokes}
     assert "aws:iam/getPolicyDocument:getPolicyDocument" in tokens
     assert any_stack.errors == []
+
+
+def test_before_the_image_is_pushed_everything_but_the_api_is_declared() -> None:
+    """First deployment: no imageDigest yet (the repository does not exist before this `pulumi up`), so
+    no API objects that could only wait on ImagePullBackOff; the repository and the rest are declared."""
+    rec = run_stack("dev", {"puente:api.imageDigest": DELETE})
+    assert [r.type for r in rec.custom() if r.type.startswith("kubernetes:")] == []
+    assert not any(r.type == "puente:compute:ApiService" for r in rec.resources)
+    assert rec.one("aws:ecr/repository:Repository").inputs["imageTagMutability"] == "IMMUTABLE"
+    assert set(rec.outputs) == set(outputs.ALL) and rec.errors == []
