@@ -542,7 +542,14 @@ def _onprem_members(r: _Reader, network: NetworkConfig) -> tuple[str, ...]:
     network.onpremCidrs (the NLB reaches them over the VPN)."""
     out = []
     onprem = [ipaddress.ip_network(c) for c in network.onprem_cidrs]
-    for item in r.items("onpremMembers"):
+    items = r.items("onpremMembers", [])
+    if not items:
+        r.fail(
+            "onpremMembers",
+            "list the on-prem Patroni members' addresses: the cloud API's leader endpoint must reach the "
+            "leader on either site",
+        )
+    for item in items:
         try:
             addr = ipaddress.ip_address(str(item))
         except ValueError:
@@ -557,12 +564,6 @@ def _onprem_members(r: _Reader, network: NetworkConfig) -> tuple[str, ...]:
             r.fail("onpremMembers", f"{addr} is outside network.onpremCidrs: the VPN does not route to it")
         else:
             out.append(str(addr))
-    if not out and not any("onpremMembers" in p for p in r.problems):
-        r.fail(
-            "onpremMembers",
-            "list the on-prem Patroni members' addresses: the cloud API's leader endpoint must reach the "
-            "leader on either site",
-        )
     if len(set(out)) != len(out):
         r.fail("onpremMembers", f"lists an address twice: {out}")
     return tuple(out)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from puente_cloud import outputs
 from puente_cloud.config import ConfigError
-from stacks_helpers import run_stack
+from stacks_helpers import DELETE, run_stack
 
 from puente.pulumikit import RecordedResource, Recording
 
@@ -130,13 +130,14 @@ def test_rds_mode_has_no_leader_endpoint(cloud_only: Recording) -> None:
     ("members", "expected"),
     [
         ([], "puente:database.patroni.onpremMembers: list the on-prem Patroni members' addresses"),
+        (DELETE, "puente:database.patroni.onpremMembers: list the on-prem Patroni members' addresses"),
         (["10.90.1.31"], "10.90.1.31 is outside network.onpremCidrs: the VPN does not route to it"),
         (["85.10.20.40"], "85.10.20.40 is not a private IPv4 address"),
         (["db1"], "'db1' is not an IPv4 address"),
         (["10.89.1.31", "10.89.1.31"], "lists an address twice"),
     ],
 )
-def test_onprem_members_are_validated(members: list[str], expected: str) -> None:
+def test_onprem_members_are_validated(members: object, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         run_stack("prod", {"puente:database.patroni.onpremMembers": members})
     assert expected in str(info.value)
