@@ -38,7 +38,11 @@ class FailoverDns(Component):
         p = args.policy
         onprem_name, cloud_name = self.child("onprem"), self.child("cloud")
         cloud_check = self._health_check(cloud_name, "cloud", args, fqdn=args.alb_dns_name)
-        alias = [{"name": args.alb_dns_name, "zone_id": args.alb_zone_id, "evaluate_target_health": True}]
+        alias = [
+            aws.route53.RecordAliasArgs(
+                name=args.alb_dns_name, zone_id=args.alb_zone_id, evaluate_target_health=True
+            )
+        ]
         if not args.onprem_gateway_address:
             aws.route53.Record(
                 cloud_name,

@@ -122,26 +122,29 @@ class LeaderEndpoint(Component):
             protocol="TCP",
             target_type="ip",
             vpc_id=net.vpc.id,
-            health_check={
-                "enabled": True,
-                "protocol": "HTTP",
-                "port": str(PATRONI_REST_PORT),
-                "path": path,
-                "matcher": "200",
-                "interval": HEALTH_CHECK_INTERVAL_SECONDS,
-                "timeout": HEALTH_CHECK_TIMEOUT_SECONDS,
-                "healthy_threshold": HEALTH_CHECK_THRESHOLD,
-                "unhealthy_threshold": HEALTH_CHECK_THRESHOLD,
-            },
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                enabled=True,
+                protocol="HTTP",
+                port=str(PATRONI_REST_PORT),
+                path=path,
+                matcher="200",
+                interval=HEALTH_CHECK_INTERVAL_SECONDS,
+                timeout=HEALTH_CHECK_TIMEOUT_SECONDS,
+                healthy_threshold=HEALTH_CHECK_THRESHOLD,
+                unhealthy_threshold=HEALTH_CHECK_THRESHOLD,
+            ),
             # HAProxy's `on-marked-down shutdown-sessions`: sessions on a member that stops passing the
             # check (an old leader) are reset, not left writing into a demoted server.
             target_health_states=[{"enable_unhealthy_connection_termination": True}],
-            deregistration_delay=str(DEREGISTRATION_DELAY_SECONDS),
+            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
             connection_termination=True,
             tags=self.tags(name),
             opts=self.opts(),
         )
-        targets = [(f"cloud{i}", ip, None) for i, ip in enumerate(args.cloud_members)]
+        # (name suffix, address, zone): zone "all" = outside the VPC; inside it AWS finds the zone itself
+        targets: list[tuple[str, pulumi.Input[str], str | None]] = [
+            (f"cloud{i}", ip, None) for i, ip in enumerate(args.cloud_members)
+        ]
         targets += [(f"onprem{i}", ip, "all") for i, ip in enumerate(args.onprem_members)]
         for suffix, ip, zone in targets:
             aws.lb.TargetGroupAttachment(

@@ -58,7 +58,7 @@ def test_targets_are_checked_on_patronis_rest_api(prod: Recording, group: str, p
     assert check["timeout"] < check["interval"]
     # an old leader's sessions are reset when it fails the check (HAProxy: on-marked-down shutdown-sessions)
     assert inputs["targetHealthStates"] == [{"enableUnhealthyConnectionTermination": True}]
-    assert (inputs["deregistrationDelay"], inputs["connectionTermination"]) == ("10", True)
+    assert (inputs["deregistrationDelay"], inputs["connectionTermination"]) == (10.0, True)
 
 
 def _targets(rec: Recording, group: str) -> dict[str, Any]:
