@@ -338,6 +338,28 @@ def hpa_and_pdb_present(args: StackValidationArgs, report: ReportViolation) -> N
             report(f"Deployment {ns}/{name} has no PodDisruptionBudget selecting its pods", d.urn)
 
 
+# --- the database endpoint -----------------------------------------------------------------------------
+POSTGRES_PORT = 5432
+PATRONI_REST_PORT = "8008"
+# Patroni REST checks that pass only where a session may go: the leader, or the leader/synchronous standby.
+PATRONI_CHECKS = ("/primary", "/read-only-sync", "/sync")
+
+
+def database_endpoint_follows_leader(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A target group in front of PostgreSQL picks members by Patroni's REST API, never by a TCP check
+    (which every member passes: writes would land on standbys, reads on stale asynchronous replicas)."""
+    if args.resource_type != "aws:lb/targetGroup:TargetGroup" or args.props.get("port") != POSTGRES_PORT:
+        return
+    check = args.props.get("healthCheck") or {}
+    got = (check.get("protocol"), str(check.get("port")), check.get("path"))
+    if got[0] != "HTTP" or got[1] != PATRONI_REST_PORT or got[2] not in PATRONI_CHECKS:
+        report(
+            f"target group {args.name} forwards to PostgreSQL but its health check is {got}: it must ask "
+            f"Patroni (HTTP, port {PATRONI_REST_PORT}, path one of {', '.join(PATRONI_CHECKS)})",
+            None,
+        )
+
+
 def _rp(name: str, description: str, validate: Any, remediation: str) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(
         name=name, description=description, validate=validate, remediation_steps=remediation
@@ -404,6 +426,13 @@ POLICIES = [
         "Containers run as non-root, read-only root FS, no privilege escalation, with resources.",
         pods_hardened,
         "Set the container securityContext and resources requests/limits.",
+    ),
+    _rp(
+        "database-endpoint-follows-leader",
+        "Load balancer target groups in front of PostgreSQL check Patroni's REST API (/primary...).",
+        database_endpoint_follows_leader,
+        "Give the target group an HTTP health check on port 8008, path /primary (writes) or "
+        "/read-only-sync (reads).",
     ),
     _sp(
         "hpa-and-pdb-present",

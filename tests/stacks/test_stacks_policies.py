@@ -143,6 +143,13 @@ FAILING: dict[str, tuple[Callable[[], Any], set[str]]] = {
         {"pods-hardened", "hpa-and-pdb-present"},
     ),
     "hpa-and-pdb-present": (_deployment_without_hpa_and_pdb, {"hpa-and-pdb-present"}),
+    # a TCP check: every member passes it, so writes would reach standbys
+    "database-endpoint-follows-leader": (
+        lambda: aws.lb.TargetGroup(
+            "pg", port=5432, protocol="TCP", target_type="ip", vpc_id="vpc-1", tags=TAGS
+        ),
+        {"database-endpoint-follows-leader"},
+    ),
 }
 
 
