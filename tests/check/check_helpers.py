@@ -29,6 +29,11 @@ def copy_lab(tmp_path: Path) -> Path:
     return dest
 
 
+def OVERRIDES(lab: Path) -> Path:
+    """The lab's override file in a copy of the lab inventory."""
+    return lab / "group_vars" / "lab" / "overrides.yml"
+
+
 def copy_filled(tmp_path: Path) -> Path:
     """A copy of the filled-in production fixture, with the stack outputs file it reads beside it."""
     dest = tmp_path / FILLED.name
@@ -45,10 +50,10 @@ def edit_yaml(path: Path, change: Callable[[Any], object]) -> None:
 
 
 def lab_hosts(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """host -> its vars in the site groups of inventories/lab/hosts.yml."""
+    """host -> its vars in the site groups (under `lab`) of inventories/lab/hosts.yml."""
     out: dict[str, dict[str, Any]] = {}
     for site in ("onprem", "cloud", "witness"):
-        out.update(data["all"]["children"][site]["hosts"])
+        out.update(data["all"]["children"]["lab"]["children"][site]["hosts"])
     return out
 
 

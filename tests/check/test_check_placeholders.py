@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from check_helpers import check, check_lab, copy_filled, copy_lab, edit_yaml, lab_hosts, one, run_check
+from check_helpers import (
+    OVERRIDES,
+    check,
+    check_lab,
+    copy_filled,
+    copy_lab,
+    edit_yaml,
+    lab_hosts,
+    one,
+    run_check,
+)
 
 from puente.check.rules.placeholders import phrases
 
@@ -23,10 +33,10 @@ def test_a_documentation_address_in_ansible_host_is_refused(tmp_path: Path) -> N
 
 def test_a_documentation_network_in_a_variable_is_refused(tmp_path: Path) -> None:
     lab = copy_lab(tmp_path)
-    edit_yaml(lab / "group_vars" / "dns.yml", lambda d: d["dns_client_cidrs"].append("2001:db8:10::/48"))
+    edit_yaml(OVERRIDES(lab), lambda d: d["dns_client_cidrs"].append("2001:db8:10::/48"))
     finding = one(check_lab(lab), "dns_client_cidrs[3]")
-    assert "group_vars/dns.yml:" in finding
-    assert "2001:db8:10::/48 is a documentation network (RFC 3849) (for 1 host(s): onprem-dns1)" in finding
+    assert "group_vars/lab/overrides.yml:" in finding
+    assert "2001:db8:10::/48 is a documentation network (RFC 3849) (for 12 host(s): cloud-api1" in finding
 
 
 def test_a_documentation_domain_in_a_url_is_refused(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from check_helpers import check, check_lab, copy_filled, copy_lab, edit_yaml, one, run_check
+from check_helpers import OVERRIDES, check, check_lab, copy_filled, copy_lab, edit_yaml, one, run_check
 
 
 def test_puente_site_undefined_on_a_site_is_refused(tmp_path: Path) -> None:
@@ -22,27 +22,26 @@ def test_puente_site_undefined_on_a_site_is_refused(tmp_path: Path) -> None:
 def test_a_required_role_input_missing_is_refused(tmp_path: Path) -> None:
     lab = copy_lab(tmp_path)
     assert check_lab(lab) == []
-    edit_yaml(lab / "group_vars" / "cloud.yml", lambda d: d.pop("api_broker_url"))
-    finding = one(check_lab(lab), "api_broker_url")
-    assert "role api, host(s) cloud-api1" in finding
+    edit_yaml(lab / "group_vars" / "all" / "main.yml", lambda d: d.pop("api_wheelhouse_dir"))
+    finding = one(check_lab(lab), "api_wheelhouse_dir")
+    assert "role api, host(s) cloud-api1, onprem-api1, onprem-api2" in finding
     assert "a required input of role api (roles/api/meta/argument_specs.yml), is undefined" in finding
 
 
-def test_an_empty_role_default_is_not_a_value(tmp_path: Path) -> None:
-    """powerdns_zone defaults to "" in the role: rendered from an empty puente_dns_zone it is refused."""
+def test_an_empty_zone_is_refused(tmp_path: Path) -> None:
+    """The zone every role's default derives names from: empty is as good as undefined."""
     lab = copy_lab(tmp_path)
-    edit_yaml(lab / "group_vars" / "dns.yml", lambda d: d.update(powerdns_zone=""))
-    # the playbooks' group_vars/dns.yml outranks the inventory's: the zone still comes from puente_dns_zone
-    assert check_lab(lab) == []
-    edit_yaml(lab / "group_vars" / "onprem.yml", lambda d: d.update(puente_dns_zone=""))
-    assert "powerdns_zone, a required input of role powerdns" in one(check_lab(lab), "powerdns_zone")
+    edit_yaml(OVERRIDES(lab), lambda d: d.update(puente_dns_zone=""))
+    finding = one(check_lab(lab), "puente_dns_zone")
+    assert "puente_dns_zone (the DNS zone PowerDNS serves and the gateway's name lives in) is empty" in (
+        finding
+    )
 
 
 def test_the_lab_zone_in_a_production_inventory_is_refused(tmp_path: Path) -> None:
     filled = copy_filled(tmp_path)
     assert check(filled) == []
-    for site in ("onprem", "cloud", "witness"):
-        edit_yaml(filled / "group_vars" / f"{site}.yml", lambda d: d.pop("puente_dns_zone"))
+    edit_yaml(filled / "group_vars" / "all" / "main.yml", lambda d: d.update(puente_dns_zone="puente.lab"))
     finding = one(check(filled), "puente_dns_zone")
-    assert finding.startswith("[required-variable] playbooks/group_vars/all.yml:")
-    assert "puente_dns_zone is puente.lab, the lab's zone (the playbooks' default), for 9 host(s)" in finding
+    assert "group_vars/all/main.yml:" in finding
+    assert "puente_dns_zone is puente.lab, the lab's zone, for 9 host(s)" in finding

@@ -29,7 +29,7 @@ vault_postgresql_restapi_password: plain-restapi-3b9e5d7a
 
 def test_a_secret_still_change_me_is_refused(tmp_path: Path) -> None:
     lab = copy_lab(tmp_path)
-    vault = lab / "group_vars" / "all" / "vault.yml"
+    vault = lab / "group_vars" / "lab" / "vault.yml"
     vault_edit(vault, lab / LAB_VAULT_PASSWORD, lambda d: d.update(vault_api_broker_password="CHANGE-ME"))
     proc = run_check("-i", lab)
     assert proc.returncode == 2, proc.stdout
@@ -54,10 +54,10 @@ def test_a_plain_text_vault_is_refused_outside_the_lab(tmp_path: Path) -> None:
 def test_the_lab_may_keep_a_plain_text_vault(tmp_path: Path) -> None:
     """The lab (puente_environment: lab) commits its vault password on purpose: no vault finding there."""
     lab = copy_lab(tmp_path)
-    (lab / "group_vars" / "all" / "vault.yml").write_text(PLAIN_VAULT)
+    (lab / "group_vars" / "lab" / "vault.yml").write_text(PLAIN_VAULT)
     assert check_lab(lab) == []
-    (lab / "group_vars" / "all" / "lab.yml").write_text(
-        (lab / "group_vars" / "all" / "lab.yml")
+    (lab / "group_vars" / "lab" / "overrides.yml").write_text(
+        (lab / "group_vars" / "lab" / "overrides.yml")
         .read_text()
         .replace("puente_environment: lab", "puente_environment: qa")
     )

@@ -2,9 +2,9 @@
 
 ansible-core's InventoryManager parses the sources with the configured inventory plugins (``pulumi_stack``
 included) and its VariableManager resolves each host's variables with Ansible's precedence, with the
-DataLoader's base directory set to ``playbooks/`` — so ``playbooks/group_vars`` apply exactly where they
-apply in a playbook run (``playbooks/group_vars/all.yml`` outranks the inventory's ``group_vars/all``,
-``playbooks/group_vars/<group>.yml`` its ``group_vars/<group>``; docs/CHECK.md). Values are kept
+DataLoader's base directory set to ``playbooks/`` (so ``playbook_dir`` is what a play sees), under the
+defaults of the roles ``site.yml`` applies to the host, their dependencies (``puente_defaults``) first.
+Values are kept
 untemplated, each tagged by Ansible with the file and line it came from; :meth:`Deployment.template`
 renders one when a rule needs the rendered value.
 
@@ -105,6 +105,19 @@ class Deployment:
             raise TemplateProblem(first_line(exc), vault="vault" in str(exc).lower()) from exc
 
 
+def _with_role_defaults(loader: Any, hvars: Mapping[str, Any], roles: tuple[str, ...]) -> dict[str, Any]:
+    """The host's variables over the defaults of the roles applied to it (Ansible's lowest precedence),
+    so a value templated from a role default (``puente_db_user``...) renders as it does in a play. Read
+    with Ansible's loader: its strings are trusted templates, as a play's role defaults are."""
+    merged: dict[str, Any] = {}
+    for role in roles:
+        path = ROLES_DIR / role / "defaults" / "main.yml"
+        if path.is_file():
+            merged.update(loader.load_from_file(str(path), trusted_as_template=True) or {})
+    merged.update(hvars)
+    return merged
+
+
 def prepare_ansible() -> None:
     """For a process that is not ansible itself (the CLI, tests): read this checkout's ansible.cfg (its
     inventory plugin path) and set up the plugin loader, once. Must run before ansible is imported."""
@@ -163,7 +176,9 @@ def load(
     for play in plays:
         for h in hosts_of(inventory, play.pattern):
             roles_of.setdefault(h.name, [])
-            roles_of[h.name] += [r for r in play.roles if r not in roles_of[h.name]]
+            roles_of[h.name] += [
+                r for r in playbooks.with_dependencies(ROLES_DIR, play.roles) if r not in roles_of[h.name]
+            ]
 
     seen_errors: set[tuple[str, str]] = set()
     for h in inventory.get_hosts("all"):
@@ -183,7 +198,8 @@ def load(
                 )
             continue
         groups = frozenset(g.name for g in h.get_groups() if g.name not in ("all", "ungrouped"))
-        deployment.hosts[h.name] = Host(h.name, groups, hvars, tuple(roles_of.get(h.name, ())))
+        roles = tuple(roles_of.get(h.name, ()))
+        deployment.hosts[h.name] = Host(h.name, groups, _with_role_defaults(loader, hvars, roles), roles)
     if not inventory.get_hosts("all") and not deployment.problems:
         deployment.problems.append(
             Finding(
@@ -200,8 +216,8 @@ def load(
         # only hosts whose variables could be read (the others are findings already)
         deployment.groups[name] = sorted(h.name for h in group.get_hosts() if h.name in deployment.hosts)
     named = {str(h.vars.get("puente_site")) for h in deployment.hosts.values() if h.vars.get("puente_site")}
-    for child in inventory.groups["all"].child_groups:
-        if child.name in SITES or child.name in named:
-            deployment.sites[child.name] = deployment.groups.get(child.name, [])
+    for name in inventory.groups:
+        if name in SITES or name in named:
+            deployment.sites[name] = deployment.groups.get(name, [])
     deployment.uninspected = list(getattr(loader, "skipped", []))
     return deployment

@@ -43,6 +43,7 @@ class RoleContract:
     defaults: dict[str, Any] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)  # of the required inputs
     platforms: tuple[Platform, ...] = ()
+    secrets: tuple[str, ...] = ()  # inputs whose default reads a vault_* variable (must render, too)
 
 
 def _yaml(path: Path) -> Any:
@@ -81,6 +82,25 @@ def plays(playbook: Path) -> list[Play]:
     return out
 
 
+def with_dependencies(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
+    """``roles`` with their ``meta/main.yml`` dependencies, each before the role that needs it (as Ansible
+    loads them: a dependency's defaults come first, the role's own override them), each role once."""
+    out: list[str] = []
+
+    def add(name: str, trail: tuple[str, ...]) -> None:
+        if name in out or name in trail:
+            return
+        for dep in (_yaml(roles_dir / name / "meta" / "main.yml") or {}).get("dependencies") or []:
+            dep_name = dep if isinstance(dep, str) else (dep or {}).get("role") or (dep or {}).get("name")
+            if dep_name:
+                add(str(dep_name), (*trail, name))
+        out.append(name)
+
+    for role in roles:
+        add(role, ())
+    return tuple(out)
+
+
 def _text(description: Any) -> str:
     parts = description if isinstance(description, list) else [description]
     return " ".join(" ".join(str(p) for p in parts).split())
@@ -102,4 +122,5 @@ def role_contract(roles_dir: Path, name: str) -> RoleContract:
         if isinstance(p, dict)
     )
     descriptions = {k: _text(options[k].get("description", "")) for k in required}
-    return RoleContract(name, required, dict(defaults), descriptions, platforms)
+    secrets = tuple(sorted(k for k, v in defaults.items() if isinstance(v, str) and "vault_" in v))
+    return RoleContract(name, required, dict(defaults), descriptions, platforms, secrets)

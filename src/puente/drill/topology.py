@@ -6,15 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from puente.lab import inventory, paths
-from puente.shell import ROOT
 
 PRIMARY_SITE = "onprem"
 SECONDARY_SITE = "cloud"
 WITNESS_SITE = "witness"
-GROUP_VARS_ALL = ROOT / "playbooks" / "group_vars" / "all.yml"
 CA_FILE = paths.CA_DIR / "ca.crt"
 PATRONI_PORT = 8008
 
@@ -55,20 +51,12 @@ class Topology:
         return site in self.sites
 
 
-def _shared_vars(path: Path = GROUP_VARS_ALL) -> dict[str, object]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (FileNotFoundError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def load(files: list[Path] | None = None, api_name: str | None = None) -> Topology:
     try:
         lab = inventory.load(files)
     except inventory.InventoryError as exc:
         raise TopologyError(str(exc)) from exc
-    shared = _shared_vars()
+    shared = inventory.shared_vars()
     zone = str(shared.get("puente_dns_zone") or "puente.lab")
     gateways = {n.name for n in lab.in_group("gateways")}
     return Topology(

@@ -8,8 +8,6 @@ import json
 import re
 import time
 
-import yaml
-
 from puente.lab import ansible, image, inventory, lock, nodes, paths, podman, routing, ssh, stamp, wheelhouse
 from puente.lab.status import collect, render
 from puente.shell import CommandError, run
@@ -203,8 +201,7 @@ def _print_failover_dns(lab: inventory.Lab, cacert: str) -> None:
     servers = lab.in_group("dns")
     if not servers or len(lab.sites) < 2:
         return
-    shared = yaml.safe_load((paths.ROOT / "playbooks" / "group_vars" / "all.yml").read_text()) or {}
-    name = f"api.{shared.get('puente_dns_zone', 'puente.lab')}"
+    name = f"api.{inventory.shared_vars().get('puente_dns_zone', 'puente.lab')}"
     server = servers[0].ip
     print(f"\nThe failover DNS name: {name} (PowerDNS at {server}: PRIMARY on-prem, SECONDARY cloud)")
     print(f"  dig +short @{server} {name}", flush=True)

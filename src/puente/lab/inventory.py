@@ -229,3 +229,17 @@ def load(files: Iterable[Path] | None = None) -> Lab:
         g: sorted((m for m in members if m in lab.nodes), key=order) for g, members in lab.groups.items()
     }
     return lab
+
+
+def shared_vars() -> dict[str, Any]:
+    """Untemplated site-wide values as the lab's playbooks see them: Puente's shared defaults
+    (roles/puente_defaults) under the lab's overrides (``puente_dns_zone``, ...)."""
+    out: dict[str, Any] = {}
+    for path in (paths.LAYOUT_DEFAULTS, paths.OVERRIDES_FILE):
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (FileNotFoundError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict):
+            out.update(data)
+    return out

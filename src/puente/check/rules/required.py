@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from puente.check import playbooks
-from puente.check.findings import Finding, hosts_phrase, show_path
+from puente.check.findings import Finding, hosts_phrase
 from puente.check.inventory import (
     LAB_ENVIRONMENT,
-    PLAYBOOK_DIR,
     ROLES_DIR,
     Deployment,
     TemplateProblem,
@@ -68,7 +67,7 @@ def _sites(d: Deployment) -> list[Finding]:
                 f"{SITE_VAR} is undefined for {len(hosts)} host(s) ({hosts_phrase(hosts)}); the playbooks "
                 f"pick each site's API nodes and database members with groups[{SITE_VAR}].",
                 f"set `{SITE_VAR}: {site}` in the inventory's group_vars/{site}.yml (as "
-                f"inventories/lab/group_vars/{site}.yml does).",
+                f"inventories/production/group_vars/{site}.yml does).",
             )
         )
     return out
@@ -77,15 +76,17 @@ def _sites(d: Deployment) -> list[Finding]:
 def _zone(d: Deployment) -> list[Finding]:
     out: list[Finding] = []
     missing = [n for n, h in d.hosts.items() if ZONE_VAR not in h.vars]
-    if missing:
-        out.append(
-            Finding(
-                "required-variable",
-                f"hosts {hosts_phrase(missing)}",
-                f"{ZONE_VAR} (the DNS zone PowerDNS serves and the gateway's name lives in) is undefined.",
-                f"set {ZONE_VAR} for every site group in the inventory (group_vars/<site>.yml).",
+    empty = [n for n, h in d.hosts.items() if ZONE_VAR in h.vars and not str(h.vars[ZONE_VAR]).strip()]
+    for hosts, state in ((missing, "undefined"), (empty, "empty")):
+        if hosts:
+            out.append(
+                Finding(
+                    "required-variable",
+                    f"hosts {hosts_phrase(hosts)}",
+                    f"{ZONE_VAR} (the DNS zone PowerDNS serves and the gateway's name lives in) is {state}.",
+                    f"set {ZONE_VAR} in the inventory's group_vars/all/ (as inventories/production does).",
+                )
             )
-        )
     if d.environment == LAB_ENVIRONMENT:
         return out
     lab_zone: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -94,18 +95,13 @@ def _zone(d: Deployment) -> list[Finding]:
         if isinstance(value, str) and value.rstrip(".").endswith(".lab"):
             lab_zone[(value, origin(value))].append(name)
     for (value, where), hosts in sorted(lab_zone.items()):
-        from_playbooks = where.startswith(show_path(PLAYBOOK_DIR / "group_vars"))
         out.append(
             Finding(
                 "required-variable",
                 f"{where or 'hosts ' + hosts_phrase(hosts)} {ZONE_VAR}",
-                f"{ZONE_VAR} is {value}, the lab's zone"
-                + (" (the playbooks' default)" if from_playbooks else "")
-                + f", for {len(hosts)} host(s) of a "
-                "non-lab inventory: the gateway would answer as api." + value + ".",
-                f"set your zone as {ZONE_VAR} in this inventory's group_vars/<site>.yml for every site "
-                "group (a value in group_vars/all/ loses to playbooks/group_vars/all.yml: Ansible's "
-                "precedence, docs/CHECK.md).",
+                f"{ZONE_VAR} is {value}, the lab's zone, for {len(hosts)} host(s) of a non-lab inventory: "
+                "the gateway would answer as api." + value + ".",
+                f"set your zone as {ZONE_VAR} in this inventory's group_vars/all/.",
             )
         )
     return out
@@ -116,7 +112,8 @@ def _role_inputs(d: Deployment) -> list[Finding]:
     missing: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for name, host in sorted(d.hosts.items()):
         for role in host.roles:
-            for var in playbooks.role_contract(ROLES_DIR, role).required:
+            contract = playbooks.role_contract(ROLES_DIR, role)
+            for var in (*contract.required, *contract.secrets):
                 why = _why_undefined(d, name, var)
                 if why is not None:
                     missing[(var, role, why)].append(name)
@@ -137,7 +134,11 @@ def _role_inputs(d: Deployment) -> list[Finding]:
             Finding(
                 "required-variable",
                 f"role {role}, host(s) {hosts_phrase(hosts)}",
-                f"{var}, a required input of role {role} (roles/{role}/meta/argument_specs.yml), "
+                (
+                    f"{var}, a required input of role {role} (roles/{role}/meta/argument_specs.yml), "
+                    if var in contract.required
+                    else f"{var}, a secret of role {role} (roles/{role}/defaults/main.yml), "
+                )
                 + (
                     "is undefined."
                     if why == "unset"
