@@ -48,6 +48,8 @@ ALLOWED = {
     "dns_failover_timeout_seconds": "timing",
     "haproxy_postgresql_check_fall": "timing",
     "api_workers": "size",
+    "gateway_rate_limit": "size",
+    "gateway_rate_limit_burst": "size",
     "rabbitmq_vm_memory_high_watermark": "size",
     "rabbitmq_disk_free_limit": "size",
     "rabbitmq_nofile_limit": "size",
