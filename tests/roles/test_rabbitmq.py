@@ -36,7 +36,7 @@ USER = "puente_api"
 # The API adapter's names (api/src/puente_api/brokers/rabbitmq.py), declared by the role too.
 EXCHANGE, ROUTING_KEY = "puente.shipments", "shipment.created"
 QUEUE, DLX, DLQ = "puente.labels", "puente.dlx", "puente.labels.dlq"
-WATERMARK_BYTES = 256 * 1024 * 1024  # inventories/lab/group_vars/rabbitmq.yml: 256MiB
+WATERMARK_BYTES = 256 * 1024 * 1024  # inventories/lab/group_vars/lab/overrides.yml: 256MiB
 
 # Runs inside a node's network namespace with the toolkit's Python (pika is pinned for the API).
 # argv[1] = scenario; env PUENTE_TEST_PASSWORD; prints one JSON object.
@@ -127,7 +127,7 @@ def in_node_netns(node_name: str, *args: str, env: dict[str, str] | None = None)
 def api_password() -> str:
     out = subprocess.run(
         [str(REPO / ".venv" / "bin" / "ansible-vault"), "view", "--vault-password-file",
-         "inventories/lab/vault-password.lab-only", "inventories/lab/group_vars/all/vault.yml"],
+         "inventories/lab/vault-password.lab-only", "inventories/lab/group_vars/lab/vault.yml"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return str(yaml.safe_load(out)["vault_api_broker_password"])

@@ -5,8 +5,8 @@ The prod stack's program runs under the mock runtime (the session's `prod` recor
 inventories/production/pulumi.yml, next to the filled-in production inventory of tests/check. On that
 combined inventory: the cloud database members are in `postgresql`/`etcd` with what their roles need,
 `puente check` passes, `ansible-playbook --syntax-check playbooks/site.yml` passes, and every variable of
-every host renders — the variables as site.yml sees them (inventory, playbook group_vars, the defaults of
-the roles site.yml applies to the host: read by puente.check.inventory, so wherever the files live).
+every host renders — the variables as site.yml sees them (inventory, the defaults of the roles site.yml
+applies to the host and of their dependencies: read by puente.check.inventory, so wherever the files live).
 """
 
 from __future__ import annotations
@@ -169,9 +169,10 @@ def _load_trusted(loader: Any, files: list[Path]) -> dict[str, Any]:
 
 def test_every_variable_of_every_host_renders(combined: dict[str, Any], deployment: Any) -> None:
     """Every variable of every host rendered as a task of site.yml would see it: the inventory (the
-    plugin's hosts included), the playbooks' group_vars, the defaults of the roles site.yml applies to the
-    host (under them) and those roles' vars (over them, as references only: a role's internal vars may
-    name facts its tasks set), `hostvars`, and the facts of a Debian 12 node. No undefined variable."""
+    plugin's hosts included), the defaults of the roles site.yml applies to the host and of their
+    dependencies (under them) and those roles' vars (over them, as references only: a role's internal
+    vars may name facts its tasks set), `hostvars`, and the facts of a Debian 12 node. No undefined
+    variable."""
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.plugins.loader import add_all_plugin_dirs

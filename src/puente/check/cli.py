@@ -83,7 +83,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         vault_args += [a for f in password_files for a in ("--vault-password-file", f)]
         print(
             f"puente check: {', '.join(args.inventory)} as ansible-playbook reads it for playbooks/site.yml "
-            "(inventory plugins, group_vars and host_vars, playbooks/group_vars)",
+            "(inventory plugins, group_vars and host_vars, over the roles' defaults)",
             flush=True,
         )
         deployment = inventory.load(

@@ -1,8 +1,8 @@
 """Reads and checks the lab inventory (``inventories/lab/hosts.yml`` + the generated ``scale.yml``).
 
-A site is a top-level group that declares ``lab_network`` and ``lab_subnet`` in its vars; each of its hosts
-is a node with a fixed ``ansible_host`` inside that subnet. Everything wrong is reported at once, before
-any node is touched.
+A site is a group (the lab's are under ``lab``) that declares ``lab_network`` and ``lab_subnet`` in its vars;
+each of its hosts is a node with a fixed ``ansible_host`` inside that subnet. Everything wrong is reported
+at once, before any node is touched.
 """
 
 from __future__ import annotations

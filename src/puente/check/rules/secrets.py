@@ -6,7 +6,7 @@
 - Outside the lab: a vault file (``group_vars/**/vault*``, ``host_vars/**/vault*``) that is not
   ansible-vault encrypted, a ``vault_*`` secret in a plain-text file, and a vault password file inside
   the inventory. The lab is recognised by its explicit marker ``puente_environment: lab``
-  (inventories/lab/group_vars/all/lab.yml): it commits its vault password on purpose.
+  (inventories/lab/group_vars/lab/overrides.yml): it commits its vault password on purpose.
 """
 
 from __future__ import annotations
