@@ -143,6 +143,7 @@ def load(
     otherwise a new one with the given vault ids/password files.
     """
     from ansible.errors import AnsibleError
+    from ansible.vars.hostvars import HostVars
     from ansible.vars.manager import VariableManager
 
     deployment = Deployment(sources=[str(s) for s in sources])
@@ -170,6 +171,7 @@ def load(
         )
         return deployment
     manager = VariableManager(loader=loader, inventory=inventory)
+    HostVars(inventory=inventory, variable_manager=manager, loader=loader)  # `hostvars`, as in a play
 
     plays = playbooks.plays(playbook_dir / "site.yml")
     roles_of: dict[str, list[str]] = {}
