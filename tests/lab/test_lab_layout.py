@@ -57,7 +57,14 @@ ALLOWED = {
     "postgresql_backup_keep": "size",
 }
 # Per host by nature, not by environment.
-HOST_SPECIFIC = {"ansible_host", "inventory_hostname", "inventory_hostname_short", "group_names", "groups", "hostvars"}
+HOST_SPECIFIC = {
+    "ansible_host",
+    "inventory_hostname",
+    "inventory_hostname_short",
+    "group_names",
+    "groups",
+    "hostvars",
+}
 # The groups only the lab has: `lab` (its overrides) and `sqs` (the SQS stand-in of the cloud site).
 LAB_ONLY_GROUPS = {"lab", "sqs"}
 
