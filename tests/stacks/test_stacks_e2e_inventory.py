@@ -232,3 +232,29 @@ def test_every_variable_of_every_host_renders(combined: dict[str, Any], deployme
     assert templated > 10 * len(hosts)  # and many of them are templates that were rendered
     with pytest.raises(AnsibleError, match="puente_no_such_variable"):  # an undefined one does fail
         templar.template(trust_as_template("{{ puente_no_such_variable }}"))
+
+
+def test_every_member_lets_the_cloud_leader_endpoint_in(prod: Recording, deployment: Any) -> None:
+    """The stack's NLB checks Patroni (8008) and carries the cloud API's sessions (5432) from the VPC's
+    addresses: every member's firewall and the API role's pg_hba sources include the VPC, and only then."""
+    vpc = prod.outputs[outputs.VPC_CIDR]
+    for host in deployment.members("postgresql"):
+        rules = deployment.template(host, deployment.value(host, "common_firewall_group_rules"))["postgresql"]
+        assert {r["port"]: r["from"] for r in rules} == {
+            5432: ["postgresql", "loadbalancers", "api_nodes", vpc],
+            8008: ["postgresql", "loadbalancers", vpc],
+        }, host
+        users = deployment.template(host, deployment.value(host, "postgresql_users"))
+        assert users[0]["connect_from"] == ["loadbalancers", "api_nodes", vpc], host
+
+
+def test_without_the_stack_no_cloud_source_is_opened() -> None:
+    from puente.check.inventory import load, prepare_ansible
+
+    prepare_ansible()
+    lab = load([str(REPO / "inventories" / "lab")])
+    rules = lab.template("onprem-db1", lab.value("onprem-db1", "common_firewall_group_rules"))["postgresql"]
+    assert {r["port"]: r["from"] for r in rules} == {
+        5432: ["postgresql", "loadbalancers", "api_nodes"],
+        8008: ["postgresql", "loadbalancers"],
+    }
