@@ -157,7 +157,7 @@ def _failover_record(node: Callable) -> str | None:
 def test_failover_record_answers_the_primary_while_it_is_ready(node: Callable) -> None:
     record = _failover_record(node)
     if record is None:
-        pytest.skip("failover gate off: the inventory has no cloud site yet (dns_failover_enabled is false)")
+        pytest.skip("failover gate off: no cloud site in the inventory yet (powerdns_failover_enabled false)")
     name = record.split()[0]
     primary = record.split("{{'", 1)[1].split("'}", 1)[0].split("', '")
     url = record.split("ifurlup('", 1)[1].split("'", 1)[0]
@@ -186,7 +186,7 @@ def test_failover_record_falls_back_to_its_own_secondary_set(node: Callable) -> 
     # answers with it is proven on the test zone below (the lab's sites are not cut here).
     record = _failover_record(node)
     if record is None:
-        pytest.skip("failover gate off: the inventory has no cloud site yet (dns_failover_enabled is false)")
+        pytest.skip("failover gate off: no cloud site in the inventory yet (powerdns_failover_enabled false)")
     sets = record.split("{{", 1)[1].split("}}", 1)[0]
     secondary = sets.split("}, {", 1)[1]
     assert "backupSelector='all'" in record and "selector='random'" in record, record

@@ -3,7 +3,7 @@
 ansible-core's InventoryManager parses the sources with the configured inventory plugins (``pulumi_stack``
 included) and its VariableManager resolves each host's variables with Ansible's precedence, with the
 DataLoader's base directory set to ``playbooks/`` (so ``playbook_dir`` is what a play sees), under the
-defaults of the roles ``site.yml`` applies to the host, their dependencies (``puente_defaults``) first.
+defaults of the roles ``site.yml`` applies to the host, their dependencies (``puente``) first.
 Values are kept
 untemplated, each tagged by Ansible with the file and line it came from; :meth:`Deployment.template`
 renders one when a rule needs the rendered value.

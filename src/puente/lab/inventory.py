@@ -233,7 +233,7 @@ def load(files: Iterable[Path] | None = None) -> Lab:
 
 def shared_vars() -> dict[str, Any]:
     """Untemplated site-wide values as the lab's playbooks see them: Puente's shared defaults
-    (roles/puente_defaults) under the lab's overrides (``puente_dns_zone``, ...)."""
+    (roles/puente) under the lab's overrides (``puente_dns_zone``, ...)."""
     out: dict[str, Any] = {}
     for path in (paths.LAYOUT_DEFAULTS, paths.OVERRIDES_FILE):
         try:
