@@ -25,6 +25,7 @@ import psycopg
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+HOOKED_API = Path(__file__).with_name("hooked_api.py")
 
 
 def free_port() -> int:
@@ -213,12 +214,18 @@ class APIServer:
         self.log = Path(tempfile.mkstemp(prefix="puente-api-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, extra_env: dict[str, str] | None = None) -> APIServer:
-        exe = Path(sys.executable).with_name("puente-api")
+    def start(
+        self, extra_env: dict[str, str] | None = None, pause_after: tuple[str, float] | None = None
+    ) -> APIServer:
+        """``pause_after=("lock"|"commit", seconds)`` starts it through the tests' launcher (hooked_api.py),
+        the only way to hold a write there: the API itself reads no setting for it."""
+        command: list[str | Path] = [Path(sys.executable).with_name("puente-api")]
+        if pause_after is not None:
+            command = [sys.executable, HOOKED_API, f"--pause-after-{pause_after[0]}", str(pause_after[1])]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
-                    exe,
+                    *command,
                     "serve",
                     "--host",
                     "127.0.0.1",

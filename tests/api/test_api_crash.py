@@ -1,5 +1,5 @@
 """kill -9 of the API process in the middle of a POST, restart, retry: exactly one shipment and one
-label. The test-only pause hooks (PUENTE_TEST_PAUSE_AFTER_*_SECONDS) hold the request at a chosen
+label. The test-only pause hooks (tests/api/hooked_api.py) hold the request at a chosen
 point so the kill lands exactly there."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def post_in_background(
 def test_kill9_mid_post_then_retry_gives_one_shipment_and_one_label(
     api_env: dict[str, str], client_id: str, db: psycopg.Connection, rabbit_broker: Broker, point: str
 ) -> None:
-    server = APIServer(api_env).start({f"PUENTE_TEST_PAUSE_AFTER_{point}_SECONDS": "30"})
+    server = APIServer(api_env).start(pause_after=(point.lower(), 30))
     key, body = new_key(), shipment_body()
     try:
         thread, result = post_in_background(server.base_url, body, headers(client_id, key))
@@ -88,3 +88,22 @@ def test_kill9_mid_post_then_retry_gives_one_shipment_and_one_label(
     assert count(db, "SELECT count(*) FROM labels WHERE shipment_id = %s", sid) == 1
     row = db.execute("SELECT label_status FROM shipments WHERE id = %s", (sid,)).fetchone()
     assert row == ("ready",)
+
+
+def test_the_pause_hooks_cannot_be_switched_on_from_outside(api_env: dict[str, str], client_id: str) -> None:
+    """The environment variables that used to enable them do nothing to the shipped `puente-api serve`:
+    a write answers at once (the launcher above is the only way in)."""
+    old = {f"PUENTE_TEST_PAUSE_AFTER_{p}_SECONDS": "30" for p in ("LOCK", "COMMIT")}
+    server = APIServer(api_env).start(old)
+    try:
+        started = time.monotonic()
+        answer = httpx.post(
+            f"{server.base_url}/v1/shipments",
+            json=shipment_body(),
+            headers=headers(client_id, new_key()),
+            timeout=25,
+        )
+        assert answer.status_code == 201
+        assert time.monotonic() - started < 10, "the write was held: a pause hook was switched on"
+    finally:
+        server.stop()

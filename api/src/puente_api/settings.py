@@ -57,8 +57,6 @@ class Settings:
     # Test-only hooks (never set in production): seconds the write path sleeps after it took the
     # key's lock inside the open transaction, or right after COMMIT, so a test can kill -9 the process
     # at exactly that point.
-    test_pause_after_lock: float = 0.0
-    test_pause_after_commit: float = 0.0
 
     @property
     def conninfo(self) -> str:
@@ -94,19 +92,6 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if not lo <= value <= hi:
         raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 <= value <= 600:
-        raise SettingsError(f"{name} must be between 0 and 600, got {value}")
     return value
 
 
@@ -197,6 +182,4 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "PUENTE_MAX_BODY_BYTES", 65536, 1024, 10 * 1024 * 1024),
         log_level=level,
         db_pool_size=_int(env, "PUENTE_DB_POOL_SIZE", 10, 1, 200),
-        test_pause_after_lock=_float(env, "PUENTE_TEST_PAUSE_AFTER_LOCK_SECONDS"),
-        test_pause_after_commit=_float(env, "PUENTE_TEST_PAUSE_AFTER_COMMIT_SECONDS"),
     )

@@ -38,6 +38,19 @@ from puente_api.problems import (
 )
 from puente_api.state import AppState
 
+
+@dataclass
+class _TestHooks:
+    """Pauses inside a write's transaction / after its COMMIT, so a test can ``kill -9`` the process there.
+    No setting, environment variable or request reaches them: only code running in the API's own process
+    sets them (tests/api/hooked_api.py, the tests' launcher), so production cannot switch them on."""
+
+    pause_after_lock: float = 0.0
+    pause_after_commit: float = 0.0
+
+
+TEST_HOOKS = _TestHooks()
+
 CREATE_PATH = "/v1/shipments"
 EVENTS_PATH = "/v1/shipments/{shipment_id}/events"
 _EVENTS = re.compile(r"^/v1/shipments/([^/]+)/events$")
@@ -88,8 +101,8 @@ async def create_shipment(
         scope,
         lambda: shipments.create(client, doc),
         st.settings.idempotency_ttl_seconds,
-        st.settings.test_pause_after_lock,
-        st.settings.test_pause_after_commit,
+        TEST_HOOKS.pause_after_lock,
+        TEST_HOOKS.pause_after_commit,
     )
 
 
@@ -107,8 +120,8 @@ async def add_event(
         scope,
         lambda tx: shipments.add_event(tx, shipment_id, payload, path),
         st.settings.idempotency_ttl_seconds,
-        st.settings.test_pause_after_lock,
-        st.settings.test_pause_after_commit,
+        TEST_HOOKS.pause_after_lock,
+        TEST_HOOKS.pause_after_commit,
     )
 
 
