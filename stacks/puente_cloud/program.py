@@ -159,6 +159,8 @@ def _api(
                 "api_idempotency_ttl_seconds": cfg.api.idempotency_ttl_seconds,
                 "api_max_body_bytes": cfg.api.max_body_bytes,
                 "api_log_level": cfg.api.log_level,
+                # the ALB (in front of the pods, target type ip) connects from the VPC's addresses
+                "api_forwarded_allow_ips": cfg.network.vpc_cidr,
             },
             # SQS is reached with the pods' IAM role (EKS Pod Identity): no broker password in the cloud.
             secret_vars={"api_database_password": cfg.database_password, "api_broker_password": ""},

@@ -93,3 +93,32 @@ def test_serve_exits_non_zero_with_the_message() -> None:
     r = subprocess.run([API_EXE, "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "PUENTE_BROKER_URL must start with amqp:// or sqs://" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", "127.0.0.1"),
+        ("10.89.1.10", "10.89.1.10"),
+        (" 10.89.1.10, 10.60.0.0/16 ", "10.89.1.10,10.60.0.0/16"),
+    ],
+)
+def test_forwarded_headers_are_believed_from_the_listed_peers_only(raw: str, expected: str) -> None:
+    assert settings.load({**GOOD, "PUENTE_FORWARDED_ALLOW_IPS": raw}).forwarded_allow_ips == expected
+
+
+@pytest.mark.parametrize(("raw", "message"), [("*", "not '\\*'"), ("10.89.1.10,lb1", "got 'lb1'")])
+def test_forwarded_allow_ips_refuses_anyone_and_names(raw: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"PUENTE_FORWARDED_ALLOW_IPS .*{message}"):
+        settings.load({**GOOD, "PUENTE_FORWARDED_ALLOW_IPS": raw})
+
+
+def test_serve_hands_the_trusted_peers_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+    from puente_api import __main__ as api_main
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(os, "environ", {**GOOD, "PUENTE_FORWARDED_ALLOW_IPS": "10.89.1.10"})
+    assert api_main.main(["serve", "--workers", "1"]) == 0
+    assert seen["proxy_headers"] is True and seen["forwarded_allow_ips"] == "10.89.1.10"

@@ -35,9 +35,9 @@ def _serve(args: argparse.Namespace, cfg: settings.Settings) -> int:
             http="httptools",
             log_config=None,
             access_log=False,
-            # behind HAProxy/nginx: let uvicorn read X-Forwarded-For from them
+            # behind HAProxy/nginx: X-Forwarded-For is believed from them only (PUENTE_FORWARDED_ALLOW_IPS)
             proxy_headers=True,
-            forwarded_allow_ips="*",
+            forwarded_allow_ips=cfg.forwarded_allow_ips,
             timeout_graceful_shutdown=10,
         )
     finally:

@@ -8,6 +8,7 @@ validated at start-up; a bad one raises :class:`SettingsError` whose message nam
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -54,9 +55,9 @@ class Settings:
     # Where reads go (GET routes, /readyz?scope=read): the site's read frontend, which prefers the site's
     # own member while it is the leader or the synchronous standby. Empty: the same as database_url.
     database_read_url: str = ""
-    # Test-only hooks (never set in production): seconds the write path sleeps after it took the
-    # key's lock inside the open transaction, or right after COMMIT, so a test can kill -9 the process
-    # at exactly that point.
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto the server believes (addresses or networks, comma-
+    # separated): the load balancers in front of the API, never "*" (any caller could name any address).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @property
     def conninfo(self) -> str:
@@ -93,6 +94,23 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
+
+
+def parse_forwarded_allow_ips(raw: str, name: str = "PUENTE_FORWARDED_ALLOW_IPS") -> str:
+    """Comma-separated addresses or networks (10.89.1.10,10.0.0.0/16); empty means 127.0.0.1 only."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        return "127.0.0.1"
+    for item in items:
+        if item == "*":
+            raise SettingsError(
+                f"{name} must list the load balancers' addresses, not '*' (anyone could forge them)"
+            )
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name} must hold IP addresses or networks, got {item!r}") from None
+    return ",".join(items)
 
 
 def parse_database_url(raw: str, name: str = "PUENTE_DATABASE_URL") -> str:
@@ -182,4 +200,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "PUENTE_MAX_BODY_BYTES", 65536, 1024, 10 * 1024 * 1024),
         log_level=level,
         db_pool_size=_int(env, "PUENTE_DB_POOL_SIZE", 10, 1, 200),
+        forwarded_allow_ips=parse_forwarded_allow_ips(env.get("PUENTE_FORWARDED_ALLOW_IPS", "")),
     )
