@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import httpx
 import orjson
@@ -183,3 +184,39 @@ def test_openapi_documents_the_idempotency_header(client: httpx.Client) -> None:
     responses = spec["paths"]["/v1/shipments"]["post"]["responses"]
     assert "application/problem+json" in responses["409"]["content"]
     assert "Idempotent-Replayed" in responses["201"]["headers"]
+
+
+def _post_500s_and_499s(client: httpx.Client) -> tuple[float, float]:
+    sums = {"500": 0.0, "499": 0.0}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('puente_http_requests_total{method="POST"'):
+            for status in sums:
+                if f'status="{status}"' in line:
+                    sums[status] += float(line.rsplit(" ", 1)[1])
+    return sums["500"], sums["499"]
+
+
+def test_a_client_that_goes_away_is_a_499_not_a_500(api: Any, client: httpx.Client, client_id: str) -> None:
+    """Half a body, then the socket closes: the API counts and logs 'client closed request', not an error
+    of its own (a 500 would page someone for a client's network)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    fives, closed = _post_500s_and_499s(client)
+    url = urlsplit(api.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/shipments HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+            + f"X-Client-Id: {client_id}\r\nIdempotency-Key: {new_key()}\r\n".encode()
+            + b'Content-Length: 500\r\n\r\n{"sender":'
+        )
+    deadline = time.monotonic() + 10
+    while _post_500s_and_499s(client)[1] == closed:
+        assert time.monotonic() < deadline, (
+            "the dropped request was never counted:\n"
+            + "\n".join(x for x in client.get("/metrics").text.splitlines() if "requests_total" in x)
+            + api.logs()[-3000:]
+        )
+        time.sleep(0.1)
+    assert _post_500s_and_499s(client) == (fives, closed + 1)
+    assert "unhandled error" not in api.logs()

@@ -5,6 +5,8 @@
 * request bodies: larger than PUENTE_MAX_BODY_BYTES -> 413, writes without a JSON media type -> 415,
   both as problem+json and before any handler runs;
 * an unexpected exception -> 500 problem+json (logged with its traceback);
+* a client that went away before its answer is counted and logged as 499 (nginx's "client closed
+  request"), never as a 500 of ours;
 * one structured access-log line and the Prometheus request metrics per request.
 """
 
@@ -24,6 +26,7 @@ from puente_api.problems import PROBLEM_JSON, Problem
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _JSON_MEDIA = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
+CLIENT_CLOSED_REQUEST = 499
 
 access = logging.getLogger("puente_api.access")
 
@@ -84,7 +87,9 @@ class Edge:
         async def receive_wrapper() -> Message:
             nonlocal received
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect":
+                state["disconnected"] = True
+            elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     state["too_large"] = True
@@ -101,11 +106,16 @@ class Edge:
             if not state["started"]:
                 await _send_problem(send_wrapper_inner, self._too_large(), path)
         except Exception:
+            if state.get("disconnected"):
+                access.info("client went away during %s %s", method, path)
+                return
             access.exception("unhandled error on %s %s", method, path)
             if not state["started"]:
                 problem = Problem(500, "internal", "An unexpected error occurred.")
                 await _send_problem(send_wrapper_inner, problem, path)
         finally:
+            if state.get("disconnected") and not state["started"]:
+                state["status"] = CLIENT_CLOSED_REQUEST
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             route_path = getattr(route, "path", "unmatched")
