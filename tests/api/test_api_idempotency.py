@@ -239,3 +239,30 @@ def test_expired_key_not_yet_reaped_counts_as_absent(
     assert again.status_code == 201 and "idempotent-replayed" not in again.headers
     assert again.json()["id"] != first
     assert count(db, "SELECT count(*) FROM idempotency_keys WHERE client_id = %s", client_id) == 1
+
+
+def test_the_fingerprint_is_the_request_as_sent_not_the_model() -> None:
+    """Stable across releases: the canonical JSON the client sent (keys sorted, compact), never the
+    validated model with its defaults filled in (a release adding a defaulted field would otherwise
+    turn a genuine retry on the other site into a 422)."""
+    import asyncio
+    import hashlib
+    import json
+
+    from puente_api import idempotency
+    from puente_api.models import ShipmentCreate
+    from puente_api.writes import parse_body
+
+    doc = shipment_body()
+    del doc["reference"]  # optional: the model fills in None
+    raw = json.dumps(doc, indent=2).encode()
+
+    async def body() -> bytes:
+        return raw
+
+    model, sent = asyncio.run(parse_body(ShipmentCreate, body))
+    assert sent == json.loads(raw)
+    assert "reference" not in sent and "reference" in model.model_dump(mode="json")  # a default, not sent
+    canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = hashlib.sha256(b"POST /v1/shipments\n" + canonical.encode()).hexdigest()
+    assert idempotency.fingerprint("POST", "/v1/shipments", sent) == expected

@@ -27,12 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.types.json import Jsonb
@@ -133,10 +133,12 @@ def parse_client(raw: str | None) -> str:
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:
-    """sha256 of the request's identity: semantically equal JSON bodies give equal fingerprints."""
+    """sha256 of the request's identity: the method, the path and the body's JSON as sent, in a canonical
+    form (keys sorted, no insignificant whitespace), so equal JSON documents give equal fingerprints,
+    whatever the key order or spacing, and a release that changes the models changes none."""
     digest = hashlib.sha256()
     digest.update(f"{method} {path}\n".encode())
-    digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    digest.update(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
     return digest.hexdigest()
 
 

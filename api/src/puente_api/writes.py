@@ -16,6 +16,7 @@ middleware's 500 handler.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -73,12 +74,17 @@ def _one_key(keys: list[str]) -> str:
     return idempotency.parse_key(keys[0] if keys else None)
 
 
-async def parse_body(model: type[M], body: Body) -> M:
+async def parse_body(model: type[M], body: Body) -> tuple[M, Any]:
+    """The validated model and the request as the client sent it (its JSON, parsed): the idempotency
+    fingerprint is taken from the latter, so it does not change when a release adds a field with a
+    default or normalises a value differently (a retry landing on the other site mid-deploy still
+    matches)."""
     raw = await body()
     try:
-        return model.model_validate_json(raw)
+        model_value = model.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_problem(exc.errors(include_url=False), prefix=("body",)) from None
+    return model_value, json.loads(raw)  # valid JSON: the model just parsed it
 
 
 def parse_shipment_id(raw: str) -> UUID:
@@ -94,8 +100,9 @@ async def create_shipment(
 ) -> Outcome:
     key = _one_key(keys)
     client = idempotency.parse_client(client_header)
-    doc = (await parse_body(ShipmentCreate, body)).model_dump(mode="json")
-    scope = idempotency.Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, doc))
+    shipment, sent = await parse_body(ShipmentCreate, body)
+    doc = shipment.model_dump(mode="json")
+    scope = idempotency.Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, sent))
     return await idempotency.execute_gated(
         st.pool,
         scope,
@@ -111,10 +118,8 @@ async def add_event(
 ) -> Outcome:
     key = _one_key(keys)
     client = idempotency.parse_client(client_header)
-    payload = await parse_body(EventCreate, body)
-    scope = idempotency.Scope(
-        client, key, "POST", path, idempotency.fingerprint("POST", path, payload.model_dump(mode="json"))
-    )
+    payload, sent = await parse_body(EventCreate, body)
+    scope = idempotency.Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, sent))
     return await idempotency.execute(
         st.pool,
         scope,
