@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from typing import Any
 
 import pytest
 from api_helpers import API_EXE
@@ -122,3 +123,33 @@ def test_serve_hands_the_trusted_peers_to_the_server(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(os, "environ", {**GOOD, "PUENTE_FORWARDED_ALLOW_IPS": "10.89.1.10"})
     assert api_main.main(["serve", "--workers", "1"]) == 0
     assert seen["proxy_headers"] is True and seen["forwarded_allow_ips"] == "10.89.1.10"
+
+
+def test_amqps_is_tls_on_5671_with_its_ca_and_never_plain_amqp() -> None:
+    s = settings.load(
+        {**GOOD, "PUENTE_BROKER_URL": "amqps://puente@mq.internal/puente?cacertfile=/etc/ca.pem"}
+    )
+    assert (s.broker.scheme, s.broker.port, s.broker.ca_file, s.broker.is_amqp) == (
+        "amqps",
+        5671,
+        "/etc/ca.pem",
+        True,
+    )
+    assert settings.load(GOOD).broker.scheme == "amqp" and settings.load(GOOD).broker.port == 5672
+    with pytest.raises(SettingsError, match="cacertfile needs amqps://"):
+        settings.load({**GOOD, "PUENTE_BROKER_URL": "amqp://puente@mq/puente?cacertfile=/etc/ca.pem"})
+    with pytest.raises(SettingsError, match="unknown query parameters"):
+        settings.load({**GOOD, "PUENTE_BROKER_URL": "amqps://puente@mq/puente?verify=verify_none"})
+
+
+def test_amqps_against_a_plain_amqp_port_fails_instead_of_talking_plain_text(rabbit: Any) -> None:
+    """The TLS handshake is required: a plain-text listener is an error, never a silent downgrade."""
+    from puente_api.brokers import BrokerError, connect
+
+    url = settings.parse_broker_url(f"amqps://guest@127.0.0.1:{rabbit.port}/%2F", "guest")
+    broker = connect(url)
+    try:
+        with pytest.raises(BrokerError, match="unreachable"):
+            broker.declare()
+    finally:
+        broker.close()

@@ -28,9 +28,11 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class BrokerURL:
-    """A parsed ``PUENTE_BROKER_URL``: ``amqp://user@host:5672/vhost`` or ``sqs://QUEUE?region=R``."""
+    """A parsed ``PUENTE_BROKER_URL``: ``amqp://user@host:5672/vhost``, ``amqps://user@host:5671/vhost``
+    (TLS, the server's certificate verified; ``?cacertfile=PATH`` names the CA, else the system's) or
+    ``sqs://QUEUE?region=R``."""
 
-    scheme: str  # "amqp" or "sqs"
+    scheme: str  # "amqp", "amqps" or "sqs"
     host: str = ""
     port: int = 5672
     username: str = ""
@@ -39,6 +41,11 @@ class BrokerURL:
     queue: str = ""  # SQS: the FIFO queue's name (ends in .fifo)
     region: str = ""
     endpoint_url: str | None = None
+    ca_file: str = ""  # amqps: CA bundle the broker's certificate must chain to ("" = the system's)
+
+    @property
+    def is_amqp(self) -> bool:
+        return self.scheme in ("amqp", "amqps")
 
 
 @dataclass(frozen=True)
@@ -139,10 +146,17 @@ def parse_broker_url(raw: str, password: str = "", name: str = "PUENTE_BROKER_UR
         if not parts.hostname:
             raise SettingsError(f"{name} must name a host (amqp://user@host:5672/vhost)")
         vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        ca_file = query.pop("cacertfile", "")
+        if query:
+            raise SettingsError(f"{name} has unknown query parameters {sorted(query)} (amqps: cacertfile)")
+        if ca_file and parts.scheme != "amqps":
+            raise SettingsError(f"{name}: cacertfile needs amqps:// (TLS); amqp:// is plain text")
         return BrokerURL(
-            scheme="amqp",
+            scheme=parts.scheme,
             host=parts.hostname,
-            port=port or 5672,
+            port=port or (5671 if parts.scheme == "amqps" else 5672),
+            ca_file=ca_file,
             username=unquote(parts.username or "guest"),
             password=password or unquote(parts.password or ""),
             vhost=vhost,

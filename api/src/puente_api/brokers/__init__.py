@@ -76,7 +76,7 @@ class Broker(abc.ABC):
 
 
 def connect(url: BrokerURL) -> Broker:
-    if url.scheme == "amqp":
+    if url.is_amqp:
         from puente_api.brokers.rabbitmq import RabbitMQBroker
 
         return RabbitMQBroker(url)

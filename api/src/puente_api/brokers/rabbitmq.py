@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 
 import pika
 import pika.exceptions
@@ -20,6 +21,11 @@ DEAD_LETTER_QUEUE = "puente.labels.dlq"
 SOCKET_TIMEOUT = 5
 
 
+def _tls(url: BrokerURL) -> pika.SSLOptions:
+    context = ssl.create_default_context(cafile=url.ca_file or None)  # CERT_REQUIRED, host name checked
+    return pika.SSLOptions(context, server_hostname=url.host)
+
+
 class RabbitMQBroker(Broker):
     def __init__(self, url: BrokerURL) -> None:
         self.params = pika.ConnectionParameters(
@@ -31,6 +37,9 @@ class RabbitMQBroker(Broker):
             blocked_connection_timeout=30,
             connection_attempts=1,
             heartbeat=30,
+            # amqps: TLS with the broker's certificate verified (chain and host name); never a fallback
+            # to plain AMQP.
+            ssl_options=_tls(url) if url.scheme == "amqps" else None,
         )
         self._conn: pika.BlockingConnection | None = None
         self._chan: BlockingChannel | None = None
@@ -43,7 +52,7 @@ class RabbitMQBroker(Broker):
                 self._chan = self._conn.channel()
                 self._chan.confirm_delivery()
                 self._chan.basic_qos(prefetch_count=50)
-            except pika.exceptions.AMQPError as exc:
+            except (pika.exceptions.AMQPError, OSError) as exc:  # OSError: ssl.SSLError, a refused socket
                 raise BrokerError(f"RabbitMQ unreachable: {exc!r}") from exc
         return self._chan
 
