@@ -49,11 +49,11 @@ def _serve(args: argparse.Namespace, cfg: settings.Settings) -> int:
 def _migrate(args: argparse.Namespace, cfg: settings.Settings) -> int:
     from puente_api import db
 
-    version = db.migrate(cfg)
+    applied = db.migrate(cfg)
     log = logging.getLogger("puente_api.migrate")
-    if version:
-        log.info("applied schema version %s", version)
-    else:
+    for name in applied:
+        log.info("applied schema version %s", name)
+    if not applied:
         log.info("schema is up to date")
     return 0
 

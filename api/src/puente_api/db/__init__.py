@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, TypeVar
 
 import orjson
@@ -42,33 +45,73 @@ OPTIONS = (
 )
 
 
-def schema_sql() -> str:
-    return resources.files("puente_api.db").joinpath("schema.sql").read_text(encoding="utf-8")
-
-
 def connect(settings: Settings, autocommit: bool = True) -> psycopg.Connection:
     """A plain connection for the background processes (relay, worker, reaper, migrate)."""
     return psycopg.connect(settings.conninfo, autocommit=autocommit, options=OPTIONS)
 
 
-def migrate(settings: Settings) -> str | None:
-    """Apply schema.sql in one transaction unless this very version was applied already; safe to run
-    again and concurrently. Returns the applied version (sha256 prefix of schema.sql) or None."""
-    sql = schema_sql()
-    version = hashlib.sha256(sql.encode()).hexdigest()[:16]
-    with connect(settings, autocommit=False) as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions ("
-            " version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def migrations(directory: Traversable | None = None) -> list[Migration]:
+    """The numbered migrations (``NNNN_name.sql``) in order; a gap or a duplicate number is an error."""
+    directory = directory or resources.files("puente_api.db").joinpath("migrations")
+    found = []
+    for entry in directory.iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError(
+            f"migrations must be numbered 0001, 0002, ... without gaps: {[m.version for m in found]}"
         )
-        if conn.execute("SELECT 1 FROM schema_versions WHERE version = %s", (version,)).fetchone():
-            conn.rollback()
-            return None
-        conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped in the package
-        conn.execute("INSERT INTO schema_versions (version) VALUES (%s)", (version,))
-        conn.commit()
-    return version
+    return found
+
+
+def migrate(settings: Settings, directory: Traversable | None = None) -> list[str]:
+    """Apply the migrations not applied yet, in order, each in its own transaction and recorded with its
+    checksum in ``schema_migrations``; safe to run again and concurrently (an advisory lock). A migration
+    applied earlier whose file changed since is refused: ship a new one instead. Returns the applied
+    ones (``0002_name``), empty when the database is up to date."""
+    applied: list[str] = []
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            for m in migrations(directory):
+                if m.version in done:
+                    if done[m.version] != m.checksum:
+                        raise RuntimeError(
+                            f"migration {m.version:04d}_{m.name} was changed after it was applied; "
+                            "never edit an applied migration, add the next one"
+                        )
+                    continue
+                with conn.transaction():
+                    conn.execute(m.sql)  # type: ignore[arg-type]  # trusted file shipped in the package
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (m.version, m.name, m.checksum),
+                    )
+                applied.append(f"{m.version:04d}_{m.name}")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
+    return applied
 
 
 def _on_standby(conn: psycopg.AsyncConnection) -> bool:  # type: ignore[type-arg]

@@ -1,6 +1,7 @@
--- Schema of Puente's reference API. Applied by `puente-api migrate`, which runs this whole file in
--- one transaction under an advisory lock, so two API nodes migrating at once do not race. Every
--- statement is idempotent (IF NOT EXISTS): running it again on an up-to-date database changes nothing.
+-- Migration 0001: the schema of Puente's reference API as the releases before numbered migrations made
+-- it. `puente-api migrate` runs each migration once, in order, in its own transaction under an advisory
+-- lock (api/README.md, Migrations). Every statement here is idempotent (IF NOT EXISTS), so a database
+-- made by those releases takes it as a no-op and is recorded at 0001.
 -- Design model: brandur's rocket-rides-atomic (https://brandur.org/idempotency-keys).
 
 -- Shipments: the business rows. `seq` orders the keyset pagination of GET /v1/shipments (an opaque

@@ -1,0 +1,86 @@
+"""Ordered migrations: a database made by the previous release (schema.sql applied whole, recorded by its
+hash in schema_versions) is upgraded by the numbered migrations, an ALTER included, each applied once."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+import pytest
+from api_helpers import make_env
+from api_servers import Postgres
+from puente_api import db
+from puente_api import settings as settings_mod
+
+SHIPPED = Path(str(resources.files("puente_api.db").joinpath("migrations")))
+ALTER = "ALTER TABLE shipments ADD COLUMN carrier TEXT NOT NULL DEFAULT 'puente-post';\n"
+
+
+def _previous_release(url: str) -> None:
+    """What `puente-api migrate` did before numbered migrations: the whole schema.sql (now 0001) in one
+    transaction, recorded by its hash."""
+    sql = (SHIPPED / "0001_initial.sql").read_text()
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions ("
+            " version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(
+            "INSERT INTO schema_versions VALUES (%s)", (hashlib.sha256(sql.encode()).hexdigest()[:16],)
+        )
+        conn.execute(
+            "INSERT INTO shipments (id, client_id, status, sender, recipient, parcels, service, created_at)"
+            " VALUES (gen_random_uuid(), 'old-client', 'created', '{}', '{}', '[]', 'standard', now())"
+        )
+
+
+def _next_release(tmp_path: Path) -> Path:
+    """The shipped migrations plus a new one that must apply on an existing database."""
+    directory = tmp_path / "migrations"
+    shutil.copytree(SHIPPED, directory)
+    (directory / "0002_shipment_carrier.sql").write_text(ALTER)
+    return directory
+
+
+@pytest.fixture
+def database(pg: Postgres, request: pytest.FixtureRequest) -> tuple[str, settings_mod.Settings]:
+    url = pg.create_database(f"migrations_{request.node.name[-20:].lower()}")
+    return url, settings_mod.load(make_env(url, "amqp://guest@127.0.0.1:5672/%2F"))
+
+
+def test_a_database_of_the_previous_release_is_upgraded_in_order(
+    database: tuple[str, settings_mod.Settings], tmp_path: Path
+) -> None:
+    url, cfg = database
+    _previous_release(url)
+    directory = _next_release(tmp_path)
+    assert db.migrate(cfg, directory) == ["0001_initial", "0002_shipment_carrier"]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT carrier FROM shipments WHERE client_id = 'old-client'").fetchone() == (
+            "puente-post",
+        )
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+    assert rows == [(1, "initial"), (2, "shipment_carrier")]
+    assert db.migrate(cfg, directory) == []  # each applied once
+
+
+def test_an_applied_migration_that_changed_is_refused(
+    database: tuple[str, settings_mod.Settings], tmp_path: Path
+) -> None:
+    _, cfg = database
+    directory = _next_release(tmp_path)
+    db.migrate(cfg, directory)
+    (directory / "0002_shipment_carrier.sql").write_text(ALTER.replace("puente-post", "other"))
+    with pytest.raises(RuntimeError, match="0002_shipment_carrier was changed after it was applied"):
+        db.migrate(cfg, directory)
+
+
+def test_numbering_has_no_gaps(tmp_path: Path) -> None:
+    directory = _next_release(tmp_path)
+    (directory / "0002_shipment_carrier.sql").rename(directory / "0003_shipment_carrier.sql")
+    with pytest.raises(RuntimeError, match="without gaps"):
+        db.migrations(directory)
