@@ -112,6 +112,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                                     "ansible_host": NODE,
                                     "moto_sqs_listen_address": ADDRESS,
                                     "moto_sqs_region": REGION,
+                                    # an inventory sets it (the lab's overrides.yml): no role default
+                                    "moto_sqs_wheelhouse_dir": str(ROOT / ".cache" / "wheelhouse-moto"),
                                 }
                             }
                         }
