@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
+import pulumi_aws as aws
 
 TOKEN_PREFIX = "puente"
 
@@ -50,3 +51,30 @@ class Component(pulumi.ComponentResource):
         """Options for a child: parent=self unless a grandchild names its own parent."""
         kwargs.setdefault("parent", self)
         return pulumi.ResourceOptions(**kwargs)
+
+    def sg_rule(
+        self,
+        direction: Literal["in", "out"],
+        name: str,
+        security_group: aws.ec2.SecurityGroup,
+        ports: tuple[int, int],
+        description: str,
+        *,
+        cidr_ipv4: pulumi.Input[str] | None = None,
+        referenced_security_group_id: pulumi.Input[str] | None = None,
+    ) -> None:
+        """One TCP rule of ``security_group`` (ports = from, to), a child of the group, tagged by its name;
+        the peer is a CIDR or another security group."""
+        rule = aws.vpc.SecurityGroupIngressRule if direction == "in" else aws.vpc.SecurityGroupEgressRule
+        rule(
+            name,
+            security_group_id=security_group.id,
+            ip_protocol="tcp",
+            from_port=ports[0],
+            to_port=ports[1],
+            description=description,
+            tags=self.tags(name),
+            cidr_ipv4=cidr_ipv4,
+            referenced_security_group_id=referenced_security_group_id,
+            opts=self.opts(parent=security_group),
+        )

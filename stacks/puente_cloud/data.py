@@ -94,18 +94,14 @@ class Database(Component):
         cidr_ipv4: str | None = None,
         referenced_security_group_id: pulumi.Input[str] | None = None,
     ) -> None:
-        rule = f"{sg_name}-in-{suffix}"
-        aws.vpc.SecurityGroupIngressRule(
-            rule,
-            security_group_id=self.security_group.id,
-            ip_protocol="tcp",
-            from_port=lo,
-            to_port=hi,
-            description=description,
-            tags=self.tags(rule),
+        self.sg_rule(
+            "in",
+            f"{sg_name}-in-{suffix}",
+            self.security_group,
+            (lo, hi),
+            description,
             cidr_ipv4=cidr_ipv4,
             referenced_security_group_id=referenced_security_group_id,
-            opts=self.opts(parent=self.security_group),
         )
 
     def _rds(self, cfg: DatabaseConfig, net: Network, args: DatabaseArgs) -> None:
@@ -218,33 +214,25 @@ class Database(Component):
         for lo, hi, what in PATRONI_PORTS[:3]:
             # Replication, leader checks and etcd quorum go both ways between the sites.
             for i, cidr in enumerate(sources):
-                rule = f"{self._sg_name}-out-{lo}-{i}"
-                aws.vpc.SecurityGroupEgressRule(
-                    rule,
-                    security_group_id=self.security_group.id,
+                self.sg_rule(
+                    "out",
+                    f"{self._sg_name}-out-{lo}-{i}",
+                    self.security_group,
+                    (lo, hi),
+                    f"{what} to {cidr}",
                     cidr_ipv4=cidr,
-                    ip_protocol="tcp",
-                    from_port=lo,
-                    to_port=hi,
-                    description=f"{what} to {cidr}",
-                    tags=self.tags(rule),
-                    opts=self.opts(parent=self.security_group),
                 )
         # No internet egress: Ansible installs PostgreSQL/Patroni/etcd from the package mirrors or
         # proxies listed in config (e.g. the on-prem site's apt cache, reached over the VPN).
         for i, cidr in enumerate(patroni.package_mirror_cidrs):
             for port in (80, 443):
-                rule = f"{self._sg_name}-out-mirror{i}-{port}"
-                aws.vpc.SecurityGroupEgressRule(
-                    rule,
-                    security_group_id=self.security_group.id,
+                self.sg_rule(
+                    "out",
+                    f"{self._sg_name}-out-mirror{i}-{port}",
+                    self.security_group,
+                    (port, port),
+                    f"package mirror {cidr}",
                     cidr_ipv4=cidr,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    description=f"package mirror {cidr}",
-                    tags=self.tags(rule),
-                    opts=self.opts(parent=self.security_group),
                 )
         ami = aws.ec2.get_ami_output(
             most_recent=True,

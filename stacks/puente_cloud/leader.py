@@ -61,31 +61,23 @@ class LeaderEndpoint(Component):
             opts=self.opts(),
         )
         for port in (POSTGRES_PORT, READ_PORT):
-            rule = f"{sg_name}-in-{port}"
-            aws.vpc.SecurityGroupIngressRule(
-                rule,
-                security_group_id=self.security_group.id,
+            self.sg_rule(
+                "in",
+                f"{sg_name}-in-{port}",
+                self.security_group,
+                (port, port),
+                f"PostgreSQL {'writes' if port == POSTGRES_PORT else 'reads'} from the API pods",
                 referenced_security_group_id=args.client_security_group_id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                description=f"PostgreSQL {'writes' if port == POSTGRES_PORT else 'reads'} from the API pods",
-                tags=tags(rule),
-                opts=self.opts(parent=self.security_group),
             )
         for i, cidr in enumerate([net.cidr, *net.onprem_cidrs]):
             for port, what in ((POSTGRES_PORT, "PostgreSQL"), (PATRONI_REST_PORT, "Patroni health checks")):
-                rule = f"{sg_name}-out-{port}-{i}"
-                aws.vpc.SecurityGroupEgressRule(
-                    rule,
-                    security_group_id=self.security_group.id,
+                self.sg_rule(
+                    "out",
+                    f"{sg_name}-out-{port}-{i}",
+                    self.security_group,
+                    (port, port),
+                    f"{what} to the members in {cidr}",
                     cidr_ipv4=cidr,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    description=f"{what} to the members in {cidr}",
-                    tags=tags(rule),
-                    opts=self.opts(parent=self.security_group),
                 )
         lb_name = self.child("nlb")
         self.load_balancer = aws.lb.LoadBalancer(
