@@ -108,18 +108,10 @@ def test_the_cloud_members_join_postgresql_and_etcd_with_what_their_roles_need(
     assert deployment.hosts["cloud-db1"].vars["puente_cloud_db_address"] == prod.outputs[outputs.DB_ADDRESS]
 
 
-def test_puente_check_passes_on_the_combined_inventory(combined: dict[str, Any]) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "puente.cli",
-            "check",
-            "-i",
-            str(combined["inventory"]),
-            "--vault-password-file",
-            str(VAULT_PASSWORD),
-        ],
+def _run(combined: dict[str, Any], *command: str) -> subprocess.CompletedProcess[str]:
+    """A command on the combined inventory (with its vault password), in the e2e environment."""
+    return subprocess.run(
+        [*command, "-i", str(combined["inventory"]), "--vault-password-file", str(VAULT_PASSWORD)],
         cwd=REPO,
         env=combined["env"],
         capture_output=True,
@@ -127,28 +119,21 @@ def test_puente_check_passes_on_the_combined_inventory(combined: dict[str, Any])
         timeout=300,
         check=False,
     )
+
+
+def test_puente_check_passes_on_the_combined_inventory(combined: dict[str, Any]) -> None:
+    proc = _run(combined, sys.executable, "-m", "puente.cli", "check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # the cloud members came through the plugin: three sites, the filled-in inventory's 8 hosts + 2
     assert "10 hosts, sites: onprem, cloud, witness" in proc.stdout
 
 
 def test_site_yml_syntax_check_passes(combined: dict[str, Any]) -> None:
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "--syntax-check",
-            "-i",
-            str(combined["inventory"]),
-            "--vault-password-file",
-            str(VAULT_PASSWORD),
-            "playbooks/site.yml",
-        ],
-        cwd=REPO,
-        env=combined["env"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    proc = _run(
+        combined,
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "playbooks/site.yml",
+        "--syntax-check",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[WARNING]: * Failed to parse" not in proc.stderr and "pulumi_stack:" not in proc.stderr
