@@ -1,4 +1,5 @@
-"""``puente-api serve|migrate|relay|worker|reaper`` -- one console script for every process of the API.
+"""``puente-api serve|migrate|relay|worker|reaper|keys`` -- one console script for every process of the API
+and its API key management.
 
 Settings come from the environment (api/README.md lists them); a bad one ends the command with exit
 code 2 and a message naming the variable, before anything starts.
@@ -13,7 +14,7 @@ import shutil
 import sys
 import tempfile
 
-from puente_api import logs, settings
+from puente_api import keys_cli, logs, settings
 
 
 def _serve(args: argparse.Namespace, cfg: settings.Settings) -> int:
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--once", action="store_true", help="process one batch (reaper: all that is due) and exit"
         )
         p.set_defaults(func=func)
+    keys_cli.add_parser(sub)
     return parser
 
 
