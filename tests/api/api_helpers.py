@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from puente_api import outbox, worker
+from puente_api import keys_cli, outbox, worker
 from puente_api.brokers import Broker
+from puente_api.settings import Settings
 
 API_EXE = str(Path(sys.executable).with_name("puente-api"))
 
@@ -67,8 +70,32 @@ def shipment_body(weight: int = 1200, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def headers(client_id: str, key: str | None = None, **extra: str) -> dict[str, str]:
-    h = {"X-Client-Id": client_id, "Content-Type": "application/json", **extra}
+@dataclass(frozen=True)
+class Caller:
+    """A client of the API and the API key it authenticates with."""
+
+    client_id: str
+    key_id: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_caller(settings: Settings, client_id: str | None = None) -> Caller:
+    """A new API key, made by the code of `puente-api keys create CLIENT` (its last line is the token)."""
+    client_id = client_id or f"test-{uuid.uuid4().hex[:12]}"
+    out = io.StringIO()
+    keys_cli.create(settings, client_id, "tests", out)
+    lines = out.getvalue().splitlines()
+    assert lines[-2] == f"key_id: {lines[-1].split('_')[1]}", lines
+    return Caller(client_id, lines[-2].removeprefix("key_id: "), lines[-1])
+
+
+def headers(token: str, key: str | None = None, **extra: str) -> dict[str, str]:
+    """What a write sends: the caller's API key, the JSON media type and (when given) an Idempotency-Key."""
+    h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **extra}
     if key is not None:
         h["Idempotency-Key"] = key
     return h

@@ -11,7 +11,7 @@ import api_servers as servers
 import httpx
 import psycopg
 import pytest
-from api_helpers import make_env, migrate
+from api_helpers import Caller, make_caller, make_env, migrate
 from puente_api import settings as settings_mod
 from puente_api.brokers import Broker
 from puente_api.brokers import connect as connect_broker
@@ -63,15 +63,33 @@ def api(api_env: dict[str, str]) -> Iterator[servers.APIServer]:
 
 
 @pytest.fixture
-def client(api: servers.APIServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.base_url, timeout=30) as c:
-        yield c
+def caller(settings: settings_mod.Settings) -> Caller:
+    """Client A: a client of its own per test (so tests never see each other's shipments or keys) and
+    its API key, made by `puente-api keys create`'s code."""
+    return make_caller(settings, f"test-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
-def client_id() -> str:
-    """A client scope of its own per test, so tests never see each other's keys."""
-    return f"test-{uuid.uuid4().hex[:12]}"
+def other(settings: settings_mod.Settings) -> Caller:
+    """Client B, with a key of its own: what it must not see of client A's."""
+    return make_caller(settings, f"other-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def client_id(caller: Caller) -> str:
+    return caller.client_id
+
+
+@pytest.fixture
+def token(caller: Caller) -> str:
+    return caller.token
+
+
+@pytest.fixture
+def client(api: servers.APIServer, caller: Caller) -> Iterator[httpx.Client]:
+    """An HTTP client of the served API, authenticated as client A."""
+    with httpx.Client(base_url=api.base_url, timeout=30, headers=caller.auth) as c:
+        yield c
 
 
 @pytest.fixture

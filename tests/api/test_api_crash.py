@@ -49,12 +49,17 @@ def post_in_background(
 
 @pytest.mark.parametrize("point", ["LOCK", "COMMIT"])
 def test_kill9_mid_post_then_retry_gives_one_shipment_and_one_label(
-    api_env: dict[str, str], client_id: str, db: psycopg.Connection, rabbit_broker: Broker, point: str
+    api_env: dict[str, str],
+    client_id: str,
+    token: str,
+    db: psycopg.Connection,
+    rabbit_broker: Broker,
+    point: str,
 ) -> None:
     server = APIServer(api_env).start(pause_after=(point.lower(), 30))
     key, body = new_key(), shipment_body()
     try:
-        thread, result = post_in_background(server.base_url, body, headers(client_id, key))
+        thread, result = post_in_background(server.base_url, body, headers(token, key))
         if point == "LOCK":
             # the transaction is open and holds the key's lock: kill now
             wait_for(lambda: advisory_locks(db) == 1)
@@ -72,10 +77,10 @@ def test_kill9_mid_post_then_retry_gives_one_shipment_and_one_label(
         assert count(db, "SELECT count(*) FROM idempotency_keys WHERE client_id = %s", client_id) == expected
 
         server.start()  # restart without the pause
-        retry = httpx.post(f"{server.base_url}/v1/shipments", json=body, headers=headers(client_id, key))
+        retry = httpx.post(f"{server.base_url}/v1/shipments", json=body, headers=headers(token, key))
         assert retry.status_code == 201
         assert ("idempotent-replayed" in retry.headers) == (point == "COMMIT")
-        again = httpx.post(f"{server.base_url}/v1/shipments", json=body, headers=headers(client_id, key))
+        again = httpx.post(f"{server.base_url}/v1/shipments", json=body, headers=headers(token, key))
         assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
         assert again.content == retry.content
     finally:
@@ -90,7 +95,7 @@ def test_kill9_mid_post_then_retry_gives_one_shipment_and_one_label(
     assert row == ("ready",)
 
 
-def test_the_pause_hooks_cannot_be_switched_on_from_outside(api_env: dict[str, str], client_id: str) -> None:
+def test_the_pause_hooks_cannot_be_switched_on_from_outside(api_env: dict[str, str], token: str) -> None:
     """The environment variables that used to enable them do nothing to the shipped `puente-api serve`:
     a write answers at once (the launcher above is the only way in)."""
     old = {f"PUENTE_TEST_PAUSE_AFTER_{p}_SECONDS": "30" for p in ("LOCK", "COMMIT")}
@@ -100,7 +105,7 @@ def test_the_pause_hooks_cannot_be_switched_on_from_outside(api_env: dict[str, s
         answer = httpx.post(
             f"{server.base_url}/v1/shipments",
             json=shipment_body(),
-            headers=headers(client_id, new_key()),
+            headers=headers(token, new_key()),
             timeout=25,
         )
         assert answer.status_code == 201

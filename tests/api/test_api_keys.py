@@ -7,11 +7,15 @@ import hashlib
 import os
 import re
 import subprocess
+import time
 import uuid
 
+import httpx
 import psycopg
 import pytest
 from api_helpers import API_EXE
+from api_servers import APIServer
+from puente_api import auth
 
 TOKEN = re.compile(r"^pk_([A-Za-z0-9]{8})_[A-Za-z0-9]{43}$")
 
@@ -37,8 +41,13 @@ def created(r: subprocess.CompletedProcess[str], client_id: str) -> tuple[str, s
     return match[1], lines[-1]
 
 
+def status(api: APIServer, token: str) -> int:
+    r = httpx.get(f"{api.base_url}/v1/shipments", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return r.status_code
+
+
 def test_create_prints_the_token_last_and_stores_only_its_hash(
-    api_env: dict[str, str], db: psycopg.Connection
+    api_env: dict[str, str], api: APIServer, db: psycopg.Connection
 ) -> None:
     client_id = new_client()
     key_id, token = created(keys(api_env, "create", client_id, "--label", "shop checkout"), client_id)
@@ -46,6 +55,7 @@ def test_create_prints_the_token_last_and_stores_only_its_hash(
         "SELECT client_id, token_sha256, label FROM api_keys WHERE key_id = %s", (key_id,)
     ).fetchone()
     assert row == (client_id, hashlib.sha256(token.encode()).digest(), "shop checkout")
+    assert status(api, token) == 200
 
 
 def test_list_shows_keys_never_their_secrets(api_env: dict[str, str]) -> None:
@@ -67,38 +77,46 @@ def test_list_shows_keys_never_their_secrets(api_env: dict[str, str]) -> None:
         assert leak not in listed.stdout + listed.stderr and leak not in everything
 
 
-def test_revoke_refuses_the_key_and_says_so_twice(api_env: dict[str, str]) -> None:
+def test_revoke_refuses_the_key_and_says_so_twice(api_env: dict[str, str], api: APIServer) -> None:
     client_id = new_client()
-    key_id, _ = created(keys(api_env, "create", client_id), client_id)
+    key_id, token = created(keys(api_env, "create", client_id), client_id)
+    assert status(api, token) == 200
     r = keys(api_env, "revoke", key_id)
     assert r.returncode == 0 and r.stdout.startswith(f"revoked: {key_id} client_id={client_id} at="), r
     again = keys(api_env, "revoke", key_id)
     assert again.returncode == 0 and again.stdout.startswith(f"already revoked: {key_id}"), again
     assert keys(api_env, "list", "--client", client_id).stdout.splitlines()[1].split()[2] == "revoked"
+    time.sleep(auth.CACHE_TTL_SECONDS + 0.2)  # past the API's cache TTL since the revocation committed
+    assert status(api, token) == 401
 
 
-def test_rotate_makes_a_new_key_and_revokes_the_old_one(api_env: dict[str, str]) -> None:
+def test_rotate_makes_a_new_key_and_revokes_the_old_one(api_env: dict[str, str], api: APIServer) -> None:
     client_id = new_client()
-    old_id, _ = created(keys(api_env, "create", client_id, "--label", "pos"), client_id)
+    old_id, old_token = created(keys(api_env, "create", client_id, "--label", "pos"), client_id)
+    assert status(api, old_token) == 200
     r = keys(api_env, "rotate", old_id)
-    new_id, _ = created(r, client_id)
+    new_id, new_token = created(r, client_id)
     assert new_id != old_id
     assert r.stdout.splitlines()[0].startswith(f"revoked: {old_id} client_id={client_id} at=")
+    assert status(api, new_token) == 200
     listed = {
         line.split()[0]: line.split()
         for line in keys(api_env, "list", "--client", client_id).stdout.splitlines()[1:]
     }
     assert listed[old_id][2] == "revoked" and listed[new_id][2] == "active" and listed[new_id][-1] == "pos"
+    time.sleep(auth.CACHE_TTL_SECONDS + 0.2)
+    assert status(api, old_token) == 401
 
 
 def test_rotate_with_a_grace_period_keeps_the_old_key_until_then(
-    api_env: dict[str, str], db: psycopg.Connection
+    api_env: dict[str, str], api: APIServer, db: psycopg.Connection
 ) -> None:
     client_id = new_client()
-    old_id, _ = created(keys(api_env, "create", client_id), client_id)
+    old_id, old_token = created(keys(api_env, "create", client_id), client_id)
     r = keys(api_env, "rotate", old_id, "--expire-old-in", "3600")
-    created(r, client_id)
+    _, new_token = created(r, client_id)
     assert r.stdout.splitlines()[0].startswith(f"expires: {old_id} client_id={client_id} at=")
+    assert status(api, old_token) == status(api, new_token) == 200
     left = db.execute(
         "SELECT extract(epoch FROM revoked_at - now()) FROM api_keys WHERE key_id = %s", (old_id,)
     ).fetchone()
@@ -107,7 +125,8 @@ def test_rotate_with_a_grace_period_keeps_the_old_key_until_then(
     assert f"{old_id}  {client_id}  expiring" in listed
     # revoking it cuts the grace period short
     assert keys(api_env, "revoke", old_id).stdout.startswith(f"revoked: {old_id}")
-    assert "revoked" in keys(api_env, "list", "--client", client_id).stdout.splitlines()[1]
+    time.sleep(auth.CACHE_TTL_SECONDS + 0.2)
+    assert status(api, old_token) == 401 and status(api, new_token) == 200
 
 
 @pytest.mark.parametrize(

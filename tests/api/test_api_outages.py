@@ -9,9 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from api_helpers import headers, make_env, migrate, new_key, shipment_body
+from api_helpers import headers, make_caller, make_env, migrate, new_key, shipment_body
 from api_servers import APIServer, Postgres, free_port
+from puente_api import settings as settings_mod
 from tcp_proxy import cuttable_proxy
+
+# A well-formed key no database knows: with the database down, the API cannot tell, and answers 503.
+SOME_TOKEN = "pk_AAAAAAAA_" + "B" * 43
 
 
 def assert_unavailable(r: httpx.Response) -> dict[str, object]:
@@ -48,10 +52,11 @@ def test_database_unreachable_gives_503_and_readyz_says_why(
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
         assert c.get("/healthz").status_code == 200  # alive, just not ready
         doc = assert_unavailable(
-            c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+            c.post("/v1/shipments", json=shipment_body(), headers=headers(SOME_TOKEN, new_key()))
         )
         assert str(doc["type"]).endswith("/database-unavailable")
-        assert_unavailable(c.get("/v1/shipments"))
+        # the key cannot be looked up: the outage's 503, not a 401 (nor a 500)
+        assert_unavailable(c.get("/v1/shipments", headers=headers(SOME_TOKEN)))
         ready = assert_unavailable(c.get("/readyz"))
         assert ready["site"] == "cloud" and ready["role"] == "secondary"
         assert any("database unreachable" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
@@ -64,15 +69,16 @@ def test_read_only_database_gives_503_reads_still_work(
     url = pg.create_database("puente_ro")
     env = make_env(url, api_env["PUENTE_BROKER_URL"])
     migrate(env)
+    caller = make_caller(settings_mod.load(env))
     import psycopg
 
     with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
         # what a standby or a leaderless cluster looks like to the API: every transaction read-only
         conn.execute("ALTER DATABASE puente_ro SET default_transaction_read_only = on")
     server = serve(server_factory, env)
-    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+    with httpx.Client(base_url=server.base_url, timeout=30, headers=caller.auth) as c:
         doc = assert_unavailable(
-            c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+            c.post("/v1/shipments", json=shipment_body(), headers=headers(caller.token, new_key()))
         )
         assert str(doc["type"]).endswith("/database-read-only")
         assert c.get("/v1/shipments").status_code == 200
@@ -84,7 +90,7 @@ def test_read_only_database_gives_503_reads_still_work(
 
 
 def test_broker_down_fails_readyz_but_writes_go_on(
-    server_factory: list[APIServer], api_env: dict[str, str]
+    server_factory: list[APIServer], api_env: dict[str, str], token: str
 ) -> None:
     """The outbox decouples writes from the broker: the shipment is taken, its label waits."""
     env = {**api_env, "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F"}
@@ -92,7 +98,7 @@ def test_broker_down_fails_readyz_but_writes_go_on(
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
         ready = assert_unavailable(c.get("/readyz"))
         assert ready["reasons"] and "broker unreachable" in str(ready["reasons"])
-        r = c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+        r = c.post("/v1/shipments", json=shipment_body(), headers=headers(token, new_key()))
         assert r.status_code == 201
         assert r.json()["label_status"] == "pending"
 
@@ -107,9 +113,10 @@ def test_reads_and_read_readiness_follow_the_read_url_while_the_write_route_hang
     url = pg.create_database("puente_cut")
     env = make_env(url, api_env["PUENTE_BROKER_URL"])
     migrate(env)
+    caller = make_caller(settings_mod.load(env))
     healthy = serve(server_factory, env)
     with httpx.Client(base_url=healthy.base_url, timeout=30) as c:
-        created = c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+        created = c.post("/v1/shipments", json=shipment_body(), headers=headers(caller.token, new_key()))
         assert created.status_code == 201, created.text
     shipment = created.json()["id"]
 
@@ -120,14 +127,15 @@ def test_reads_and_read_readiness_follow_the_read_url_while_the_write_route_hang
         cut = {**env, "PUENTE_DATABASE_URL": f"postgresql://puente@127.0.0.1:{port}/puente"}
         cut["PUENTE_DATABASE_READ_URL"] = url
         server = serve(server_factory, cut)
-        with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        # the API key is looked up over the read route too: reads go on, authenticated
+        with httpx.Client(base_url=server.base_url, timeout=30, headers=caller.auth) as c:
             read = c.get("/readyz", params={"scope": "read"})
             assert read.status_code == 200 and read.json()["database"] == "ok", read.text
             got = c.get(f"/v1/shipments/{shipment}")
             assert got.status_code == 200 and got.json()["id"] == shipment, got.text
             assert any(s["id"] == shipment for s in c.get("/v1/shipments").json()["items"])
             doc = assert_unavailable(
-                c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+                c.post("/v1/shipments", json=shipment_body(), headers=headers(caller.token, new_key()))
             )
             assert str(doc["type"]).endswith("/database-unavailable")
             ready = assert_unavailable(c.get("/readyz"))
@@ -147,11 +155,12 @@ def test_a_read_route_that_cut_every_session_costs_no_failed_read(
     url = pg.create_database("puente_moved")
     env = make_env(url, api_env["PUENTE_BROKER_URL"])
     migrate(env)
+    caller = make_caller(settings_mod.load(env))
     with cuttable_proxy(pg.port) as proxy:
         env["PUENTE_DATABASE_READ_URL"] = f"postgresql://puente@127.0.0.1:{proxy.port}/puente_moved"
         server = serve(server_factory, env)
-        with httpx.Client(base_url=server.base_url, timeout=30) as c:
-            created = c.post("/v1/shipments", json=shipment_body(), headers=headers("c1", new_key()))
+        with httpx.Client(base_url=server.base_url, timeout=30, headers=caller.auth) as c:
+            created = c.post("/v1/shipments", json=shipment_body(), headers=headers(caller.token, new_key()))
             assert created.status_code == 201, created.text
             path = f"/v1/shipments/{created.json()['id']}"
             with ThreadPoolExecutor(8) as pool:  # the read pool grows to several sessions

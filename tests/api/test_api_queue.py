@@ -21,8 +21,8 @@ from puente_api.brokers import connect as connect_broker
 from puente_api.settings import parse_broker_url
 
 
-def create(client: httpx.Client, client_id: str) -> str:
-    r = client.post("/v1/shipments", json=shipment_body(), headers=headers(client_id, new_key()))
+def create(client: httpx.Client, token: str) -> str:
+    r = client.post("/v1/shipments", json=shipment_body(), headers=headers(token, new_key()))
     assert r.status_code == 201
     return str(r.json()["id"])
 
@@ -33,10 +33,10 @@ def drain(db: psycopg.Connection, broker: Broker) -> None:
 
 
 def test_label_goes_from_pending_to_ready(
-    client: httpx.Client, client_id: str, db: psycopg.Connection, rabbit_broker: Broker
+    client: httpx.Client, token: str, db: psycopg.Connection, rabbit_broker: Broker
 ) -> None:
     drain(db, rabbit_broker)
-    sid = create(client, client_id)
+    sid = create(client, token)
     assert client.get(f"/v1/shipments/{sid}").json()["label_status"] == "pending"
     outcomes = deliver_all(db, rabbit_broker)
     assert outcomes == ["applied"]
@@ -48,10 +48,10 @@ def test_label_goes_from_pending_to_ready(
 
 
 def test_duplicate_delivery_has_one_effect(
-    client: httpx.Client, client_id: str, db: psycopg.Connection, rabbit_broker: Broker
+    client: httpx.Client, token: str, db: psycopg.Connection, rabbit_broker: Broker
 ) -> None:
     drain(db, rabbit_broker)
-    sid = create(client, client_id)
+    sid = create(client, token)
     row = db.execute(
         "SELECT id, topic, aggregate_id, payload FROM outbox WHERE aggregate_id = %s", (sid,)
     ).fetchone()
@@ -68,9 +68,9 @@ def test_duplicate_delivery_has_one_effect(
 
 
 def test_relay_keeps_rows_when_the_broker_is_down(
-    client: httpx.Client, client_id: str, db: psycopg.Connection
+    client: httpx.Client, token: str, db: psycopg.Connection
 ) -> None:
-    sid = create(client, client_id)
+    sid = create(client, token)
     down = connect_broker(parse_broker_url("amqp://guest@127.0.0.1:1/%2F", "guest"))
     with pytest.raises(BrokerError):
         outbox.run_once(db, down)

@@ -1,13 +1,13 @@
-"""Property-based contract test: schemathesis generates valid and invalid requests from the OpenAPI
-document, sends them to the running server, and every response must be documented (status, content
-type, headers, body schema) and never a 5xx. Bounded (max_examples per operation and generation mode)
-to stay well under a minute on two cores."""
+"""Property-based contract test: schemathesis generates valid and invalid requests from the OpenAPI document,
+sends them to the running server with a valid API key (a client of its own per operation), and every
+response must be documented (status, content type, headers, body schema) and never a 5xx. Bounded
+(max_examples per operation and generation mode) to stay well under a minute on two cores."""
 
 from __future__ import annotations
 
 import httpx
 import schemathesis
-from api_helpers import make_env
+from api_helpers import Caller, make_env
 from api_servers import APIServer
 from hypothesis import HealthCheck, settings
 from puente_api import settings as settings_mod
@@ -40,5 +40,29 @@ def test_served_document_is_the_tested_one(api: APIServer) -> None:
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_every_response_matches_the_contract(case: schemathesis.Case, api: APIServer) -> None:
-    case.call_and_validate(base_url=api.base_url, checks=CHECKS)
+def test_every_response_matches_the_contract(case: schemathesis.Case, api: APIServer, caller: Caller) -> None:
+    case.call_and_validate(base_url=api.base_url, checks=CHECKS, headers=caller.auth)
+
+
+def test_the_document_declares_the_api_key_scheme() -> None:
+    assert SPEC["components"]["securitySchemes"] == {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "pk_<key id>_<secret>",
+            "description": SPEC["components"]["securitySchemes"]["apiKey"]["description"],
+        }
+    }
+    assert SPEC["security"] == [{"apiKey": []}]
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+                assert operation["security"] == [], (method, path)
+            else:
+                assert "security" not in operation, (method, path)  # the global requirement applies
+                assert "401" in operation["responses"], (method, path)
+                unauthorized = operation["responses"]["401"]
+                assert "WWW-Authenticate" in unauthorized["headers"]
+                assert "application/problem+json" in unauthorized["content"]
+            names = [p["name"].lower() for p in operation.get("parameters", [])]
+            assert "x-client-id" not in names, (method, path)

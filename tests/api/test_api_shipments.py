@@ -12,14 +12,14 @@ import psycopg
 from api_helpers import count, headers, new_key, shipment_body
 
 
-def create(client: httpx.Client, client_id: str, **body_overrides: object) -> httpx.Response:
+def create(client: httpx.Client, token: str, **body_overrides: object) -> httpx.Response:
     return client.post(
-        "/v1/shipments", json=shipment_body(**body_overrides), headers=headers(client_id, new_key())
+        "/v1/shipments", json=shipment_body(**body_overrides), headers=headers(token, new_key())
     )
 
 
-def test_create_returns_201_with_location_and_pending_label(client: httpx.Client, client_id: str) -> None:
-    r = create(client, client_id)
+def test_create_returns_201_with_location_and_pending_label(client: httpx.Client, token: str) -> None:
+    r = create(client, token)
     assert r.status_code == 201, r.text
     doc = r.json()
     assert r.headers["location"] == f"/v1/shipments/{doc['id']}"
@@ -31,17 +31,17 @@ def test_create_returns_201_with_location_and_pending_label(client: httpx.Client
 
 
 def test_create_writes_shipment_and_outbox_row_together(
-    client: httpx.Client, client_id: str, db: psycopg.Connection
+    client: httpx.Client, client_id: str, token: str, db: psycopg.Connection
 ) -> None:
-    r = create(client, client_id)
+    r = create(client, token)
     sid = r.json()["id"]
     assert count(db, "SELECT count(*) FROM shipments WHERE id = %s", sid) == 1
     assert count(db, "SELECT count(*) FROM outbox WHERE aggregate_id = %s", sid) == 1
     assert count(db, "SELECT count(*) FROM idempotency_keys WHERE client_id = %s", client_id) == 1
 
 
-def test_get_shipment_returns_what_create_returned(client: httpx.Client, client_id: str) -> None:
-    created = create(client, client_id).json()
+def test_get_shipment_returns_what_create_returned(client: httpx.Client, token: str) -> None:
+    created = create(client, token).json()
     r = client.get(f"/v1/shipments/{created['id']}")
     assert r.status_code == 200
     doc = r.json()
@@ -57,13 +57,13 @@ def test_unknown_shipment_is_404_problem(client: httpx.Client) -> None:
     assert r.json()["type"].endswith("/not-found")
 
 
-def test_events_append_and_move_the_status(client: httpx.Client, client_id: str) -> None:
-    sid = create(client, client_id).json()["id"]
+def test_events_append_and_move_the_status(client: httpx.Client, token: str) -> None:
+    sid = create(client, token).json()["id"]
     for etype, at in (("picked_up", "2026-01-02T08:00:00Z"), ("in_transit", "2026-01-02T12:00:00+01:00")):
         r = client.post(
             f"/v1/shipments/{sid}/events",
             json={"type": etype, "occurred_at": at, "location": "Zaragoza hub"},
-            headers=headers(client_id, new_key()),
+            headers=headers(token, new_key()),
         )
         assert r.status_code == 201, r.text
         assert r.json()["type"] == etype
@@ -72,15 +72,13 @@ def test_events_append_and_move_the_status(client: httpx.Client, client_id: str)
     assert [e["type"] for e in doc["events"]] == ["picked_up", "in_transit"]
 
 
-def test_an_events_location_is_a_route_that_answers_with_the_event(
-    client: httpx.Client, client_id: str
-) -> None:
-    sid = create(client, client_id).json()["id"]
-    other = create(client, client_id).json()["id"]
+def test_an_events_location_is_a_route_that_answers_with_the_event(client: httpx.Client, token: str) -> None:
+    sid = create(client, token).json()["id"]
+    other = create(client, token).json()["id"]
     r = client.post(
         f"/v1/shipments/{sid}/events",
         json={"type": "picked_up", "occurred_at": "2026-01-02T08:00:00Z", "location": "Zaragoza hub"},
-        headers=headers(client_id, new_key()),
+        headers=headers(token, new_key()),
     )
     assert r.status_code == 201, r.text
     location = r.headers["location"]
@@ -93,32 +91,37 @@ def test_an_events_location_is_a_route_that_answers_with_the_event(
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
 
 
-def test_event_on_unknown_shipment_is_404(client: httpx.Client, client_id: str) -> None:
+def test_event_on_unknown_shipment_is_404(client: httpx.Client, token: str) -> None:
     r = client.post(
         f"/v1/shipments/{uuid.uuid4()}/events",
         json={"type": "picked_up", "occurred_at": "2026-01-02T08:00:00Z"},
-        headers=headers(client_id, new_key()),
+        headers=headers(token, new_key()),
     )
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
 
 
-def test_pagination_walks_every_shipment_once_newest_first(client: httpx.Client, client_id: str) -> None:
-    for _ in range(5):
-        create(client, client_id)
-    whole = client.get("/v1/shipments", params={"limit": 6}).json()["items"]
+def test_pagination_walks_every_shipment_once_newest_first(client: httpx.Client, token: str) -> None:
+    """The list holds the caller's shipments only (every test is a client of its own): the five just
+    made, newest first, and pages of two walk them once each."""
+    made = [create(client, token).json()["id"] for _ in range(5)]
+    whole = client.get("/v1/shipments", params={"limit": 100}).json()
+    assert [s["id"] for s in whole["items"]] == made[::-1] and whole["next_cursor"] is None
     walked: list[dict[str, object]] = []
-    cursor = None
-    for _ in range(3):
+    cursor, pages = None, 0
+    while pages < 10:
         params: dict[str, object] = {"limit": 2}
         if cursor:
             params["cursor"] = cursor
         page = client.get("/v1/shipments", params=params).json()
+        pages += 1
         walked += page["items"]
         cursor = page["next_cursor"]
-        assert cursor
-    assert [s["id"] for s in walked] == [s["id"] for s in whole]
-    created = [s["created_at"] for s in whole]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [s["id"] for s in walked] == made[::-1]
+    created = [s["created_at"] for s in whole["items"]]
     assert created == sorted(created, reverse=True)
 
 
@@ -196,7 +199,7 @@ def _post_500s_and_499s(client: httpx.Client) -> tuple[float, float]:
     return sums["500"], sums["499"]
 
 
-def test_a_client_that_goes_away_is_a_499_not_a_500(api: Any, client: httpx.Client, client_id: str) -> None:
+def test_a_client_that_goes_away_is_a_499_not_a_500(api: Any, client: httpx.Client, token: str) -> None:
     """Half a body, then the socket closes: the API counts and logs 'client closed request', not an error
     of its own (a 500 would page someone for a client's network)."""
     import socket
@@ -207,7 +210,7 @@ def test_a_client_that_goes_away_is_a_499_not_a_500(api: Any, client: httpx.Clie
     with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
         sock.sendall(
             b"POST /v1/shipments HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
-            + f"X-Client-Id: {client_id}\r\nIdempotency-Key: {new_key()}\r\n".encode()
+            + f"Authorization: Bearer {token}\r\nIdempotency-Key: {new_key()}\r\n".encode()
             + b'Content-Length: 500\r\n\r\n{"sender":'
         )
     deadline = time.monotonic() + 10

@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import orjson
-from api_helpers import shipment_body
+from api_helpers import Caller, make_caller, shipment_body
+from puente_api import app as app_mod
 from puente_api import db
 from puente_api.app import create_app
 from puente_api.edge import Edge
@@ -29,15 +30,16 @@ def _normal(text: str) -> str:
     return _TIMESTAMP.sub("<ts>", _UUID.sub("<uuid>", text))
 
 
-async def _battery(app: Any, client_id: str) -> list[tuple[str, int, list[tuple[str, str]], str]]:
-    """The same requests, on keys of their own (``client_id`` differs per way in)."""
+async def _battery(app: Any, caller: Caller) -> list[tuple[str, int, list[tuple[str, str]], str]]:
+    """The same requests, on idempotency keys of their own (the caller, a client with its own API key,
+    differs per way in)."""
     answers = []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
 
         async def post(name: str, path: str, body: object, key: str | None) -> httpx.Response:
             headers = {
-                "X-Client-Id": client_id,
+                **caller.auth,
                 "X-Request-ID": f"req-{name}",
                 "Content-Type": "application/json",
             }
@@ -65,7 +67,9 @@ async def _battery(app: Any, client_id: str) -> list[tuple[str, int, list[tuple[
     return answers
 
 
-def test_write_routes_answer_as_the_fastapi_routes_do(settings: Settings, client_id: str) -> None:
+def test_write_routes_answer_as_the_fastapi_routes_do(settings: Settings) -> None:
+    callers = {way: make_caller(settings) for way in ("asgi", "fastapi")}
+
     async def both() -> dict[str, list[tuple[str, int, list[tuple[str, str]], str]]]:
         served = create_app(settings, configure_logging=False)
         assert isinstance(served, Edge) and isinstance(served.app, WriteRoutes)
@@ -76,8 +80,10 @@ def test_write_routes_answer_as_the_fastapi_routes_do(settings: Settings, client
         fastapi_app.state.puente = AppState(settings, pool, readiness, pool)  # what the lifespan sets
         try:
             return {
-                "asgi": await _battery(served, f"{client_id}-a"),
-                "fastapi": await _battery(Edge(fastapi_app, settings.max_body_bytes), f"{client_id}-f"),
+                "asgi": await _battery(served, callers["asgi"]),
+                "fastapi": await _battery(
+                    app_mod.edge(fastapi_app, fastapi_app, settings), callers["fastapi"]
+                ),
             }
         finally:
             readiness.close()

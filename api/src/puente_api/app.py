@@ -12,7 +12,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp
 
 import puente_api
-from puente_api import db, logs, problems
+from puente_api import auth, db, logs, problems
 from puente_api import settings as settings_mod
 from puente_api.edge import Edge
 from puente_api.idempotency import REPLAY_HEADER
@@ -34,9 +34,37 @@ def _without_defaults(node: Any) -> Any:
     return node
 
 
+_SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "pk_<key id>_<secret>",
+    "description": "An API key made by `puente-api keys create CLIENT`: `Authorization: Bearer pk_...`. "
+    "The key's client is the caller: its shipments and idempotency keys are the only ones it sees.",
+}
+_STRING = {"schema": {"type": "string"}}
+_UNAUTHORIZED = {
+    "description": "No API key, or a malformed, unknown or revoked one",
+    "headers": {"WWW-Authenticate": {"required": True, **_STRING}},
+}
+
+
+def _secure(schema: dict[str, Any]) -> None:
+    """Every operation needs an API key except the open ones (auth.OPEN_PATHS); say what a caller
+    without one gets."""
+    schema["components"]["securitySchemes"] = {"apiKey": _SECURITY_SCHEME}
+    schema["security"] = [{"apiKey": []}]
+    for path, path_item in schema.get("paths", {}).items():
+        for operation in path_item.values():
+            if path in auth.OPEN_PATHS:
+                operation["security"] = []
+                continue
+            operation.setdefault("responses", {})["401"] = dict(_UNAUTHORIZED)
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, made to say what the API really does: every error is problem+json, the
-    write bodies are documented (the routes parse them themselves), replays carry Idempotent-Replayed."""
+    write bodies are documented (the routes parse them themselves), replays carry Idempotent-Replayed,
+    every operation but the open ones needs an API key."""
     if app.openapi_schema:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
@@ -56,17 +84,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         # (the response variant only leaves out the documented defaults)
         if _without_defaults(components.setdefault(name, definition)) != _without_defaults(definition):
             raise RuntimeError(f"OpenAPI component {name} differs between requests and responses")
+    _secure(schema)
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             for code, response in operation.get("responses", {}).items():
                 if code.startswith(("4", "5")):
                     response["content"] = problem
                 if code.startswith("2") and operation.get("requestBody"):
-                    response["headers"] = {
-                        REPLAY_HEADER: {
-                            "description": "true when this is the stored response of an earlier request",
-                            "schema": {"type": "string", "enum": ["true"]},
-                        }
+                    response.setdefault("headers", {})[REPLAY_HEADER] = {
+                        "description": "true when this is the stored response of an earlier request",
+                        "schema": {"type": "string", "enum": ["true"]},
                     }
     app.openapi_schema = schema
     return schema
@@ -105,7 +132,14 @@ def create_app(settings: Settings | None = None, configure_logging: bool = True)
     problems.install(app)
     app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return Edge(WriteRoutes(app), settings.max_body_bytes)
+    return edge(WriteRoutes(app), app, settings)
+
+
+def edge(inner: ASGIApp, app: FastAPI, settings: Settings) -> Edge:
+    """The outermost layer around ``inner``: authentication (API keys looked up over ``app``'s read
+    pool, once its lifespan made it), body limits, request ids, logs."""
+    authenticator = auth.Authenticator(auth.database_lookup(lambda: app.state.puente.read_pool))
+    return Edge(inner, settings.max_body_bytes, authenticator)
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:

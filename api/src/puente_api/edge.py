@@ -2,6 +2,10 @@
 
 * X-Request-ID: taken from the request when sane, generated otherwise, echoed on the response and
   put in every log line written while serving it;
+* who is calling: every request but the open ones (auth.OPEN_PATHS: health, readiness, metrics, the
+  OpenAPI document) needs an API key (``Authorization: Bearer``, auth.Authenticator) -> else 401; the
+  caller's identity goes into the ASGI scope for the routes (auth.identity); a database outage during
+  the look-up is the 503 every request gets then;
 * request bodies: larger than PUENTE_MAX_BODY_BYTES -> 413, writes without a JSON media type -> 415,
   both as problem+json and before any handler runs;
 * an unexpected exception -> 500 problem+json (logged with its traceback);
@@ -21,14 +25,17 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from puente_api import logs, metrics
-from puente_api.problems import PROBLEM_JSON, Problem
+from puente_api.auth import OPEN_PATHS, SCOPE_KEY, Authenticator, Identity, invalid_token
+from puente_api.problems import DATABASE_ERRORS, PROBLEM_JSON, Problem, from_database_error
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _JSON_MEDIA = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
+Header = tuple[bytes, bytes]
 CLIENT_CLOSED_REQUEST = 499
 
 access = logging.getLogger("puente_api.access")
+log = logging.getLogger("puente_api.problems")  # where the routes' database-error handler logs too
 
 
 class _BodyTooLarge(Exception):
@@ -47,9 +54,15 @@ async def _send_problem(send: Send, problem: Problem, path: str) -> None:
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        authenticator: Authenticator,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.auth = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,7 +70,10 @@ class Edge:
             return
         start = time.perf_counter()
         headers: dict[bytes, bytes] = {}
+        credentials = 0
         for k, v in scope["headers"]:
+            if k == b"authorization":
+                credentials += 1
             headers.setdefault(k, v)
         rid = headers.get(b"x-request-id", b"")
         if not _REQUEST_ID.match(rid):
@@ -66,6 +82,8 @@ class Edge:
         method: str = scope["method"]
         path: str = scope["path"]
         state: dict[str, Any] = {"status": 500, "started": False}
+        # added to the answer's headers, whatever answers: the request id
+        extra: list[Header] = [(b"x-request-id", rid)]
 
         async def send_wrapper(message: Message) -> None:
             if state.get("too_large"):
@@ -79,7 +97,7 @@ class Edge:
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["status"] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         received = 0
@@ -97,7 +115,11 @@ class Edge:
             return message
 
         try:
-            problem = self._refuse(method, headers)
+            problem = None
+            if path not in OPEN_PATHS:
+                problem = await self._admit(scope, headers.get(b"authorization"), credentials, extra)
+            if problem is None:
+                problem = self._refuse(method, headers)
             if problem is not None:
                 await _send_problem(send_wrapper_inner, problem, path)
             else:
@@ -121,6 +143,7 @@ class Edge:
             route_path = getattr(route, "path", "unmatched")
             metrics.observe_request(method, route_path, state["status"], elapsed)
             if access.isEnabledFor(logging.INFO):
+                caller: Identity | None = scope.get(SCOPE_KEY)
                 access.info(
                     "%s %s %s",
                     method,
@@ -131,10 +154,27 @@ class Edge:
                         "path": path,
                         "status": state["status"],
                         "duration_ms": round(elapsed * 1000, 2),
-                        "client_id": headers.get(b"x-client-id", b"").decode("latin-1")[:64] or None,
+                        "client_id": caller.client_id if caller else None,
+                        "key_id": caller.key_id if caller else None,
                     },
                 )
             logs.request_id.reset(token)
+
+    async def _admit(
+        self, scope: Scope, authorization: bytes | None, credentials: int, extra: list[Header]
+    ) -> Problem | None:
+        """Authenticate (the identity goes into the scope); the refusal to answer instead, if any."""
+        try:
+            if credentials > 1:
+                raise invalid_token()  # which of them would it be?
+            caller = await self.auth.identify(authorization)
+        except Problem as problem:
+            return problem
+        except DATABASE_ERRORS as exc:
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            return from_database_error(exc)
+        scope[SCOPE_KEY] = caller
+        return None
 
     def _too_large(self) -> Problem:
         return Problem(

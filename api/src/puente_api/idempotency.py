@@ -4,7 +4,8 @@ Rules (api/README.md publishes them, as the draft asks):
 
 * a POST without ``Idempotency-Key`` is a 400; a key that is neither an RFC 8941 sf-string (a quoted
   string, printable ASCII) nor the same key bare (``abc`` is ``"abc"``), of 8..255 characters, is a 400;
-* keys are scoped per client (``X-Client-Id``); the same key from two clients are two keys;
+* keys are scoped per client (the client id of the caller's API key: auth.py); the same key from two
+  clients are two keys;
 * same key, same fingerprint, finished: the stored status, headers and body again, byte for byte,
   with ``Idempotent-Replayed: true`` -- stored 4xx outcomes included;
 * same key while the first request still runs: 409; same key, different request: 422;
@@ -43,15 +44,12 @@ from puente_api.problems import Problem
 REPLAY_HEADER = "Idempotent-Replayed"
 KEY_MIN_LENGTH = 8
 KEY_MAX_LENGTH = 255
-DEFAULT_CLIENT = "anonymous"
 # Printable ASCII inside the quotes; backslash escapes only '"' and '\' (RFC 8941, section 3.3.3).
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
 # The bare form Stripe-style clients send (Idempotency-Key: 8e03978e-...): visible ASCII without DQUOTE,
 # backslash, comma or semicolon (a list or a parameter would be ambiguous). The same key as its quoted
 # form: abc-12345 and "abc-12345" name one key.
 _BARE_KEY = re.compile(r"^([\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+)$")
-CLIENT_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
-_CLIENT_ID = re.compile(CLIENT_PATTERN)
 # OpenAPI description of the header (documents the grammar above for clients and schemathesis).
 KEY_PATTERN = r'^("[\x20\x21\x23-\x5b\x5d-\x7e]{8,255}"|[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{8,255})$'
 
@@ -122,14 +120,6 @@ def parse_key(raw: str | None) -> str:
             title="Idempotency-Key is malformed",
         )
     return key
-
-
-def parse_client(raw: str | None) -> str:
-    if raw is None or raw == "":
-        return DEFAULT_CLIENT
-    if not _CLIENT_ID.match(raw):
-        raise Problem(400, "client-id-malformed", "X-Client-Id must be 1 to 64 of A-Z a-z 0-9 . _ : -.")
-    return raw
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:

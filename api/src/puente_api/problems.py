@@ -29,6 +29,7 @@ log = logging.getLogger("puente_api.problems")
 
 _TITLES = {
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",

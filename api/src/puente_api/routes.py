@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from puente_api import db, idempotency, metrics, shipments, writes
+from puente_api import auth, db, idempotency, metrics, shipments, writes
 from puente_api.idempotency import Outcome
 from puente_api.models import Event, EventCreate, Shipment, ShipmentCreate, ShipmentDetail, ShipmentPage
 from puente_api.problems import Problem
@@ -21,7 +21,7 @@ router = APIRouter()
 _PROBLEM = {"description": "Problem details (RFC 9457)"}
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {**_PROBLEM, "description": "Idempotency-Key missing or malformed, malformed JSON"},
-    404: {**_PROBLEM, "description": "No such shipment (stored on the key, replayed)"},
+    404: {**_PROBLEM, "description": "No such shipment of the caller's (stored on the key, replayed)"},
     409: {
         **_PROBLEM,
         "description": "A request with this Idempotency-Key is in flight, or the shipment is closed",
@@ -33,7 +33,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {**_PROBLEM, "description": "Invalid cursor"},
-    404: {**_PROBLEM, "description": "No such shipment"},
+    404: {**_PROBLEM, "description": "No such shipment of the caller's (another client's is the same 404)"},
     422: {**_PROBLEM, "description": "Invalid parameter"},
     503: {**_PROBLEM, "description": "Database unreachable"},
 }
@@ -53,13 +53,6 @@ WRITE_HEADERS = [
         "required": True,
         "description": 'An RFC 8941 sf-string, 8..255 printable ASCII characters, e.g. "<UUID>".',
         "schema": {"type": "string", "pattern": idempotency.KEY_PATTERN},
-    },
-    {
-        "name": "X-Client-Id",
-        "in": "header",
-        "required": False,
-        "description": "Scope of the key (default: anonymous).",
-        "schema": {"type": "string", "pattern": idempotency.CLIENT_PATTERN},
     },
 ]
 WRITE_BODIES: dict[str, type[BaseModel]] = {"ShipmentCreate": ShipmentCreate, "EventCreate": EventCreate}
@@ -82,8 +75,13 @@ def _respond(outcome: Outcome) -> Response:
     )
 
 
-def _write_headers(request: Request) -> tuple[list[str], str | None]:
-    return request.headers.getlist("idempotency-key"), request.headers.get("x-client-id")
+def _write_headers(request: Request) -> tuple[list[str], str]:
+    """The Idempotency-Key headers, and the caller the edge authenticated (its key's client id)."""
+    return request.headers.getlist("idempotency-key"), _client(request)
+
+
+def _client(request: Request) -> str:
+    return auth.identity(request.scope).client_id
 
 
 # The two writes: served by writes.WriteRoutes before FastAPI sees them; declared here for the
@@ -128,7 +126,8 @@ async def add_event(request: Request, shipment_id: UUID) -> Response:
     tags=["shipments"],
 )
 async def get_shipment(request: Request, shipment_id: UUID) -> Response:
-    doc = await db.read(state(request).read_pool, lambda conn: shipments.get(conn, shipment_id))
+    client = _client(request)
+    doc = await db.read(state(request).read_pool, lambda conn: shipments.get(conn, client, shipment_id))
     if doc is None:
         raise Problem(404, "not-found", f"No shipment {shipment_id}.")
     return Response(orjson.dumps(doc), media_type="application/json")
@@ -142,8 +141,9 @@ async def get_shipment(request: Request, shipment_id: UUID) -> Response:
     tags=["shipments"],
 )
 async def get_event(request: Request, shipment_id: UUID, event_id: UUID) -> Response:
+    client = _client(request)
     doc = await db.read(
-        state(request).read_pool, lambda conn: shipments.get_event(conn, shipment_id, event_id)
+        state(request).read_pool, lambda conn: shipments.get_event(conn, client, shipment_id, event_id)
     )
     if doc is None:
         raise Problem(404, "not-found", f"No event {event_id} on shipment {shipment_id}.")
@@ -154,7 +154,7 @@ async def get_event(request: Request, shipment_id: UUID, event_id: UUID) -> Resp
     "/v1/shipments",
     response_model=ShipmentPage,
     responses=READ_RESPONSES,
-    summary="Shipments, newest first (keyset pagination)",
+    summary="The caller's shipments, newest first (keyset pagination)",
     tags=["shipments"],
 )
 async def list_shipments(
@@ -164,7 +164,8 @@ async def list_shipments(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    doc = await db.read(state(request).read_pool, lambda conn: shipments.page(conn, cursor, limit))
+    client = _client(request)
+    doc = await db.read(state(request).read_pool, lambda conn: shipments.page(conn, client, cursor, limit))
     return Response(orjson.dumps(doc), media_type="application/json")
 
 

@@ -1,7 +1,10 @@
 """Shipments: the SQL of every read and write the routes perform.
 
 The write functions run inside the idempotency core's transaction and return the response to store.
-``CREATE_SQL`` is also what bench/ replays with pgbench to measure the database's ceiling.
+``CREATE_CTES`` is also what bench/ replays with pgbench to measure the database's ceiling.
+
+Every statement a request runs is scoped to the calling client (the client id of its API key): another
+client's shipment, its events and its label are found exactly as a shipment that does not exist.
 """
 
 from __future__ import annotations
@@ -99,8 +102,12 @@ def _stored_problem(problem: Problem, path: str) -> StoredResponse:
     return StoredResponse(problem.status, problem.body(path), media_type=PROBLEM_JSON)
 
 
-async def add_event(tx: Tx, shipment_id: uuid.UUID, payload: EventCreate, path: str) -> StoredResponse:
-    rows = await tx.query("SELECT status FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
+async def add_event(
+    tx: Tx, client_id: str, shipment_id: uuid.UUID, payload: EventCreate, path: str
+) -> StoredResponse:
+    rows = await tx.query(
+        "SELECT status FROM shipments WHERE id = %s AND client_id = %s FOR UPDATE", (shipment_id, client_id)
+    )
     row = rows[0] if rows else None
     if row is None:
         return _stored_problem(Problem(404, "not-found", f"No shipment {shipment_id}."), path)
@@ -122,7 +129,8 @@ async def add_event(tx: Tx, shipment_id: uuid.UUID, payload: EventCreate, path: 
         (event_id, shipment_id, payload.type, payload.location, payload.note, payload.occurred_at, now),
     )
     tx.defer(
-        "UPDATE shipments SET status = %s, updated_at = %s WHERE id = %s", (payload.type, now, shipment_id)
+        "UPDATE shipments SET status = %s, updated_at = %s WHERE id = %s AND client_id = %s",
+        (payload.type, now, shipment_id, client_id),
     )
     doc = _event_doc(
         (event_id, shipment_id, payload.type, payload.location, payload.note, payload.occurred_at, now)
@@ -146,21 +154,25 @@ def _event_doc(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 async def get_event(
-    conn: AsyncConnection[Any], shipment_id: uuid.UUID, event_id: uuid.UUID
+    conn: AsyncConnection[Any], client_id: str, shipment_id: uuid.UUID, event_id: uuid.UUID
 ) -> dict[str, Any] | None:
-    """One tracking event of one shipment (what a 201's Location names), or None."""
+    """One tracking event of one of the client's shipments (what a 201's Location names), or None."""
     cur = await conn.execute(
-        "SELECT id, shipment_id, type, location, note, occurred_at, created_at FROM shipment_events "
-        "WHERE id = %s AND shipment_id = %s",
-        (event_id, shipment_id),
+        "SELECT e.id, e.shipment_id, e.type, e.location, e.note, e.occurred_at, e.created_at"
+        "  FROM shipment_events e JOIN shipments s ON s.id = e.shipment_id"
+        " WHERE e.id = %s AND e.shipment_id = %s AND s.client_id = %s",
+        (event_id, shipment_id, client_id),
     )
     row = await cur.fetchone()
     return None if row is None else _event_doc(row)
 
 
-async def get(conn: AsyncConnection[Any], shipment_id: uuid.UUID) -> dict[str, Any] | None:
+async def get(conn: AsyncConnection[Any], client_id: str, shipment_id: uuid.UUID) -> dict[str, Any] | None:
+    """One of the client's shipments with its events and label, or None (no such shipment of theirs)."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM shipments WHERE id = %s", (shipment_id,))
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM shipments WHERE id = %s AND client_id = %s", (shipment_id, client_id)
+        )
         row = await cur.fetchone()
     if row is None:
         return None
@@ -194,13 +206,15 @@ def decode_cursor(cursor: str) -> int:
         raise Problem(400, "cursor-invalid", "The cursor is not one this API returned.") from None
 
 
-async def page(conn: AsyncConnection[Any], cursor: str | None, limit: int) -> dict[str, Any]:
-    """Newest first, keyset pagination on ``seq``: stable under concurrent inserts, O(limit) per page."""
+async def page(conn: AsyncConnection[Any], client_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
+    """The client's shipments, newest first, keyset pagination on ``seq`` (index (client_id, seq)):
+    stable under concurrent inserts, O(limit) per page."""
     after = decode_cursor(cursor) if cursor else 2**63 - 1
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT seq, {_COLUMNS} FROM shipments WHERE seq < %s ORDER BY seq DESC LIMIT %s",
-            (after, limit + 1),
+            f"SELECT seq, {_COLUMNS} FROM shipments WHERE client_id = %s AND seq < %s"
+            " ORDER BY seq DESC LIMIT %s",
+            (client_id, after, limit + 1),
         )
         rows = await cur.fetchall()
     more = len(rows) > limit

@@ -1,8 +1,9 @@
 """The two idempotent writes, ``POST /v1/shipments`` and ``POST /v1/shipments/{id}/events``.
 
-:func:`create_shipment` and :func:`add_event` are the endpoints themselves: the Idempotency-Key and
-X-Client-Id checks in the order the draft gives them (key before body), the body parsed and validated
-by pydantic-core straight from the bytes, and the idempotency core around the shipments SQL.
+:func:`create_shipment` and :func:`add_event` are the endpoints themselves: the Idempotency-Key check
+in the order the draft gives it (key before body), the body parsed and validated by pydantic-core
+straight from the bytes, and the idempotency core around the shipments SQL, all on behalf of the client
+the edge authenticated (its key's client id scopes the idempotency key and the shipment).
 
 :class:`WriteRoutes` serves them as plain ASGI, in front of FastAPI: a write is the request a site
 takes most of and the one whose cost the benchmark compares with the database's, and FastAPI's
@@ -27,7 +28,7 @@ from uuid import UUID
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.types import Receive, Scope, Send
 
-from puente_api import idempotency, shipments
+from puente_api import auth, idempotency, shipments
 from puente_api.idempotency import REPLAY_HEADER, Outcome
 from puente_api.models import EventCreate, ShipmentCreate
 from puente_api.problems import (
@@ -95,11 +96,8 @@ def parse_shipment_id(raw: str) -> UUID:
         raise validation_problem(exc.errors(include_url=False), prefix=("path", "shipment_id")) from None
 
 
-async def create_shipment(
-    st: AppState, keys: list[str], client_header: str | None, body: Body, path: str
-) -> Outcome:
+async def create_shipment(st: AppState, keys: list[str], client: str, body: Body, path: str) -> Outcome:
     key = _one_key(keys)
-    client = idempotency.parse_client(client_header)
     shipment, sent = await parse_body(ShipmentCreate, body)
     doc = shipment.model_dump(mode="json")
     scope = idempotency.Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, sent))
@@ -114,16 +112,15 @@ async def create_shipment(
 
 
 async def add_event(
-    st: AppState, shipment_id: UUID, keys: list[str], client_header: str | None, body: Body, path: str
+    st: AppState, shipment_id: UUID, keys: list[str], client: str, body: Body, path: str
 ) -> Outcome:
     key = _one_key(keys)
-    client = idempotency.parse_client(client_header)
     payload, sent = await parse_body(EventCreate, body)
     scope = idempotency.Scope(client, key, "POST", path, idempotency.fingerprint("POST", path, sent))
     return await idempotency.execute(
         st.pool,
         scope,
-        lambda tx: shipments.add_event(tx, shipment_id, payload, path),
+        lambda tx: shipments.add_event(tx, client, shipment_id, payload, path),
         st.settings.idempotency_ttl_seconds,
         TEST_HOOKS.pause_after_lock,
         TEST_HOOKS.pause_after_commit,
@@ -176,13 +173,8 @@ class WriteRoutes:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, shipment_id: str | None) -> None:
         path: str = scope["path"]
-        keys: list[str] = []
-        client: str | None = None
-        for name, value in scope["headers"]:
-            if name == b"idempotency-key":
-                keys.append(value.decode("latin-1"))
-            elif name == b"x-client-id" and client is None:
-                client = value.decode("latin-1")
+        keys = [value.decode("latin-1") for name, value in scope["headers"] if name == b"idempotency-key"]
+        client = auth.identity(scope).client_id
         st: AppState = self.app.state.puente
 
         async def body() -> bytes:
