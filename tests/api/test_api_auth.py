@@ -1,6 +1,6 @@
 """Who the client is, against the real server: every request but the open ones needs an API key, the
-identity is the key's client (never the caller's X-Client-Id), and every shipment read, list, event and
-idempotency key is scoped to it."""
+identity is the key's client (never the caller's X-Client-Id), every shipment read, list, event and
+idempotency key is scoped to it, and each client has its own rate limit."""
 
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ def test_a_bad_key_is_401(anonymous: httpx.Client, authorization: str) -> None:
 def test_the_open_endpoints_need_no_key(anonymous: httpx.Client, path: str) -> None:
     r = anonymous.get(path)
     assert r.status_code == 200, r.text
+    assert "ratelimit" not in r.headers
 
 
 def test_the_callers_x_client_id_is_ignored(
@@ -198,3 +199,47 @@ def test_another_client_cannot_replay_a_clients_keys(
     replay = client.post(f"/v1/shipments/{sid}/events", json=EVENT, headers=headers(other.token, event_key))
     assert replay.status_code == 404 and "idempotent-replayed" not in replay.headers
     assert count(db, "SELECT count(*) FROM shipments WHERE client_id = %s", other.client_id) == 1
+
+
+def test_authenticated_answers_carry_the_ratelimit_fields(client: httpx.Client) -> None:
+    r = client.get("/v1/shipments")
+    assert r.status_code == 200
+    assert r.headers["ratelimit-policy"] == '"default";q=200;w=2'  # the defaults: 100/s, bursts of 200
+    assert r.headers["ratelimit"].startswith('"default";r=')
+
+
+@pytest.fixture(scope="module")
+def strict_api(api_env: dict[str, str]) -> Iterator[APIServer]:
+    """A server with a tight limit: 1 request/s, bursts of 2."""
+    server = APIServer(api_env).start({"PUENTE_RATE_LIMIT_PER_SECOND": "1", "PUENTE_RATE_LIMIT_BURST": "2"})
+    yield server
+    server.stop()
+
+
+def test_over_the_limit_is_429_with_retry_after_and_nothing_is_stored(
+    strict_api: APIServer, caller: Caller, other: Caller, db: psycopg.Connection
+) -> None:
+    with httpx.Client(base_url=strict_api.base_url, timeout=30, headers=caller.auth) as c:
+        answers = [c.get("/v1/shipments") for _ in range(20)]  # 20 in under 18 s: some must be refused
+        refused = [r for r in answers if r.status_code == 429]
+        assert refused and {r.status_code for r in answers} == {200, 429}
+        r = refused[0]
+        assert r.headers["content-type"] == "application/problem+json"
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.headers["ratelimit-policy"] == '"default";q=2;w=2'
+        assert r.headers["ratelimit"] == f'"default";r=0;t={r.headers["retry-after"]}'
+        assert r.json()["type"].endswith("/rate-limited") and r.json()["status"] == 429
+        # the limit is per client: B is not held back by A
+        assert c.get("/v1/shipments", headers=other.auth).status_code == 200
+        # a refused write stores nothing: the same key, after Retry-After, runs afresh
+        writes = [
+            (key, c.post("/v1/shipments", json=shipment_body(), headers=headers(caller.token, key)))
+            for key in (new_key() for _ in range(20))
+        ]
+        key, refused_write = next((k, w) for k, w in writes if w.status_code == 429)
+        stored = "SELECT count(*) FROM idempotency_keys WHERE client_id = %s AND idempotency_key = %s"
+        assert count(db, stored, caller.client_id, key.strip('"')) == 0
+        time.sleep(int(refused_write.headers["retry-after"]))  # the bucket holds a request again
+        again = c.post("/v1/shipments", json=shipment_body(), headers=headers(caller.token, key))
+        assert again.status_code == 201 and "idempotent-replayed" not in again.headers, again.text
+        assert count(db, stored, caller.client_id, key.strip('"')) == 1

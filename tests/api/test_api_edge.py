@@ -1,5 +1,5 @@
 """The edge middleware and problem handlers in-process: even a bug answers problem+json, and the
-authentication in front of everything, with a clock the test moves (no waiting)."""
+authentication and rate limit in front of everything, with a clock the test moves (no waiting)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from puente_api import apikeys, auth, problems
 from puente_api.auth import Authenticator, Identity
 from puente_api.edge import Edge
+from puente_api.ratelimit import RateLimiter
 
 TOKEN = "pk_Key00001_" + "s" * 43
 ALICE = Identity("alice", "Key00001")
@@ -57,9 +58,9 @@ def broken_app() -> FastAPI:
     return app
 
 
-def edge(keys: Keys | None = None, clock: Clock | None = None) -> Edge:
+def edge(keys: Keys | None = None, clock: Clock | None = None, limiter: RateLimiter | None = None) -> Edge:
     clock = clock or Clock()
-    return Edge(broken_app(), 1024, Authenticator(keys or Keys(), clock=clock))
+    return Edge(broken_app(), 1024, Authenticator(keys or Keys(), clock=clock), limiter)
 
 
 def call(app: Edge, requests: list[tuple[str, dict[str, str]]], between: Callable[[], None] | None = None):  # type: ignore[no-untyped-def]
@@ -132,7 +133,7 @@ def test_two_authorization_headers_are_refused() -> None:
 
 def test_open_paths_need_no_key() -> None:
     (r,) = call(edge(), [("/healthz", {})])
-    assert r.status_code == 200
+    assert r.status_code == 200 and "ratelimit" not in r.headers
 
 
 def test_a_key_is_looked_up_once_per_ttl_and_a_revoked_one_is_refused_after_it() -> None:
@@ -172,3 +173,36 @@ def test_concurrent_requests_share_one_lookup() -> None:
 
     assert asyncio.run(run()) == [200] * 20
     assert keys.lookups == 1
+
+
+def test_the_rate_limit_is_a_token_bucket_per_client_with_ratelimit_headers() -> None:
+    clock = Clock()
+    app = edge(clock=clock, limiter=RateLimiter(per_second=2, burst=3, clock=clock))
+    first = call(app, [("/whoami", BEARER)] * 4)
+    assert [r.status_code for r in first] == [200, 200, 200, 429]
+    assert first[0].headers["ratelimit-policy"] == '"default";q=4;w=2'
+    assert [r.headers["ratelimit"] for r in first] == [
+        '"default";r=2;t=1',
+        '"default";r=1;t=1',
+        '"default";r=0;t=2',
+        '"default";r=0;t=1',
+    ]
+    refused = first[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["type"].endswith("/rate-limited") and refused.json()["violated-policies"] == [
+        "default"
+    ]
+    clock.now += 0.5  # one more request's worth refilled
+    assert [r.status_code for r in call(app, [("/whoami", BEARER)] * 2)] == [200, 429]
+
+
+def test_rate_limits_are_per_client() -> None:
+    clock, keys = Clock(), Keys()
+    bob = "pk_Key00002_" + "b" * 43
+    keys.valid[apikeys.digest(bob.encode())] = Identity("bob", "Key00002")
+    app = edge(keys, clock, RateLimiter(per_second=1, burst=1, clock=clock))
+    answers = call(
+        app, [("/whoami", BEARER), ("/whoami", BEARER), ("/whoami", {"Authorization": f"Bearer {bob}"})]
+    )
+    assert [r.status_code for r in answers] == [200, 429, 200]

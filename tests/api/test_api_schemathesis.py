@@ -60,9 +60,10 @@ def test_the_document_declares_the_api_key_scheme() -> None:
                 assert operation["security"] == [], (method, path)
             else:
                 assert "security" not in operation, (method, path)  # the global requirement applies
-                assert "401" in operation["responses"], (method, path)
+                assert {"401", "429"} <= set(operation["responses"]), (method, path)
                 unauthorized = operation["responses"]["401"]
                 assert "WWW-Authenticate" in unauthorized["headers"]
                 assert "application/problem+json" in unauthorized["content"]
+                assert "Retry-After" in operation["responses"]["429"]["headers"]
             names = [p["name"].lower() for p in operation.get("parameters", [])]
             assert "x-client-id" not in names, (method, path)

@@ -79,6 +79,9 @@ BAD = [
     ({"PUENTE_IDEMPOTENCY_TTL_SECONDS": "5"}, "PUENTE_IDEMPOTENCY_TTL_SECONDS must be between"),
     ({"PUENTE_MAX_BODY_BYTES": "-1"}, "PUENTE_MAX_BODY_BYTES must be between"),
     ({"PUENTE_LOG_LEVEL": "LOUD"}, "PUENTE_LOG_LEVEL must be one of"),
+    ({"PUENTE_RATE_LIMIT_PER_SECOND": "fast"}, "PUENTE_RATE_LIMIT_PER_SECOND must be an integer"),
+    ({"PUENTE_RATE_LIMIT_PER_SECOND": "-1"}, "PUENTE_RATE_LIMIT_PER_SECOND must be between 0 and"),
+    ({"PUENTE_RATE_LIMIT_BURST": "0"}, "PUENTE_RATE_LIMIT_BURST must be between 1 and"),
 ]
 
 
@@ -86,6 +89,14 @@ BAD = [
 def test_bad_settings_name_the_variable(override: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
         settings.load({**GOOD, **override})
+
+
+def test_rate_limit_defaults_and_off() -> None:
+    s = settings.load(GOOD)
+    assert (s.rate_limit_per_second, s.rate_limit_burst) == (100, 200)
+    custom = settings.load({**GOOD, "PUENTE_RATE_LIMIT_PER_SECOND": "5", "PUENTE_RATE_LIMIT_BURST": "10"})
+    assert (custom.rate_limit_per_second, custom.rate_limit_burst) == (5, 10)
+    assert settings.load({**GOOD, "PUENTE_RATE_LIMIT_PER_SECOND": "0"}).rate_limit_per_second == 0  # off
 
 
 def test_serve_exits_non_zero_with_the_message() -> None:

@@ -23,11 +23,13 @@ from puente_api.writes import WriteRoutes
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)")
+# What is left in the client's rate-limit bucket depends on the time between requests, not on the route
+_RATELIMIT = re.compile(r";r=\d+;t=\d+")
 _EVENT = {"type": "delivered", "occurred_at": "2026-01-02T08:00:00Z"}
 
 
 def _normal(text: str) -> str:
-    return _TIMESTAMP.sub("<ts>", _UUID.sub("<uuid>", text))
+    return _RATELIMIT.sub(";r=<n>;t=<n>", _TIMESTAMP.sub("<ts>", _UUID.sub("<uuid>", text)))
 
 
 async def _battery(app: Any, caller: Caller) -> list[tuple[str, int, list[tuple[str, str]], str]]:

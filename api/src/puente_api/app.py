@@ -17,6 +17,7 @@ from puente_api import settings as settings_mod
 from puente_api.edge import Edge
 from puente_api.idempotency import REPLAY_HEADER
 from puente_api.models import ProblemDocument
+from puente_api.ratelimit import RateLimiter
 from puente_api.readiness import Readiness
 from puente_api.routes import WRITE_BODIES, router
 from puente_api.settings import Settings
@@ -42,15 +43,32 @@ _SECURITY_SCHEME = {
     "The key's client is the caller: its shipments and idempotency keys are the only ones it sees.",
 }
 _STRING = {"schema": {"type": "string"}}
+_RATELIMIT_HEADERS = {
+    "RateLimit": {
+        "description": 'draft-ietf-httpapi-ratelimit-headers: `"default";r=<requests left>;t=<seconds>`',
+        **_STRING,
+    },
+    "RateLimit-Policy": {
+        "description": 'draft-ietf-httpapi-ratelimit-headers: `"default";q=<quota>;w=<window seconds>`',
+        **_STRING,
+    },
+}
 _UNAUTHORIZED = {
     "description": "No API key, or a malformed, unknown or revoked one",
     "headers": {"WWW-Authenticate": {"required": True, **_STRING}},
+}
+_TOO_MANY = {
+    "description": "Over the client's rate limit on this API node; retry after Retry-After seconds",
+    "headers": {
+        "Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}},
+        **_RATELIMIT_HEADERS,
+    },
 }
 
 
 def _secure(schema: dict[str, Any]) -> None:
     """Every operation needs an API key except the open ones (auth.OPEN_PATHS); say what a caller
-    without one gets."""
+    without one, or over its rate limit, gets."""
     schema["components"]["securitySchemes"] = {"apiKey": _SECURITY_SCHEME}
     schema["security"] = [{"apiKey": []}]
     for path, path_item in schema.get("paths", {}).items():
@@ -58,7 +76,12 @@ def _secure(schema: dict[str, Any]) -> None:
             if path in auth.OPEN_PATHS:
                 operation["security"] = []
                 continue
-            operation.setdefault("responses", {})["401"] = dict(_UNAUTHORIZED)
+            responses = operation.setdefault("responses", {})
+            responses["401"] = dict(_UNAUTHORIZED)
+            responses["429"] = dict(_TOO_MANY)
+            for code, response in responses.items():
+                if code.startswith("2"):
+                    response.setdefault("headers", {}).update(_RATELIMIT_HEADERS)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -137,9 +160,12 @@ def create_app(settings: Settings | None = None, configure_logging: bool = True)
 
 def edge(inner: ASGIApp, app: FastAPI, settings: Settings) -> Edge:
     """The outermost layer around ``inner``: authentication (API keys looked up over ``app``'s read
-    pool, once its lifespan made it), body limits, request ids, logs."""
+    pool, once its lifespan made it), the per-client rate limit, body limits, request ids, logs."""
     authenticator = auth.Authenticator(auth.database_lookup(lambda: app.state.puente.read_pool))
-    return Edge(inner, settings.max_body_bytes, authenticator)
+    limiter = None
+    if settings.rate_limit_per_second:
+        limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    return Edge(inner, settings.max_body_bytes, authenticator, limiter)
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:

@@ -6,6 +6,8 @@
   OpenAPI document) needs an API key (``Authorization: Bearer``, auth.Authenticator) -> else 401; the
   caller's identity goes into the ASGI scope for the routes (auth.identity); a database outage during
   the look-up is the 503 every request gets then;
+* per-client rate limit (ratelimit.RateLimiter, when enabled): 429 + Retry-After over the limit, and
+  the RateLimit header fields on every authenticated answer;
 * request bodies: larger than PUENTE_MAX_BODY_BYTES -> 413, writes without a JSON media type -> 415,
   both as problem+json and before any handler runs;
 * an unexpected exception -> 500 problem+json (logged with its traceback);
@@ -27,11 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from puente_api import logs, metrics
 from puente_api.auth import OPEN_PATHS, SCOPE_KEY, Authenticator, Identity, invalid_token
 from puente_api.problems import DATABASE_ERRORS, PROBLEM_JSON, Problem, from_database_error
+from puente_api.ratelimit import Header, RateLimiter
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _JSON_MEDIA = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
-Header = tuple[bytes, bytes]
 CLIENT_CLOSED_REQUEST = 499
 
 access = logging.getLogger("puente_api.access")
@@ -59,10 +61,12 @@ class Edge:
         app: ASGIApp,
         max_body_bytes: int,
         authenticator: Authenticator,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.auth = authenticator
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,7 +86,7 @@ class Edge:
         method: str = scope["method"]
         path: str = scope["path"]
         state: dict[str, Any] = {"status": 500, "started": False}
-        # added to the answer's headers, whatever answers: the request id
+        # added to the answer's headers, whatever answers: the request id, the RateLimit fields
         extra: list[Header] = [(b"x-request-id", rid)]
 
         async def send_wrapper(message: Message) -> None:
@@ -163,7 +167,8 @@ class Edge:
     async def _admit(
         self, scope: Scope, authorization: bytes | None, credentials: int, extra: list[Header]
     ) -> Problem | None:
-        """Authenticate (the identity goes into the scope); the refusal to answer instead, if any."""
+        """Authenticate (the identity goes into the scope) and count the request against the caller's
+        rate limit; the refusal to answer instead, if any."""
         try:
             if credentials > 1:
                 raise invalid_token()  # which of them would it be?
@@ -174,7 +179,22 @@ class Edge:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             return from_database_error(exc)
         scope[SCOPE_KEY] = caller
-        return None
+        if self.limiter is None:
+            return None
+        decision = self.limiter.take(caller.client_id)
+        extra += decision.headers
+        if not decision.retry_after:
+            return None
+        limiter = self.limiter
+        refusal = Problem(
+            429,
+            "rate-limited",
+            f"This client is over its rate limit on this API node ({limiter.rate:g} requests/s, bursts of"
+            f" {limiter.burst:g}); retry in {decision.retry_after} s.",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+        refusal.extra["violated-policies"] = ["default"]  # the draft's quota-exceeded member
+        return refusal
 
     def _too_large(self) -> Problem:
         return Problem(

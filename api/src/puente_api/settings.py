@@ -65,6 +65,10 @@ class Settings:
     # Peers whose X-Forwarded-For / X-Forwarded-Proto the server believes (addresses or networks, comma-
     # separated): the load balancers in front of the API, never "*" (any caller could name any address).
     forwarded_allow_ips: str = "127.0.0.1"
+    # Per-client token bucket of each API process (ratelimit.py): requests per second and burst size;
+    # 0 requests per second turns the limit off.
+    rate_limit_per_second: int = 100
+    rate_limit_burst: int = 200
 
     @property
     def conninfo(self) -> str:
@@ -215,4 +219,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         db_pool_size=_int(env, "PUENTE_DB_POOL_SIZE", 10, 1, 200),
         forwarded_allow_ips=parse_forwarded_allow_ips(env.get("PUENTE_FORWARDED_ALLOW_IPS", "")),
+        rate_limit_per_second=_int(env, "PUENTE_RATE_LIMIT_PER_SECOND", 100, 0, 1_000_000),
+        rate_limit_burst=_int(env, "PUENTE_RATE_LIMIT_BURST", 200, 1, 1_000_000),
     )
