@@ -14,16 +14,27 @@ synchronous_commit and full_page_writes on) and `puente-api serve`, then measure
 and prints them with the ratios the reference API targets: create >= 0.5 x ceiling, replay >= 2 x create,
 and the CPU time each request cost the API, PostgreSQL and the load generator.
 
-The API gets the same number of database sessions as pgbench (CLIENTS, shared out over the workers),
-and a short concurrent warm-up first, so its pools are full and its statements prepared (pgbench's
-figure leaves out its connection set-up too).
+Every request is authenticated: API_CLIENTS simulated clients, each with its own API key (made by
+`puente-api keys create`'s code), take turns request by request, so the key cache holds all of them and
+each has a rate-limit bucket (the limit set far above what the run reaches: the bucket's cost counts,
+no request is refused). The API gets the same number of database sessions as pgbench (CLIENTS, shared
+out over the workers), and a short concurrent warm-up first, so its pools are full, its statements
+prepared and its keys cached (pgbench's figure leaves out its connection set-up too).
+
+What authentication costs: ``--baseline REV`` also serves the same load with the API of git revision REV
+(e.g. the last commit before authentication), in the same run, in alternating rounds (``--rounds``), and
+prints each side's throughput and API CPU per request and the authenticated side's cost relative to it.
+The requests are the same bytes for both: a baseline without authentication reads X-Client-Id, which
+the authenticated API ignores, and ignores Authorization, which it needs.
 
     .venv/bin/python bench/api_bench.py [--seconds 8] [--clients 16] [--workers 1]
+                                        [--baseline REV [--rounds 2]]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -33,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -43,7 +55,8 @@ sys.path.insert(0, str(ROOT / "tests" / "api"))  # the throwaway-server helpers 
 
 import orjson  # noqa: E402
 from api_servers import PG_BIN, APIServer, Postgres, free_port, postgres  # noqa: E402
-from puente_api import db, idempotency, shipments  # noqa: E402
+from puente_api import db, idempotency, keys_cli, shipments  # noqa: E402
+from puente_api import settings as settings_mod  # noqa: E402
 from puente_api.models import ShipmentCreate  # noqa: E402
 
 SHIPMENT = {
@@ -66,6 +79,9 @@ SHIPMENT = {
 }
 REPLAY_KEYS = 200  # keys created before the replay run; wrk cycles through them
 WARM_UP_SECONDS = 2
+API_CLIENTS = 16  # simulated clients, one API key each; request n is client n % API_CLIENTS's
+# Far above what one API process serves here: the bucket is kept and counted, nothing is refused.
+RATE_LIMIT_PER_SECOND = "1000000"
 
 
 def pgbench_script() -> tuple[str, dict[str, str]]:
@@ -226,10 +242,9 @@ def run_pgbench(pg: Postgres, seconds: int, clients: int, workdir: Path) -> tupl
         text=True,
     ).stdout
     match = re.search(r"tps = ([\d.]+)", out)
-    assert match, out
-    return float(match.group(1)), int(
-        re.search(r"number of transactions actually processed: (\d+)", out).group(1)
-    )  # type: ignore[union-attr]
+    processed = re.search(r"number of transactions actually processed: (\d+)", out)
+    assert match and processed, out
+    return float(match.group(1)), int(processed.group(1))
 
 
 WRK_LUA = """
@@ -237,6 +252,8 @@ local counter = 0
 local prefix = "%(prefix)s"
 local cycle = %(cycle)d
 local body = [[%(body)s]]
+local tokens = {%(tokens)s}
+local clients = {%(clients)s}
 local threads = 0
 function setup(thread)
   threads = threads + 1
@@ -248,10 +265,33 @@ request = function()
   if cycle > 0 then n = counter %% cycle end
   local key
   if cycle > 0 then key = '"' .. prefix .. n .. '"' else key = '"' .. prefix .. tid .. "-" .. n .. '"' end
+  local c = (n %% #tokens) + 1
   return wrk.format("POST", "/v1/shipments",
-    {["Content-Type"] = "application/json", ["Idempotency-Key"] = key, ["X-Client-Id"] = "bench"}, body)
+    {["Content-Type"] = "application/json", ["Idempotency-Key"] = key,
+     ["Authorization"] = "Bearer " .. tokens[c], ["X-Client-Id"] = clients[c]}, body)
 end
 """
+
+
+@dataclass(frozen=True)
+class Caller:
+    client_id: str
+    token: str
+
+    def headers(self) -> dict[str, str]:
+        """The same headers as the wrk script's (see the module's docstring)."""
+        return {"Authorization": f"Bearer {self.token}", "X-Client-Id": self.client_id}
+
+
+def make_callers(env: dict[str, str]) -> list[Caller]:
+    """API_CLIENTS clients, one key each, made by the code of `puente-api keys create`."""
+    cfg = settings_mod.load(env)
+    callers = []
+    for i in range(API_CLIENTS):
+        out = io.StringIO()
+        key = keys_cli.create(cfg, f"bench-{i}", "api_bench.py", out)
+        callers.append(Caller(key.client_id, out.getvalue().splitlines()[-1]))
+    return callers
 
 
 def _ms(text: str) -> float:
@@ -259,9 +299,20 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, seconds: int, clients: int, workdir: Path, prefix: str, cycle: int) -> dict[str, float]:
+def run_wrk(
+    url: str, seconds: int, clients: int, workdir: Path, prefix: str, cycle: int, callers: list[Caller]
+) -> dict[str, float]:
     script = workdir / f"{prefix}.lua"
-    script.write_text(WRK_LUA % {"prefix": prefix, "cycle": cycle, "body": json.dumps(SHIPMENT)})
+    script.write_text(
+        WRK_LUA
+        % {
+            "prefix": prefix,
+            "cycle": cycle,
+            "body": json.dumps(SHIPMENT),
+            "tokens": ", ".join(f'"{c.token}"' for c in callers),
+            "clients": ", ".join(f'"{c.client_id}"' for c in callers),
+        }
+    )
     out = subprocess.run(
         ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script, url],
         check=True,
@@ -281,9 +332,86 @@ def run_wrk(url: str, seconds: int, clients: int, workdir: Path, prefix: str, cy
     }
 
 
+Side = dict[str, dict[str, float]]
+
+
+def serve_and_measure(
+    env: dict[str, str],
+    args: argparse.Namespace,
+    workdir: Path,
+    pg: Postgres,
+    callers: list[Caller],
+    tag: str,
+) -> Side:
+    """One API server (env may point PYTHONPATH at another revision): the replay keys, a warm-up, then
+    the create run and the replay run, with the CPU each request cost."""
+    server = APIServer(env, workers=args.workers).start()
+    try:
+        with httpx.Client(base_url=server.base_url) as c:  # the keys the replay run reuses
+            for i in range(REPLAY_KEYS):
+                r = c.post(
+                    "/v1/shipments",
+                    json=SHIPMENT,
+                    headers={"Idempotency-Key": f'"replay-{i}"', **callers[i % len(callers)].headers()},
+                )
+                assert r.status_code == 201, r.text
+        # warm-up: every pooled session opened, its statements prepared, the keys cached
+        warm = run_wrk(server.base_url, WARM_UP_SECONDS, args.clients, workdir, f"warm-{tag}-", 0, callers)
+        assert warm["non_2xx"] == 0, warm
+        assert server.proc is not None
+        meter = CPUMeter(pg, server.proc.pid)
+        before = meter.snapshot()
+        create = run_wrk(server.base_url, args.seconds, args.clients, workdir, f"create-{tag}-", 0, callers)
+        middle = meter.snapshot()
+        replay = run_wrk(
+            server.base_url, args.seconds, args.clients, workdir, "replay-", REPLAY_KEYS, callers
+        )
+        return {
+            "create": create,
+            "replay": replay,
+            "create_cpu": CPUMeter.per_request(before, middle, create["requests"]),
+            "replay_cpu": CPUMeter.per_request(middle, meter.snapshot(), replay["requests"]),
+        }
+    finally:
+        server.stop()
+
+
+def baseline_tree(rev: str, workdir: Path) -> Path:
+    """The API package of git revision REV, unpacked (its api/src goes first on the server's PYTHONPATH)."""
+    target = workdir / "baseline"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "api/src"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", target], input=archive.stdout, check=True)
+    return target / "api" / "src"
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def compare(rounds: list[dict[str, Side]]) -> dict[str, dict[str, float]]:
+    """Per kind of request: each side's median throughput and API CPU, and what authentication costs
+    (throughput lost, API CPU added), relative to the baseline."""
+    out: dict[str, dict[str, float]] = {}
+    for kind in ("create", "replay"):
+        rps = {s: _median([r[s][kind]["rps"] for r in rounds]) for s in ("auth", "baseline")}
+        cpu = {s: _median([r[s][f"{kind}_cpu"]["api_cpu_ms"] for r in rounds]) for s in ("auth", "baseline")}
+        out[kind] = {
+            "auth_rps": round(rps["auth"], 1),
+            "baseline_rps": round(rps["baseline"], 1),
+            "throughput_cost": round(1 - rps["auth"] / rps["baseline"], 3),
+            "auth_api_cpu_ms": round(cpu["auth"], 3),
+            "baseline_api_cpu_ms": round(cpu["baseline"], 3),
+            "api_cpu_added": round(cpu["auth"] / cpu["baseline"] - 1, 3),
+        }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=8, help="duration of each of the three runs")
+    parser.add_argument("--seconds", type=int, default=8, help="duration of each run")
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections (pgbench and wrk)")
     parser.add_argument(
         "--workers",
@@ -291,6 +419,15 @@ def main() -> int:
         default=1,
         help="uvicorn worker processes (default 1: on 2 CPUs shared with PostgreSQL and the load generator, "
         "a second worker adds contention, not CPU; docs/API.md)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also serve the load with the API of this git revision (e.g. the last one without "
+        "authentication) and print what authentication costs relative to it",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="with --baseline: alternating rounds of both (default 2)"
     )
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -300,6 +437,7 @@ def main() -> int:
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="puente-bench-"))
     workdir.chmod(0o755)
+    baseline_src = baseline_tree(args.baseline, workdir) if args.baseline else None
     durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
     started = time.monotonic()
     with postgres(durable) as pg:
@@ -311,39 +449,31 @@ def main() -> int:
             "PUENTE_LOG_LEVEL": "WARNING",
             # as many database sessions in all as pgbench has
             "PUENTE_DB_POOL_SIZE": str(-(-args.clients // args.workers)),
+            "PUENTE_RATE_LIMIT_PER_SECOND": RATE_LIMIT_PER_SECOND,
+            "PUENTE_RATE_LIMIT_BURST": RATE_LIMIT_PER_SECOND,
         }
         exe = Path(sys.executable).with_name("puente-api")
         subprocess.run([exe, "migrate"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+        callers = make_callers(env)
         meter = CPUMeter(pg, None)
         before = meter.snapshot()
         ceiling, transactions = run_pgbench(pg, args.seconds, args.clients, workdir)
         _wait_sessions_gone(url)
         ceiling_cpu = CPUMeter.per_request(before, meter.snapshot(), transactions)
-        server = APIServer(env, workers=args.workers).start()
-        try:
-            with httpx.Client(base_url=server.base_url) as c:  # the keys the replay run reuses
-                for i in range(REPLAY_KEYS):
-                    r = c.post(
-                        "/v1/shipments",
-                        json=SHIPMENT,
-                        headers={"Idempotency-Key": f'"replay-{i}"', "X-Client-Id": "bench"},
-                    )
-                    assert r.status_code == 201, r.text
-            # warm-up: every pooled session opened and its statements prepared before measuring
-            warm = run_wrk(server.base_url, WARM_UP_SECONDS, args.clients, workdir, "warm-", 0)
-            assert warm["non_2xx"] == 0, warm
-            assert server.proc is not None
-            meter = CPUMeter(pg, server.proc.pid)
-            before = meter.snapshot()
-            create = run_wrk(server.base_url, args.seconds, args.clients, workdir, "create-", 0)
-            middle = meter.snapshot()
-            replay = run_wrk(server.base_url, args.seconds, args.clients, workdir, "replay-", REPLAY_KEYS)
-            create_cpu = CPUMeter.per_request(before, middle, create["requests"])
-            replay_cpu = CPUMeter.per_request(middle, meter.snapshot(), replay["requests"])
-        finally:
-            server.stop()
+        rounds: list[dict[str, Side]] = []
+        sides = {"auth": env}
+        if baseline_src is not None:
+            sides["baseline"] = {**env, "PYTHONPATH": str(baseline_src)}
+        for n in range(args.rounds if baseline_src else 1):
+            order = list(sides) if n % 2 == 0 else list(sides)[::-1]
+            rounds.append(
+                {s: serve_and_measure(sides[s], args, workdir, pg, callers, f"{s}{n}") for s in order}
+            )
     shutil.rmtree(workdir, ignore_errors=True)
-    result = {
+    last = rounds[-1]["auth"]
+    create, replay = last["create"], last["replay"]
+    create_cpu, replay_cpu = last["create_cpu"], last["replay_cpu"]
+    result: dict[str, object] = {
         "pgbench_ceiling_tps": round(ceiling, 1),
         "create_rps": round(create["rps"], 1),
         "create_p50_ms": create["p50_ms"],
@@ -359,27 +489,40 @@ def main() -> int:
         "cpu_ms_per_request": {"pgbench": ceiling_cpu, "create": create_cpu, "replay": replay_cpu},
         "load_average_1m": os.getloadavg()[0],
     }
+    print(f"pgbench ceiling (what a create sends, prepared, {args.clients} sessions): {ceiling:10.1f} tx/s")
     print(
-        f"pgbench ceiling (what a create sends, prepared, {args.clients} sessions): {ceiling:10.1f} tx/s"
-    )
-    print(
-        f"API create  ({args.workers} worker(s), {args.clients} conns):  {create['rps']:10.1f} req/s   "
+        f"API create  ({args.workers} worker(s), {args.clients} conns, {API_CLIENTS} keys): "
+        f"{create['rps']:10.1f} req/s   "
         f"p50 {create['p50_ms']:.2f} ms   p99 {create['p99_ms']:.2f} ms   non-2xx {create['non_2xx']}"
     )
     print(
         f"API replay:                            {replay['rps']:10.1f} req/s   "
         f"p50 {replay['p50_ms']:.2f} ms   p99 {replay['p99_ms']:.2f} ms   non-2xx {replay['non_2xx']}"
     )
-    ok1 = "meets" if result["create_over_ceiling"] >= 0.5 else "MISSES"
-    ok2 = "meets" if result["replay_over_create"] >= 2 else "MISSES"
-    print(f"create / ceiling = {result['create_over_ceiling']:.2f}  ({ok1} the 0.5 target)")
-    print(f"replay / create  = {result['replay_over_create']:.2f}  ({ok2} the 2.0 target)")
+    ok1 = "meets" if create["rps"] / ceiling >= 0.5 else "MISSES"
+    ok2 = "meets" if replay["rps"] / create["rps"] >= 2 else "MISSES"
+    print(f"create / ceiling = {create['rps'] / ceiling:.2f}  ({ok1} the 0.5 target)")
+    print(f"replay / create  = {replay['rps'] / create['rps']:.2f}  ({ok2} the 2.0 target)")
     for name, cpu in (("pgbench tx", ceiling_cpu), ("create", create_cpu), ("replay", replay_cpu)):
         print(
             f"CPU per {name:10s} (ms): API {cpu['api_cpu_ms']:.3f}  postgres {cpu['pg_cpu_ms']:.3f}  "
             f"load generator {cpu['load_generator_cpu_ms']:.3f}   "
             f"(other work meanwhile: {cpu['other_work_cpus']:.2f} CPUs busy)"
         )
+    if baseline_src is not None:
+        cost = compare(rounds)
+        result["auth_cost"] = cost
+        result["rounds"] = [
+            {s: {k: side[k]["rps"] for k in ("create", "replay")} for s, side in r.items()} for r in rounds
+        ]
+        print(f"authentication's cost against {args.baseline} (medians of {len(rounds)} alternating rounds):")
+        for kind, c in cost.items():
+            print(
+                f"  {kind:6s}: {c['auth_rps']:8.1f} vs {c['baseline_rps']:8.1f} req/s "
+                f"(throughput {100 * c['throughput_cost']:+.1f} % lost), "
+                f"API CPU {c['auth_api_cpu_ms']:.3f} vs {c['baseline_api_cpu_ms']:.3f} ms "
+                f"({100 * c['api_cpu_added']:+.1f} %)"
+            )
     print(
         f"machine: {os.cpu_count()} CPUs; load average (1 min) at the end {os.getloadavg()[0]:.1f}, "
         "the benchmark's own processes included"
