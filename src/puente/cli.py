@@ -19,6 +19,7 @@ _COMMANDS = (
     "puente.audit.cli",
     "puente.check.cli",
     "puente.image.cli",
+    "puente.keys.cli",
 )
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from puente.audit import drift, manifest, report
 from puente.audit.waivers import WaiverError, load
 from puente.shell import ROOT, run
+from puente.vaults import LAB_VAULT_FILE
 
 CATALOGUE = ROOT / "audit" / "controls"
 WAIVERS = ROOT / "audit" / "waivers.yml"
 # What a previous run left in --out; removed first so a report never mixes two runs.
 _OWN_FILES = (report.JSON_NAME, report.HTML_NAME, report.JUNIT_NAME, "drift.json", "drift.log",
               manifest.NAME, f"{manifest.NAME}.minisig")
-LAB_VAULT_FILE = "vault-password.lab-only"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

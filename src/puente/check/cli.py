@@ -11,12 +11,11 @@ read-only `ansible ... -m ansible.builtin.setup` (printed) to learn each host's 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from puente.audit.cli import LAB_VAULT_FILE
 from puente.check.findings import Finding, show_path
 from puente.shell import ROOT
+from puente.vaults import LAB_VAULT_FILE, password_files
 
 EXIT_PROBLEMS = 2
 
@@ -58,12 +57,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _vault_files(args: argparse.Namespace) -> list[str]:
-    if args.vault_id or args.vault_password_file or any(k.startswith("ANSIBLE_VAULT_") for k in os.environ):
-        return list(args.vault_password_file)
-    lab = [Path(i) / LAB_VAULT_FILE for i in args.inventory if (Path(i) / LAB_VAULT_FILE).is_file()]
-    for path in lab:
-        print(f"puente check: vault password: {show_path(path)} (the inventory's lab-only password file)")
-    return [str(p) for p in lab]
+    files = password_files(args.inventory, args.vault_password_file, args.vault_id)
+    if not (args.vault_id or args.vault_password_file):
+        for path in files:
+            print(f"puente check: vault password: {show_path(path)} (the inventory's lab-only password file)")
+    return files
 
 
 def cmd_check(args: argparse.Namespace) -> int:

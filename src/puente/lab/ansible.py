@@ -17,7 +17,7 @@ def rel(path: Path) -> str:
     return os.path.relpath(path, ROOT)
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
     path = BIN / name
     return rel(path) if path.exists() else name
 
@@ -28,7 +28,7 @@ def base_args(inventory: Path = paths.INVENTORY) -> list[str]:
 
 def check_inventory() -> None:
     """Let Ansible parse the inventory and group_vars (vault included) before any node is touched."""
-    argv = [_tool("ansible-inventory"), *base_args(), "--graph"]
+    argv = [tool("ansible-inventory"), *base_args(), "--graph"]
     proc = run(argv, capture=True, check=False, quiet=True)
     out = proc.stdout or ""
     bad = [line for line in out.splitlines() if "[WARNING]" in line and "inventory" in line.lower()]
@@ -37,7 +37,7 @@ def check_inventory() -> None:
 
 
 def playbook(name: str, extra: Sequence[str] = (), limit: Sequence[str] | None = None) -> None:
-    argv = [_tool("ansible-playbook"), *base_args(), f"playbooks/{name}"]
+    argv = [tool("ansible-playbook"), *base_args(), f"playbooks/{name}"]
     if limit:
         argv += ["--limit", ",".join(limit)]
     argv += list(extra)

@@ -1,0 +1,1 @@
+"""``puente keys``: the API's client keys, managed through playbooks/keys.yml."""

@@ -1,0 +1,90 @@
+"""``puente keys create|list|revoke|rotate -i INVENTORY``: the API's client keys.
+
+    puente keys create CLIENT -i inventories/production [--label TEXT]   # the new key is the last line
+    puente keys list -i inventories/production [--client CLIENT]
+    puente keys revoke KEY_ID -i inventories/production
+    puente keys rotate KEY_ID -i inventories/production                  # the new key is the last line
+
+Runs playbooks/keys.yml (printed), which runs the API's own ``puente-api keys ...`` on one API node
+(the first of ``api_nodes``; ``--limit HOST`` for another), against the database through that site's load
+balancer. Keys live only as hashes in the replicated database, so a key works on both sites. The token is
+handed over through a 0600 file on the controller, never through Ansible's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from puente.lab.ansible import rel, tool
+from puente.shell import ROOT, run
+from puente.vaults import ansible_args
+
+PLAYBOOK = ROOT / "playbooks" / "keys.yml"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "keys",
+        help="create, list, revoke or rotate the API's client keys",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="a new key for CLIENT (printed as the last line)")
+    create.add_argument("client", metavar="CLIENT")
+    create.add_argument("--label", help="a note kept with the key (who holds it, what for)")
+    listing = actions.add_parser("list", help="key ids, clients, created/revoked (never a token)")
+    listing.add_argument("--client", help="only this client's keys")
+    revoke = actions.add_parser("revoke", help="refuse KEY_ID from now on (both sites within 5 s)")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    rotate = actions.add_parser("rotate", help="a new key for KEY_ID's client, then revoke KEY_ID")
+    rotate.add_argument("key_id", metavar="KEY_ID")
+    for sub in (create, listing, revoke, rotate):
+        sub.add_argument("-i", "--inventory", action="append", required=True, help="Ansible inventory")
+        sub.add_argument("--limit", help="the API node to run on (default: the first of api_nodes)")
+        sub.add_argument("--vault-id", action="append", default=[], help="as ansible-playbook's")
+        sub.add_argument(
+            "--vault-password-file",
+            action="append",
+            default=[],
+            help="as ansible-playbook's; default: the inventory's lab-only password file, if any",
+        )
+        sub.set_defaults(func=cmd_keys)
+
+
+def api_argv(args: argparse.Namespace) -> list[str]:
+    """The arguments of ``puente-api keys`` for this invocation."""
+    if args.action == "create":
+        return ["create", args.client] + (["--label", args.label] if args.label else [])
+    if args.action == "list":
+        return ["list"] + (["--client", args.client] if args.client else [])
+    return [args.action, args.key_id]
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="puente-keys-") as tmp:
+        out = Path(tmp) / "output.json"
+        extra = Path(tmp) / "vars.json"
+        extra.write_text(json.dumps({"api_keys_argv": api_argv(args), "api_keys_output_file": str(out)}))
+        argv: list[str | Path] = [tool("ansible-playbook")]
+        for inventory in args.inventory:
+            argv += ["-i", inventory]
+        argv += ansible_args(args.inventory, args.vault_password_file, args.vault_id)
+        if args.limit:
+            argv += ["--limit", args.limit]
+        argv += [rel(PLAYBOOK), "-e", f"@{extra}"]
+        proc = run(argv, check=False, capture=True)
+        if not out.is_file():
+            print(proc.stdout[-4000:], file=sys.stderr)
+            print("puente keys: the playbook did not run the command (see its output above)", file=sys.stderr)
+            return proc.returncode or 1
+        result = json.loads(out.read_text())
+    if result["stderr"]:
+        print(result["stderr"], file=sys.stderr)
+    if result["stdout"]:
+        print(result["stdout"], flush=True)
+    return int(result["rc"]) or proc.returncode
