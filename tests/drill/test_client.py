@@ -1,6 +1,6 @@
 """The drill client's behaviour as a client: resolves through the (real, loopback) PowerDNS, verifies
 TLS for the NAME while connecting to the address, retries 503s with the SAME Idempotency-Key and
-X-Client-Id, does not retry a 4xx, and records every attempt.
+API key, does not retry a 4xx, and records every attempt.
 
 The HTTPS endpoint here is a scripted responder, not the API: these tests are about the client's
 conduct (the API's own semantics are tested in tests/api on a real PostgreSQL)."""
@@ -95,6 +95,7 @@ def _client(tls, pdns, port: int, name: str | None = None) -> tuple[DrillClient,
         port=port,
         ca_file=tls.ca,
         retry=RetryPolicy(base=0.01, cap=0.02, request_deadline=10),
+        api_key="pk_test_secret",
     )
     return DrillClient(cfg, log), log
 
@@ -110,8 +111,8 @@ def test_write_retried_with_the_same_key_until_acknowledged(tls, pdns, server):
     assert [a.error for a in attempts] == ["http_503", "http_503", None]
     assert final.ok and final.shipment_id and client.known == [final.shipment_id]
     keys = {h["Idempotency-Key"] for h in script.seen}
-    clients = {h["X-Client-Id"] for h in script.seen}
-    assert len(keys) == 1 and len(clients) == 1 and len(script.seen) == 3
+    clients = {h["Authorization"] for h in script.seen}
+    assert len(keys) == 1 and clients == {"Bearer pk_test_secret"} and len(script.seen) == 3
     assert {a.request for a in attempts} == {final.request}
     assert [a.try_no for a in attempts] == [1, 2, 3]
     assert {a.site for a in attempts} == {"loopback"}

@@ -2,7 +2,8 @@
 
 - resolves the API's name through the failover DNS and honours the TTL (``TtlResolver``);
 - connects to the address it got and verifies TLS against the lab CA for the NAME (SNI + hostname check);
-- writes with an Idempotency-Key and X-Client-Id, and retries the SAME key after a 503, 5xx, 409, 429,
+- authenticates with an API key (Authorization: Bearer);
+- writes with an Idempotency-Key, and retries the SAME key after a 503, 5xx, 409, 429,
   a connection error or a timeout, with capped exponential backoff and full jitter, honouring
   Retry-After; gives up on a request after ``request_deadline`` seconds;
 - reads back shipments it created (GET /v1/shipments/{id}); a GET is idempotent and retried the same way.
@@ -57,6 +58,9 @@ class ClientConfig:
     scheme: str = "https"
     ca_file: Path | None = None
     client_id: str = field(default_factory=lambda: f"drill-{uuid.uuid4().hex[:12]}")
+    """The client the API key belongs to (``puente keys create CLIENT``); its rows are the drill's."""
+    api_key: str = ""
+    """Sent as ``Authorization: Bearer``; the API takes the caller's identity from it alone."""
     connect_timeout: float = 1.0
     read_timeout: float = 3.0
     site_of_address: dict[str, str] = field(default_factory=dict)
@@ -151,7 +155,7 @@ class DrillClient:
         address = None
         headers = {
             "Host": cfg.name,
-            "X-Client-Id": cfg.client_id,
+            **self.auth_headers(),
             "X-Request-ID": f"{cfg.client_id}-{request}-{try_no}",
         }
         if key:
@@ -253,20 +257,31 @@ class DrillClient:
         """Read back one acknowledged shipment after the drill (404 = lost; retried otherwise)."""
         return self._request(VERIFY, "GET", f"/v1/shipments/{shipment_id}", shipment_id=shipment_id)
 
-    def get_json(self, path: str) -> tuple[int, dict[str, Any]]:
+    def auth_headers(self, api_key: str | None = None) -> dict[str, str]:
+        key = self.config.api_key if api_key is None else api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def get_json(self, path: str, api_key: str | None = None) -> tuple[int, dict[str, Any]]:
         """One plain GET through the DNS name (preflight): status and JSON body (empty if none)."""
+        status, data, _site = self.probe(path, api_key)
+        return status, data
+
+    def probe(self, path: str, api_key: str | None = None) -> tuple[int, dict[str, Any], str | None]:
+        """One GET through the DNS name, with this client's key or ``api_key``: status, JSON body, and
+        the site that answered."""
         cfg = self.config
         address = self.resolver.pick(cfg.name)
         response = self.http.get(
             f"{cfg.scheme}://{address}:{cfg.port}{path}",
-            headers={"Host": cfg.name, "X-Client-Id": cfg.client_id},
+            headers={"Host": cfg.name, **self.auth_headers(api_key)},
             extensions={"sni_hostname": cfg.name} if cfg.scheme == "https" else None,
         )
         try:
             data = response.json()
         except ValueError:
             data = {}
-        return response.status_code, data if isinstance(data, dict) else {}
+        site = response.headers.get(SITE_HEADER) or cfg.site_of_address.get(address)
+        return response.status_code, data if isinstance(data, dict) else {}, site
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:

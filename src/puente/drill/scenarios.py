@@ -16,9 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from puente.drill import cluster, faults, preflight, report, topology
 from puente.drill.attempts import AttemptLog, dump_jsonl
 from puente.drill.client import ClientConfig, DrillClient, Load, LoadShape
+from puente.drill.resolver import DnsError
+from puente.keys.cli import create as create_key
+from puente.lab import paths
 from puente.shell import ROOT, CommandError
 
 OUT_DIR = ROOT / ".cache" / "drill"
@@ -52,6 +57,8 @@ def say(msg: str) -> None:
 
 
 def _client(topo: topology.Topology, opts: DrillOptions, log: AttemptLog) -> DrillClient:
+    """The drill's client, authenticated with a key of its own made as an operator makes one
+    (``puente keys create``): the drill's rows are that client's."""
     if not (opts.dns_server or topo.dns_servers):
         raise preflight.PreflightError(["the inventory has no `dns` group and no --dns-server was given"])
     cfg = ClientConfig(
@@ -63,6 +70,8 @@ def _client(topo: topology.Topology, opts: DrillOptions, log: AttemptLog) -> Dri
         ca_file=opts.ca_file,
         site_of_address=dict(topo.edges),
     )
+    say(f"an API key for client {cfg.client_id}")
+    cfg.api_key = create_key(cfg.client_id, [paths.INVENTORY], label="drill")
     return DrillClient(cfg, log)
 
 
@@ -85,6 +94,9 @@ class Fault:
     needs_sites: tuple[str, ...]
     expect_failover: bool
     extra_problems: Callable[[], list[str]] = lambda: []
+    late_key: bool = False
+    """Create a second key just before the fault and expect it to work, at the end of the fault, on the
+    site that took over (keys live in the replicated database)."""
 
 
 def run_drill(
@@ -130,15 +142,25 @@ def run_drill(
     load = Load(client, opts.shape)
     sampler = cluster.PrimarySampler(topo.db_members) if topo.db_members else None
     lifted = False
+    late: dict[str, Any] | None = None
     try:
         load.start()
-        time.sleep(opts.warmup)
+        warm_until = clock() + opts.warmup
+        late_key = ""
+        if fault.late_key:
+            say("a second API key, just before the fault")
+            late_key = create_key(f"{client.config.client_id}-late", [paths.INVENTORY], label="drill")
+            late = {"created_at": clock() - t0}
+        time.sleep(max(0.0, warm_until - clock()))
         if sampler:
             sampler.start()
         fault_at = clock() - t0
         say(f"t={fault_at:.1f} s: {fault.name}")
         fault.inject()
         time.sleep(opts.hold)
+        if late is not None:
+            late.update(_late_key_probe(client, late_key))
+            late["checked_at"] = clock() - t0
         restore_at = clock() - t0
         say(f"t={restore_at:.1f} s: lifting the fault")
         fault.lift()
@@ -183,12 +205,40 @@ def run_drill(
     )
     result["client_id"] = client.config.client_id
     result["api_name"] = client.config.name
+    if late is not None:
+        result["late_key"] = late
+        result["checks"].append(
+            {
+                "name": "key_created_before_the_cut_works_after_it",
+                "ok": late.get("status") == 200 and late.get("site") != topology.PRIMARY_SITE,
+                "detail": f"key created at t={late['created_at']:.1f} s (fault at t={fault_at:.1f} s): "
+                f"{late.get('status')} from site {late.get('site')} at t={late['checked_at']:.1f} s",
+            }
+        )
+        result["passed"] = all(c["ok"] for c in result["checks"])
     result["cluster_before"] = members_before
     result["cluster_after"] = members_after
     dump_jsonl(attempts, out / "attempts.jsonl")
     (out / "report.json").write_text(json.dumps(result, indent=2, default=str))
     result["output_dir"] = str(out)
     return result
+
+
+def _late_key_probe(client: DrillClient, api_key: str) -> dict[str, Any]:
+    """One authenticated read with ``api_key`` through the failover name (retried for a few seconds)."""
+    status: int | None = None
+    site: str | None = None
+    error = None
+    for _ in range(5):
+        try:
+            status, _body, site = client.probe("/v1/shipments?limit=1", api_key)
+        except (DnsError, httpx.HTTPError) as exc:  # a failed probe is a finding of the report
+            error = f"{type(exc).__name__}: {exc}"
+            status = None
+        if status == 200:
+            break
+        time.sleep(1)
+    return {"status": status, "site": site, "error": error}
 
 
 def _db_facts(
@@ -262,6 +312,7 @@ def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]
         needs,
         expect_failover=True,
         extra_problems=lambda: preflight.check_no_cut(cut),
+        late_key=True,
     )
     return run_drill(topo, opts, fault)
 
