@@ -181,17 +181,18 @@ class Edge:
         scope[SCOPE_KEY] = caller
         if self.limiter is None:
             return None
-        decision = self.limiter.take(caller.client_id)
-        extra += decision.headers
-        if not decision.retry_after:
-            return None
         limiter = self.limiter
+        retry_after, field = limiter.take(caller.client_id)
+        extra.append(limiter.policy)
+        extra.append(field)
+        if not retry_after:
+            return None
         refusal = Problem(
             429,
             "rate-limited",
             f"This client is over its rate limit on this API node ({limiter.rate:g} requests/s, bursts of"
-            f" {limiter.burst:g}); retry in {decision.retry_after} s.",
-            headers={"Retry-After": str(decision.retry_after)},
+            f" {limiter.burst:g}); retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
         )
         refusal.extra["violated-policies"] = ["default"]  # the draft's quota-exceeded member
         return refusal

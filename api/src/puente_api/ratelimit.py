@@ -15,16 +15,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 Header = tuple[bytes, bytes]
 # Past this many buckets, the full ones (a client idle long enough) are dropped: same as absent.
 MAX_CLIENTS = 100_000
-
-
-class Decision(NamedTuple):
-    retry_after: int  # 0: go ahead; else 429 and the seconds to wait
-    headers: list[Header]
 
 
 class RateLimiter:
@@ -41,13 +35,16 @@ class RateLimiter:
         self.burst = float(burst)
         self.window = max(1, math.ceil(burst / per_second))
         self.quota = per_second * self.window
-        self._policy: Header = (b"ratelimit-policy", b'"default";q=%d;w=%d' % (self.quota, self.window))
+        # the RateLimit-Policy field: the same on every answer
+        self.policy: Header = (b"ratelimit-policy", b'"default";q=%d;w=%d' % (self.quota, self.window))
         self._clock = clock
         self._max_clients = max_clients
         # client id -> [tokens, when they were counted]
         self._buckets: dict[str, list[float]] = {}
 
-    def take(self, client_id: str) -> Decision:
+    def take(self, client_id: str) -> tuple[int, Header]:
+        """Count one request of ``client_id``: (0, its RateLimit field) when it may go ahead, else
+        (the seconds to wait, its RateLimit field) -- a 429. Per request, so kept to plain arithmetic."""
         now = self._clock()
         bucket = self._buckets.get(client_id)
         if bucket is None:
@@ -56,16 +53,18 @@ class RateLimiter:
             bucket = self._buckets[client_id] = [self.burst, now]
             tokens = self.burst
         else:
-            tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
         bucket[1] = now
         if tokens >= 1.0:
             tokens -= 1.0
             bucket[0] = tokens
-            full_in = math.ceil((self.burst - tokens) / self.rate)
-            return Decision(0, [self._policy, (b"ratelimit", b'"default";r=%d;t=%d' % (tokens, full_in))])
+            full_in = -((tokens - self.burst) // self.rate)  # ceil((burst - tokens) / rate)
+            return 0, (b"ratelimit", b'"default";r=%d;t=%d' % (tokens, full_in))
         bucket[0] = tokens
         wait = max(1, math.ceil((1.0 - tokens) / self.rate))
-        return Decision(wait, [self._policy, (b"ratelimit", b'"default";r=0;t=%d' % wait)])
+        return wait, (b"ratelimit", b'"default";r=0;t=%d' % wait)
 
     def _drop_full(self, now: float) -> None:
         for client_id in [
