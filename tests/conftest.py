@@ -122,3 +122,13 @@ def node(lab) -> Callable[[str], testinfra.host.Host]:
         return hosts[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def api_key(lab) -> str:
+    """A key of the lab's API for the tests' requests, made as an operator makes one (puente keys create)."""
+    import uuid
+
+    from puente.keys.cli import create
+
+    return create(f"tests-{uuid.uuid4().hex[:8]}", [INVENTORY], label="tests")

@@ -35,8 +35,13 @@ SHIPMENT = {
 
 
 @pytest.fixture(scope="module")
-def client():
-    with httpx.Client(base_url=URL, verify=ssl.create_default_context(cafile=CA), timeout=10) as c:
+def client(api_key: str):
+    with httpx.Client(
+        base_url=URL,
+        verify=ssl.create_default_context(cafile=CA),
+        timeout=10,
+        headers={"Authorization": f"Bearer {api_key}"},
+    ) as c:
         yield c
 
 

@@ -64,7 +64,8 @@ class LoadResult:
 class Load:
     """Fixed-rate traffic through the gateway, in a thread of its own, until stop()."""
 
-    def __init__(self, rate: float = RATE) -> None:
+    def __init__(self, api_key: str, rate: float = RATE) -> None:
+        self.api_key = api_key
         self.rate = rate
         self.result = LoadResult()
         self._stop = threading.Event()
@@ -94,6 +95,7 @@ class Load:
             verify=ssl.create_default_context(cafile=CA),
             timeout=CLIENT_TIMEOUT_S,
             limits=limits,
+            headers={"Authorization": f"Bearer {self.api_key}"},
         ) as client:
             tasks: set[asyncio.Task[None]] = set()
             start = time.monotonic()
@@ -196,10 +198,10 @@ def _build_release(tmp: Path, version: str, *, broken: bool = False) -> Path:
     return house
 
 
-def test_api_node_killed_under_load(node: Callable) -> None:
+def test_api_node_killed_under_load(node: Callable, api_key: str) -> None:
     api1 = node("onprem-api1")
     try:
-        with Load() as load:
+        with Load(api_key) as load:
             time.sleep(10)
             # The API's processes die at once (in-flight requests with them) and stay down for 20 s.
             api1.check_output(
@@ -229,10 +231,12 @@ def original_release(node: Callable):
 
 # A deploy restarts every API node in turn: minutes on a busy 2-core machine (bounded, not timed).
 @pytest.mark.timeout(2400)
-def test_rolling_deploy_under_load(node: Callable, tmp_path: Path, original_release: dict[str, str]) -> None:
+def test_rolling_deploy_under_load(
+    node: Callable, tmp_path: Path, original_release: dict[str, str], api_key: str
+) -> None:
     version = f"{_installed_version()}.post9001"
     house = _build_release(tmp_path, version)
-    with Load() as load:
+    with Load(api_key) as load:
         time.sleep(5)
         rc, out, deploy_s = _playbook(
             "playbooks/deploy.yml", "-e", f"api_version={version}", "-e", f"api_wheelhouse_dir={house}"
@@ -245,7 +249,7 @@ def test_rolling_deploy_under_load(node: Callable, tmp_path: Path, original_rele
         served = node(EDGE).check_output(f"curl -s -m 5 http://{ip}:8080/openapi.json")
         assert f'"version":"{version}"' in served.replace(" ", "")
     # ...and back to the original release, also under load.
-    with Load() as back:
+    with Load(api_key) as back:
         rc, out, back_s = _playbook("playbooks/deploy.yml", "-e", f"api_version={_installed_version()}")
     print(f"deploy back: {back_s:.0f} s; {back.result.summary()}")
     assert rc == 0, out[-6000:]
@@ -256,11 +260,11 @@ def test_rolling_deploy_under_load(node: Callable, tmp_path: Path, original_rele
 
 @pytest.mark.timeout(1800)
 def test_failed_gate_rolls_back_and_stops_under_load(
-    node: Callable, tmp_path: Path, original_release: dict[str, str]
+    node: Callable, tmp_path: Path, original_release: dict[str, str], api_key: str
 ) -> None:
     version = f"{_installed_version()}.post9002"
     house = _build_release(tmp_path, version, broken=True)
-    with Load() as load:
+    with Load(api_key) as load:
         rc, out, _ = _playbook(
             "playbooks/deploy.yml", "-e", f"api_version={version}", "-e", f"api_wheelhouse_dir={house}",
             "-e", "api_readyz_retries=10",
@@ -284,10 +288,10 @@ def _lab_scale(count: int) -> tuple[int, str]:
 
 
 @pytest.mark.timeout(2400)
-def test_scale_out_under_load(node: Callable) -> None:
+def test_scale_out_under_load(node: Callable, api_key: str) -> None:
     stat = "echo 'show stat -1 4 -1' | socat stdio unix-connect:/run/haproxy/admin.sock"
     try:
-        with Load() as load:
+        with Load(api_key) as load:
             rc, out = _lab_scale(3)
             assert rc == 0, out[-6000:]
             _wait_ready_in_haproxy(node, "onprem-api3")
@@ -296,7 +300,7 @@ def test_scale_out_under_load(node: Callable) -> None:
         col = lines[0].lstrip("# ").split(",").index("stot")
         sessions = {f[1]: int(f[col]) for f in (line.split(",") for line in lines[1:]) if f[0] == "api"}
     finally:
-        with Load() as down:
+        with Load(api_key) as down:
             rc_down, out_down = _lab_scale(2)
     print(f"scale out: {load.result.summary()}; scale in: {down.result.summary()}")
     assert sessions.get("onprem-api3", 0) > 0, sessions
