@@ -184,15 +184,19 @@ EXAMPLE_SHIPMENT = (
 
 def _print_urls(lab: inventory.Lab) -> None:
     cacert = ansible.rel(paths.CA_DIR / "ca.crt")
+    print("\nAn API key (every /v1 request needs one; the token is the last line):", flush=True)
+    inventory_dir = ansible.rel(paths.INVENTORY)
+    print(f"  KEY=$(.venv/bin/puente keys create demo -i {inventory_dir} | tail -1)", flush=True)
     for url in gateway_urls(lab):
         print(f"\nThe API through the gateway: {url}", flush=True)
         print(
-            f"  curl --cacert {cacert} -H 'Content-Type: application/json' \\\n"
+            f'  curl --cacert {cacert} -H "Authorization: Bearer $KEY" \\\n'
+            f"       -H 'Content-Type: application/json' \\\n"
             f'       -H "Idempotency-Key: \\"$(cat /proc/sys/kernel/random/uuid)\\"" \\\n'
             f"       -d '{EXAMPLE_SHIPMENT}' {url}v1/shipments",
             flush=True,
         )
-        print(f"  curl --cacert {cacert} {url}v1/shipments/ID", flush=True)
+        print(f'  curl --cacert {cacert} -H "Authorization: Bearer $KEY" {url}v1/shipments/ID', flush=True)
     _print_failover_dns(lab, cacert)
 
 
