@@ -66,6 +66,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
         "aws:wafv2/webAcl:WebAcl",
+        "aws:wafv2/ipSet:IpSet",
         "aws:ebs/volume:Volume",
         "aws:rds/cluster:Cluster",
         "aws:dynamodb/table:Table",

@@ -1,9 +1,19 @@
-"""Edge: the public ALB (HTTPS only, ACM, HTTP->HTTPS redirect, access logs), WAF, API Gateway HTTP API."""
+"""Edge: the public ALB (HTTPS only, ACM, HTTP->HTTPS redirect, access logs), WAF, API Gateway HTTP API.
+
+Authentication is the API's own (its outermost layer checks `Authorization: Bearer <API key>` against the
+keys in the replicated database, on both sites): the edge declares no second check, it makes sure every
+public path ends in that one. Both public paths (the ALB directly, and API Gateway -> VPC link -> the same
+ALB listener) reach the API's target group and nothing else, pass `Authorization` unchanged, never pass a
+client's `X-Client-Id` (API Gateway removes it; the ALB cannot remove a request header, so its WAF refuses
+a request carrying one), and serve `/metrics` only to the monitoring networks (docs/CLOUD.md,
+Authentication at the cloud edge).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -14,6 +24,40 @@ from .network import Network
 # TLS 1.2+ with TLS 1.3 preferred (AWS's recommended policy for ALBs).
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 ANYWHERE = "0.0.0.0/0"
+# The header the API used to take a caller's word for; header names are case-insensitive (WAF wants them
+# in lower case).
+CLIENT_ID_HEADER = "x-client-id"
+# What API Gateway's parameter mapping `remove:` takes as its value (an empty quoted string, as AWS
+# stores it; a bare "" is what the provider sends to delete a mapping).
+REMOVE = "''"
+# Open in the API (no key needed) but not public: Prometheus's scrape path.
+METRICS_PATH = "/metrics"
+
+
+def _problem(status: int, title: str, detail: str) -> str:
+    """An RFC 9457 problem document for a WAF custom response (WAF sets the content type itself:
+    application/json, it cannot send application/problem+json)."""
+    return json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+
+
+# WAF custom response bodies: key -> (status, body).
+CLIENT_ID_REFUSED = "client-id-header"
+METRICS_REFUSED = "metrics-not-public"
+RESPONSES = {
+    CLIENT_ID_REFUSED: (
+        400,
+        _problem(
+            400,
+            "Bad Request",
+            "X-Client-Id is not accepted: the caller is the client of its API key "
+            "(Authorization: Bearer <key>). Send the request without X-Client-Id.",
+        ),
+    ),
+    METRICS_REFUSED: (
+        403,
+        _problem(403, "Forbidden", "/metrics is served to the monitoring networks only."),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +70,9 @@ class EdgeArgs:
     waf_rate_limit: int
     access_log_retention_days: int
     production: bool
+    # Who may read /metrics through the ALB: the on-prem networks (over the VPN, to the ALB's private
+    # addresses). Never the VPC: API Gateway's VPC link reaches the ALB from the VPC's private subnets.
+    monitoring_cidrs: tuple[str, ...]
 
 
 class Edge(Component):
@@ -132,7 +179,7 @@ class Edge(Component):
             tags=tags(self.child("http-redirect")),
             opts=self.opts(parent=self.load_balancer),
         )
-        self._waf(args.waf_rate_limit)
+        self._waf(args.waf_rate_limit, args.monitoring_cidrs)
         self._api_gateway(net, args.fqdn)
         self.dns_name = self.load_balancer.dns_name
         self.zone_id = self.load_balancer.zone_id
@@ -241,31 +288,97 @@ class Edge(Component):
         )
         return validation.certificate_arn
 
-    def _waf(self, limit: int) -> None:
+    def _waf(self, limit: int, monitoring_cidrs: tuple[str, ...]) -> None:
+        """The web ACL of the ALB. It sees every request of both public paths (API Gateway's too, as they
+        arrive from the VPC link): a per-IP rate limit, a request carrying X-Client-Id refused, /metrics
+        refused unless it comes from the monitoring networks."""
         name = self.child("waf")
         metric = name.replace("-", "")
+        monitoring = aws.wafv2.IpSet(
+            f"{name}-monitoring",
+            scope="REGIONAL",
+            ip_address_version="IPV4",
+            addresses=list(monitoring_cidrs),
+            description="Networks that may read /metrics through the ALB, the on-prem site over the VPN",
+            tags=self.tags(f"{name}-monitoring"),
+            opts=self.opts(),
+        )
+
+        def visibility(suffix: str) -> dict[str, Any]:
+            return {
+                "cloudwatch_metrics_enabled": True,
+                "metric_name": f"{metric}{suffix}",
+                "sampled_requests_enabled": True,
+            }
+
+        def refuse(key: str) -> dict[str, Any]:
+            status = RESPONSES[key][0]
+            return {"block": {"custom_response": {"response_code": status, "custom_response_body_key": key}}}
+
         acl = aws.wafv2.WebAcl(
             name,
             scope="REGIONAL",
             default_action={"allow": {}},
+            custom_response_bodies=[
+                {"key": key, "content": body, "content_type": "APPLICATION_JSON"}
+                for key, (_, body) in RESPONSES.items()
+            ],
             rules=[
                 {
                     "name": "rate-limit-per-ip",
                     "priority": 1,
                     "action": {"block": {}},
                     "statement": {"rate_based_statement": {"limit": limit, "aggregate_key_type": "IP"}},
-                    "visibility_config": {
-                        "cloudwatch_metrics_enabled": True,
-                        "metric_name": f"{metric}RateLimit",
-                        "sampled_requests_enabled": True,
+                    "visibility_config": visibility("RateLimit"),
+                },
+                {
+                    # The ALB forwards every request header and has no action that removes one: a request
+                    # naming its own client is refused (the API would ignore the header; the edge makes
+                    # sure it never even reaches it, as the on-prem gateway does by removing it).
+                    "name": "refuse-client-id-header",
+                    "priority": 2,
+                    "action": refuse(CLIENT_ID_REFUSED),
+                    "statement": {
+                        "size_constraint_statement": {
+                            "field_to_match": {"single_header": {"name": CLIENT_ID_HEADER}},
+                            "comparison_operator": "GT",
+                            "size": 0,
+                            "text_transformations": [{"priority": 0, "type": "NONE"}],
+                        }
                     },
-                }
+                    "visibility_config": visibility("ClientIdHeader"),
+                },
+                {
+                    # The path decoded and normalised as the API's router sees it (/%6detrics, //metrics).
+                    "name": "metrics-only-from-monitoring",
+                    "priority": 3,
+                    "action": refuse(METRICS_REFUSED),
+                    "statement": {
+                        "and_statement": {
+                            "statements": [
+                                {
+                                    "byte_match_statement": {
+                                        "field_to_match": {"uri_path": {}},
+                                        "positional_constraint": "STARTS_WITH",
+                                        "search_string": METRICS_PATH,
+                                        "text_transformations": [
+                                            {"priority": 0, "type": "URL_DECODE"},
+                                            {"priority": 1, "type": "NORMALIZE_PATH"},
+                                        ],
+                                    }
+                                },
+                                {
+                                    "not_statement": {
+                                        "statement": {"ip_set_reference_statement": {"arn": monitoring.arn}}
+                                    }
+                                },
+                            ]
+                        }
+                    },
+                    "visibility_config": visibility("MetricsNotPublic"),
+                },
             ],
-            visibility_config={
-                "cloudwatch_metrics_enabled": True,
-                "metric_name": metric,
-                "sampled_requests_enabled": True,
-            },
+            visibility_config=visibility(""),
             tags=self.tags(name),
             opts=self.opts(),
         )
@@ -317,14 +430,23 @@ class Edge(Component):
             integration_uri=self.https_listener.arn,
             payload_format_version="1.0",
             tls_config={"server_name_to_verify": fqdn},
-            # Without this the stage name would prefix every path sent to the ALB.
-            request_parameters={"overwrite:path": "$request.path"},
+            request_parameters={
+                # Without this the stage name would prefix every path sent to the ALB.
+                "overwrite:path": "$request.path",
+                # A client's own X-Client-Id never reaches the API (the on-prem gateway removes it too).
+                # Authorization is not mapped: it is a reserved header API Gateway passes on unchanged.
+                f"remove:header.{CLIENT_ID_HEADER}": REMOVE,
+            },
             opts=self.opts(parent=api),
         )
+        # The only route: every method and path, to the API. No authorizer here: the API checks the key
+        # itself, against its one key store (an authorizer would be a second check to keep in step); no
+        # route answers on the API's behalf.
         aws.apigatewayv2.Route(
             name,
             api_id=api.id,
             route_key="$default",
+            authorization_type="NONE",
             target=integration.id.apply(lambda i: f"integrations/{i}"),
             opts=self.opts(parent=api),
         )

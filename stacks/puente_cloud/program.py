@@ -38,6 +38,8 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
             waf_rate_limit=cfg.edge.waf_rate_limit,
             access_log_retention_days=cfg.edge.access_log_retention_days,
             production=cfg.production,
+            # /metrics through the ALB: from the on-prem site (its monitoring, over the VPN) only
+            monitoring_cidrs=cfg.network.onprem_cidrs,
         ),
         tags,
     )
