@@ -12,26 +12,17 @@ import json
 import socket
 import ssl
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
+from lab_requests import CA, EDGES, SHIPMENT
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
-REPO = Path(__file__).resolve().parents[2]
-CA = REPO / ".cache" / "lab" / "ca" / "ca.crt"
 EDGE = "onprem-edge1"
-EDGE_IP = "10.89.1.10"
+EDGE_IP = EDGES["onprem"]
 URL = f"https://{EDGE_IP}"
 ACCESS_LOG = "/var/log/nginx/puente-access.json"
-SHIPMENT = {
-    "sender": {"name": "Ada Sender", "street": "1 Main St", "city": "Lisbon", "postal_code": "1000-001",
-               "country": "PT"},
-    "recipient": {"name": "Bob Recipient", "street": "2 High St", "city": "Porto", "postal_code": "4000-001",
-                  "country": "PT"},
-    "parcels": [{"weight_grams": 1200, "length_cm": 30, "width_cm": 20, "height_cm": 10}],
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

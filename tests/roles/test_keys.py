@@ -14,26 +14,16 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from lab_requests import CA, EDGES, REPO
+from lab_requests import SHIPMENT as BASE_SHIPMENT
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
-REPO = Path(__file__).resolve().parents[2]
 INVENTORY = "inventories/lab"
-CA = REPO / ".cache" / "lab" / "ca" / "ca.crt"
-EDGES = {"onprem": "10.89.1.10", "cloud": "10.89.2.10"}
-SHIPMENT = {
-    "service": "standard",
-    "reference": "keys-test",
-    "sender": {"name": "Alice Sender", "street": "1 Main St", "city": "Lisbon", "postal_code": "1000-001",
-               "country": "PT"},
-    "recipient": {"name": "Bob Recipient", "street": "2 High St", "city": "Porto", "postal_code": "4000-001",
-                  "country": "PT"},
-    "parcels": [{"weight_grams": 1200, "length_cm": 30, "width_cm": 20, "height_cm": 10}],
-}  # fmt: skip
+SHIPMENT = {**BASE_SHIPMENT, "service": "standard", "reference": "keys-test"}
 EVENT = {"type": "picked_up", "occurred_at": "2026-01-02T08:00:00Z"}
 REVOKED_WITHIN_S = 5.0
 

@@ -29,25 +29,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lab_requests import CA, EDGES, REPO, SHIPMENT
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.destructive, pytest.mark.usefixtures("lab")]
 
-REPO = Path(__file__).resolve().parents[2]
-CA = REPO / ".cache" / "lab" / "ca" / "ca.crt"
 WHEELHOUSE = REPO / ".cache" / "wheelhouse"
-URL = "https://10.89.1.10"
+URL = f"https://{EDGES['onprem']}"
 EDGE = "onprem-edge1"
 API_NODES = {"onprem-api1": "10.89.1.21", "onprem-api2": "10.89.1.22"}
 # Requests per second: well under the gateway's per-client rate limit, enough for a few thousand requests.
 RATE = 20.0
 CLIENT_TIMEOUT_S = 40.0
-SHIPMENT = {
-    "sender": {"name": "Load Sender", "street": "1 Main St", "city": "Lisbon", "postal_code": "1000-001",
-               "country": "PT"},
-    "recipient": {"name": "Load Recipient", "street": "2 High St", "city": "Porto", "postal_code": "4000-001",
-                  "country": "PT"},
-    "parcels": [{"weight_grams": 900, "length_cm": 20, "width_cm": 15, "height_cm": 10}],
-}  # fmt: skip
 
 
 @dataclass
