@@ -1,5 +1,5 @@
 """The policies of the `puente-guardrails` pack. Each is a plain validate function, a kebab-case name,
-a description and a remediation hint; tests/stacks/test_policies.py gives each its own failing case.
+a description and a remediation hint; tests/stacks/test_stacks_policies.py gives each its own failing case.
 
 Properties arrive as the engine sends them: camelCase names, numbers as floats, lists and dicts as
 read-only proxies (copy them with list()/dict() before combining).
@@ -7,6 +7,7 @@ read-only proxies (copy them with list()/dict() before combining).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -361,6 +362,247 @@ def database_endpoint_follows_leader(args: ResourceValidationArgs, report: Repor
         )
 
 
+# --- the public edge ends in the API's own authentication ----------------------------------------------
+# The API authenticates every request itself (Authorization: Bearer <API key>, checked against the keys in
+# the replicated database); the edge must lead every public request there, untouched where it matters.
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+HTTP_API_ROUTE = "aws:apigatewayv2/route:Route"
+HTTP_API_INTEGRATION = "aws:apigatewayv2/integration:Integration"
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+IP_SET = "aws:wafv2/ipSet:IpSet"
+VPC = "aws:ec2/vpc:Vpc"
+CLIENT_ID_HEADER = "x-client-id"
+AUTHORIZATION_HEADER = "authorization"
+METRICS_PATH = "/metrics"
+# Targets that are the API's processes (instances running its pods, or the pods' addresses); a Lambda or
+# another load balancer behind a public listener would answer in its place.
+API_TARGET_TYPES = ("instance", "ip")
+# Where monitoring networks may be: private address space (RFC 1918, RFC 6598 shared space, IPv6 ULA).
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+
+def _private(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    return any(
+        net.subnet_of(p)  # type: ignore[arg-type]  # same version: checked first
+        for p in PRIVATE_NETWORKS
+        if p.version == net.version
+    )
+
+
+def _deps(r: PolicyResource, prop: str, type_: str) -> list[PolicyResource]:
+    """The resources of `type_` a property of `r` was computed from (known even during a preview)."""
+    return [d for d in r.property_dependencies.get(prop, []) if d.resource_type == type_]
+
+
+def _urns(r: PolicyResource, prop: str) -> set[str]:
+    return {d.urn for d in r.property_dependencies.get(prop, [])}
+
+
+def _mapping_header(key: str) -> tuple[str, str] | None:
+    """`overwrite:header.X-Client-Id` -> ("overwrite", "x-client-id"); None for other mapping keys."""
+    action, _, target = key.partition(":")
+    if not target.lower().startswith("header."):
+        return None
+    return action.lower(), target[len("header.") :].lower()
+
+
+def _block_rules(acl: PolicyResource) -> list[tuple[float, Any]]:
+    """(priority, statement) of the web ACL's rules that block."""
+    out = []
+    for rule in _items(acl.props.get("rules")):
+        if _has(rule.get("action") or {}, "block"):
+            out.append((float(rule.get("priority") or 0), rule.get("statement") or {}))
+    return out
+
+
+def _refusing(acls: Iterable[PolicyResource], refuses: Any) -> list[tuple[PolicyResource, list[str]]]:
+    """(web ACL, the allow rules it evaluates first) for every ACL with a block rule `refuses` accepts;
+    an allow rule of a lower priority number ends the evaluation before the block is reached."""
+    found = []
+    for acl in acls:
+        for priority, statement in _block_rules(acl):
+            if refuses(statement):
+                allowed_first = [
+                    str(rule.get("name"))
+                    for rule in _items(acl.props.get("rules"))
+                    if _has(rule.get("action") or {}, "allow") and float(rule.get("priority") or 0) < priority
+                ]
+                found.append((acl, allowed_first))
+    return found
+
+
+def _refuses_client_id(statement: Mapping[str, Any]) -> bool:
+    size = statement.get("sizeConstraintStatement")
+    if not size:
+        return False
+    header = _get(size, "fieldToMatch", "singleHeader", "name")
+    op, limit = size.get("comparisonOperator"), float(size.get("size") or 0)
+    present = (op == "GT" and limit == 0) or (op == "GE" and limit <= 1)
+    return str(header).lower() == CLIENT_ID_HEADER and present
+
+
+def _matches_metrics_path(statement: Mapping[str, Any]) -> bool:
+    match = statement.get("byteMatchStatement")
+    return bool(
+        match
+        and _has(match.get("fieldToMatch") or {}, "uriPath")
+        and match.get("positionalConstraint") in ("STARTS_WITH", "EXACTLY")
+        and match.get("searchString") == METRICS_PATH
+    )
+
+
+def _source_in_ip_set(statement: Mapping[str, Any]) -> bool:
+    """An IP set match on the connection's source address (not on X-Forwarded-For, which a client
+    writes itself)."""
+    ref = statement.get("ipSetReferenceStatement")
+    return ref is not None and not _has(ref, "ipSetForwardedIpConfig")
+
+
+def _refuses_public_metrics(statement: Mapping[str, Any]) -> bool:
+    """Matches /metrics, alone or AND-ed with NOT(source address in an IP set) only."""
+    if _matches_metrics_path(statement):
+        return True
+    parts = _items(_get(statement, "andStatement", "statements"))
+    if not any(_matches_metrics_path(p) for p in parts):
+        return False
+    exceptions = [p for p in parts if not _matches_metrics_path(p)]
+    return all(_source_in_ip_set(_get(p, "notStatement", "statement") or {}) for p in exceptions)
+
+
+class _Edge:
+    """The stack's public edge: which load balancers the internet reaches (directly, or through an API
+    Gateway integration), their listeners and web ACLs."""
+
+    def __init__(self, resources: Iterable[PolicyResource]) -> None:
+        self.resources = list(resources)
+        self.integrations = self.of(HTTP_API_INTEGRATION)
+        behind_gateway = {lb.urn for i in self.integrations for lb in self.integration_load_balancers(i)}
+        self.internet_facing = {r.urn for r in self.of(LOAD_BALANCER) if r.props.get("internal") is not True}
+        self.public = [r for r in self.of(LOAD_BALANCER) if r.urn in self.internet_facing | behind_gateway]
+
+    def of(self, type_: str) -> list[PolicyResource]:
+        return [r for r in self.resources if r.resource_type == type_]
+
+    def integration_load_balancers(self, integration: PolicyResource) -> list[PolicyResource]:
+        listeners = _deps(integration, "integrationUri", LISTENER)
+        return [lb for listener in listeners for lb in _deps(listener, "loadBalancerArn", LOAD_BALANCER)]
+
+    def listeners(self, lb: PolicyResource) -> list[PolicyResource]:
+        return [r for r in self.of(LISTENER) if lb.urn in _urns(r, "loadBalancerArn")]
+
+    def rules(self, listener: PolicyResource) -> list[PolicyResource]:
+        return [r for r in self.of(LISTENER_RULE) if listener.urn in _urns(r, "listenerArn")]
+
+    def web_acls(self, lb: PolicyResource) -> list[PolicyResource]:
+        return [
+            acl
+            for a in self.of(WEB_ACL_ASSOCIATION)
+            if lb.urn in _urns(a, "resourceArn")
+            for acl in _deps(a, "webAclArn", WEB_ACL)
+        ]
+
+
+def _answers_for_the_api(r: PolicyResource, actions_prop: str) -> list[str]:
+    """What in a listener's (or listener rule's) actions answers instead of the API."""
+    problems = []
+    for action in _items(r.props.get(actions_prop)):
+        kind = action.get("type")
+        status = str(_get(action, "fixedResponse", "statusCode") or "")
+        if kind == "fixed-response" and status[:1] not in ("4", "5"):
+            problems.append(f"a fixed-response {status} answers without the API")
+    for tg in _deps(r, actions_prop, TARGET_GROUP):
+        if tg.props.get("targetType") not in API_TARGET_TYPES:
+            problems.append(f"it forwards to target group {tg.name} of type {tg.props.get('targetType')}")
+    return problems
+
+
+def edge_ends_in_the_api_check(args: StackValidationArgs, report: ReportViolation) -> None:
+    edge = _Edge(args.resources)
+    for route in edge.of(HTTP_API_ROUTE):
+        if not _deps(route, "target", HTTP_API_INTEGRATION):
+            report(
+                f"API Gateway route {route.name} has no integration: it answers without the API",
+                route.urn,
+            )
+    for i in edge.integrations:
+        where = f"API Gateway integration {i.name}"
+        if i.props.get("integrationType") != "HTTP_PROXY" or not edge.integration_load_balancers(i):
+            report(f"{where} does not proxy to a load balancer listener in front of the API", i.urn)
+        mappings = dict(i.props.get("requestParameters") or {})
+        actions = {}
+        for key, value in mappings.items():
+            header = _mapping_header(key)
+            if header is None:
+                continue
+            if header[1] == AUTHORIZATION_HEADER:
+                report(f"{where} maps {key}: Authorization must reach the API unchanged", i.urn)
+            if header[1] == CLIENT_ID_HEADER:
+                actions[header[0]] = str(value)
+        client_value_kept = "append" in actions or "$request." in actions.get("overwrite", "")
+        if client_value_kept or not ({"remove", "overwrite"} & set(actions)):
+            report(
+                f"{where} passes a client's X-Client-Id on: map remove:header.{CLIENT_ID_HEADER} (or "
+                "overwrite it with a value that is not the request's)",
+                i.urn,
+            )
+        if mappings.get("overwrite:path", "$request.path") != "$request.path":
+            report(f"{where} rewrites every path to {mappings['overwrite:path']!r}", i.urn)
+    for lb in edge.public:
+        for listener in edge.listeners(lb):
+            targets = [(listener, "defaultActions")] + [(r, "actions") for r in edge.rules(listener)]
+            for r, prop in targets:
+                for problem in _answers_for_the_api(r, prop):
+                    report(f"public load balancer {lb.name}, {r.resource_type} {r.name}: {problem}", r.urn)
+        if lb.urn not in edge.internet_facing:
+            continue  # reached through API Gateway only: the integration removes the header
+        refusing = _refusing(edge.web_acls(lb), _refuses_client_id)
+        if not refusing:
+            report(
+                f"internet-facing load balancer {lb.name} passes a client's X-Client-Id to the API: a load "
+                "balancer cannot remove a request header, so its web ACL must block a request carrying one",
+                lb.urn,
+            )
+        for acl, allowed_first in refusing:
+            for name in allowed_first:
+                report(f"web ACL {acl.name}: rule {name} allows before X-Client-Id is refused", acl.urn)
+
+
+def metrics_not_public(args: StackValidationArgs, report: ReportViolation) -> None:
+    """/metrics (open in the API) only from the monitoring networks: private, and outside every VPC of the
+    stack (an API Gateway VPC link reaches the load balancer from inside the VPC)."""
+    edge = _Edge(args.resources)
+    vpcs = [ipaddress.ip_network(str(v.props["cidrBlock"])) for v in edge.of(VPC) if v.props.get("cidrBlock")]
+    for lb in edge.public:
+        refusing = _refusing(edge.web_acls(lb), _refuses_public_metrics)
+        if not refusing:
+            report(
+                f"public load balancer {lb.name} serves {METRICS_PATH} to anyone: give it a web ACL rule "
+                f"that blocks {METRICS_PATH} unless the source is a monitoring network",
+                lb.urn,
+            )
+        for acl, allowed_first in refusing:
+            for name in allowed_first:
+                report(f"web ACL {acl.name}: rule {name} allows before {METRICS_PATH} is refused", acl.urn)
+            for ip_set in _deps(acl, "rules", IP_SET):
+                for cidr in _items(ip_set.props.get("addresses")):
+                    net = ipaddress.ip_network(str(cidr), strict=False)
+                    inside = [str(v) for v in vpcs if v.version == net.version and net.overlaps(v)]
+                    if not _private(net) or inside:
+                        where = f"inside the VPC {inside[0]}" if inside else "not a private network"
+                        report(
+                            f"web ACL {acl.name} serves {METRICS_PATH} to {cidr} ({where}) through IP set "
+                            f"{ip_set.name}",
+                            ip_set.urn,
+                        )
+
+
 def _rp(name: str, description: str, validate: Any, remediation: str) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(
         name=name, description=description, validate=validate, remediation_steps=remediation
@@ -434,6 +676,21 @@ POLICIES = [
         database_endpoint_follows_leader,
         "Give the target group an HTTP health check on port 8008, path /primary (writes) or "
         "/read-only-sync (reads).",
+    ),
+    _sp(
+        "edge-ends-in-the-api-check",
+        "Every public path (ALB, API Gateway) ends in the API's own authentication: Authorization passed "
+        "unchanged, a client's X-Client-Id never passed, nothing answering on the API's behalf.",
+        edge_ends_in_the_api_check,
+        "Route API Gateway to the API's listener with remove:header.x-client-id and no Authorization "
+        "mapping; forward public listeners to the API's target group; give internet-facing load "
+        "balancers a web ACL rule blocking requests that carry X-Client-Id.",
+    ),
+    _sp(
+        "metrics-not-public",
+        "/metrics through a public load balancer only from private monitoring networks outside the VPC.",
+        metrics_not_public,
+        "Add a web ACL rule blocking /metrics unless the source is in an IP set of the monitoring networks.",
     ),
     _sp(
         "hpa-and-pdb-present",

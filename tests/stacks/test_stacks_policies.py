@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pulumi
@@ -113,6 +115,140 @@ def _deployment_without_hpa_and_pdb() -> None:
     )
 
 
+# A public edge shaped like the stacks': internet-facing ALB -> HTTPS listener -> the API's target group,
+# its web ACL, and API Gateway -> VPC link -> that listener. Each keyword breaks one thing.
+REMOVE_CLIENT_ID = {"overwrite:path": "$request.path", "remove:header.x-client-id": "''"}
+CLIENT_ID_RULE = {
+    "name": "refuse-client-id-header",
+    "priority": 2,
+    "action": {"block": {}},
+    "statement": {
+        "size_constraint_statement": {
+            "field_to_match": {"single_header": {"name": "x-client-id"}},
+            "comparison_operator": "GT",
+            "size": 0,
+            "text_transformations": [{"priority": 0, "type": "NONE"}],
+        }
+    },
+}
+
+
+def _visible(rule: dict[str, Any]) -> dict[str, Any]:
+    metric = rule["name"].replace("-", "")
+    return {
+        **rule,
+        "visibility_config": {
+            "cloudwatch_metrics_enabled": False,
+            "metric_name": metric,
+            "sampled_requests_enabled": False,
+        },
+    }
+
+
+def _metrics_rule(ip_set_arn: Any, forwarded_ip: bool) -> dict[str, Any]:
+    ref: dict[str, Any] = {"arn": ip_set_arn}
+    if forwarded_ip:  # the "source" a client writes itself
+        ref["ip_set_forwarded_ip_config"] = {
+            "header_name": "X-Forwarded-For",
+            "fallback_behavior": "NO_MATCH",
+            "position": "FIRST",
+        }
+    return {
+        "name": "metrics-only-from-monitoring",
+        "priority": 3,
+        "action": {"block": {}},
+        "statement": {
+            "and_statement": {
+                "statements": [
+                    {
+                        "byte_match_statement": {
+                            "field_to_match": {"uri_path": {}},
+                            "positional_constraint": "STARTS_WITH",
+                            "search_string": "/metrics",
+                            "text_transformations": [{"priority": 0, "type": "URL_DECODE"}],
+                        }
+                    },
+                    {"not_statement": {"statement": {"ip_set_reference_statement": ref}}},
+                ]
+            }
+        },
+    }
+
+
+def _edge(
+    *,
+    mapping: dict[str, str] | None = None,
+    routed: bool = True,
+    integration_type: str = "HTTP_PROXY",
+    rules: Sequence[str] = ("client-id", "metrics"),
+    monitoring: Sequence[str] = ("10.89.0.0/16",),
+    forwarded_ip: bool = False,
+    default_action: dict[str, Any] | None = None,
+    target_type: str = "instance",
+) -> None:
+    vpc = aws.ec2.Vpc("vpc", cidr_block="10.60.0.0/16", tags=TAGS)
+    lb = aws.lb.LoadBalancer(
+        "alb", load_balancer_type="application", internal=False, subnets=["subnet-1", "subnet-2"], tags=TAGS
+    )
+    tg = aws.lb.TargetGroup(
+        "api", vpc_id=vpc.id, port=30080, protocol="HTTP", target_type=target_type, tags=TAGS
+    )
+    listener = aws.lb.Listener(
+        "https",
+        load_balancer_arn=lb.arn,
+        port=443,
+        protocol="HTTPS",
+        certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/x",
+        default_actions=[default_action or {"type": "forward", "target_group_arn": tg.arn}],
+        tags=TAGS,
+    )
+    ip_set = aws.wafv2.IpSet(
+        "monitoring", scope="REGIONAL", ip_address_version="IPV4", addresses=list(monitoring), tags=TAGS
+    )
+    chosen = {
+        "client-id": CLIENT_ID_RULE,
+        "metrics": _metrics_rule(ip_set.arn, forwarded_ip),
+        "allow-all-first": {
+            "name": "allow-all-first",
+            "priority": 1,
+            "action": {"allow": {}},
+            "statement": {"ip_set_reference_statement": {"arn": ip_set.arn}},
+        },
+    }
+    acl = aws.wafv2.WebAcl(
+        "waf",
+        scope="REGIONAL",
+        default_action={"allow": {}},
+        rules=[_visible(chosen[r]) for r in rules],
+        visibility_config={
+            "cloudwatch_metrics_enabled": False,
+            "metric_name": "waf",
+            "sampled_requests_enabled": False,
+        },
+        tags=TAGS,
+    )
+    aws.wafv2.WebAclAssociation("waf", resource_arn=lb.arn, web_acl_arn=acl.arn)
+    api = aws.apigatewayv2.Api("http-api", protocol_type="HTTP", tags=TAGS)
+    link = aws.apigatewayv2.VpcLink("link", subnet_ids=["subnet-3"], security_group_ids=["sg-1"], tags=TAGS)
+    integration = aws.apigatewayv2.Integration(
+        "proxy",
+        api_id=api.id,
+        integration_type=integration_type,
+        integration_method="ANY",
+        connection_type="VPC_LINK",
+        connection_id=link.id,
+        integration_uri=listener.arn,
+        payload_format_version="1.0",
+        request_parameters=REMOVE_CLIENT_ID if mapping is None else mapping,
+    )
+    aws.apigatewayv2.Route(
+        "default",
+        api_id=api.id,
+        route_key="$default",
+        target=integration.id.apply(lambda i: f"integrations/{i}") if routed else None,
+    )
+
+
 # policy name -> (a program violating it, the policies it must violate: exactly these)
 FAILING: dict[str, tuple[Callable[[], Any], set[str]]] = {
     "encryption-at-rest": (
@@ -150,7 +286,190 @@ FAILING: dict[str, tuple[Callable[[], Any], set[str]]] = {
         ),
         {"database-endpoint-follows-leader"},
     ),
+    # API Gateway passes the caller's X-Client-Id on to the API
+    "edge-ends-in-the-api-check": (
+        lambda: _edge(mapping={"overwrite:path": "$request.path"}),
+        {"edge-ends-in-the-api-check"},
+    ),
+    # the web ACL of the ALB has no rule for /metrics: anyone on the internet reads it
+    "metrics-not-public": (lambda: _edge(rules=("client-id",)), {"metrics-not-public"}),
 }
+
+
+def test_the_edge_shaped_like_the_stacks_passes(policy_pack: PolicyPackServer) -> None:
+    """The failing edges below differ from this one by one keyword each."""
+    assert policy_pack.analyze(_run(_edge)) == []
+
+
+EDGE_ROUTED_AROUND_THE_API: dict[str, Callable[[], Any]] = {
+    "Authorization rewritten": lambda: _edge(
+        mapping={**REMOVE_CLIENT_ID, "overwrite:header.Authorization": "Bearer pk_shared"}
+    ),
+    "X-Client-Id appended to": lambda: _edge(
+        mapping={**REMOVE_CLIENT_ID, "append:header.X-Client-Id": "$request.header.x-tenant"}
+    ),
+    "X-Client-Id overwritten from the request": lambda: _edge(
+        mapping={"overwrite:header.X-Client-Id": "$request.querystring.client"}
+    ),
+    "every path sent to /healthz": lambda: _edge(mapping={**REMOVE_CLIENT_ID, "overwrite:path": "/healthz"}),
+    "a route with no integration": lambda: _edge(routed=False),
+    "a Lambda integration": lambda: _edge(integration_type="AWS_PROXY"),
+    "a fixed 200 on the public listener": lambda: _edge(
+        default_action={
+            "type": "fixed-response",
+            "fixed_response": {"content_type": "application/json", "status_code": "200"},
+        }
+    ),
+    "a Lambda target group": lambda: _edge(target_type="lambda"),
+    "no web ACL rule refusing X-Client-Id on the ALB": lambda: _edge(rules=("metrics",)),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(EDGE_ROUTED_AROUND_THE_API))
+def test_an_edge_routing_around_the_api_check_is_a_violation(
+    broken: str, policy_pack: PolicyPackServer
+) -> None:
+    violations = policy_pack.analyze(_run(EDGE_ROUTED_AROUND_THE_API[broken]))
+    assert {v.policy for v in violations} == {"edge-ends-in-the-api-check"}, violations
+
+
+def test_an_overridden_client_id_and_a_refusal_are_no_violation(policy_pack: PolicyPackServer) -> None:
+    """Overriding X-Client-Id with a value the client does not choose is as good as removing it; a
+    fixed-response that refuses (4xx) answers nothing on the API's behalf."""
+    assert policy_pack.analyze(_run(lambda: _edge(mapping={"overwrite:header.x-client-id": "none"}))) == []
+    refusal = {
+        "type": "fixed-response",
+        "fixed_response": {"content_type": "text/plain", "status_code": "403"},
+    }
+    violations = policy_pack.analyze(_run(lambda: _edge(default_action=refusal)))
+    assert violations == []
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "forwarded_ip"),
+    [
+        (("0.0.0.0/0",), False),  # everyone is "monitoring"
+        (("10.60.0.0/24",), False),  # inside the VPC: where API Gateway's VPC link comes from
+        (("52.48.0.0/14",), False),  # a public network
+        (("10.89.0.0/16",), True),  # the source read from X-Forwarded-For, which the client writes
+    ],
+)
+def test_metrics_open_to_more_than_the_monitoring_networks_is_a_violation(
+    monitoring: tuple[str, ...], forwarded_ip: bool, policy_pack: PolicyPackServer
+) -> None:
+    violations = policy_pack.analyze(_run(lambda: _edge(monitoring=monitoring, forwarded_ip=forwarded_ip)))
+    assert {v.policy for v in violations} == {"metrics-not-public"}, violations
+
+
+def test_an_allow_rule_before_the_refusals_is_a_violation(policy_pack: PolicyPackServer) -> None:
+    violations = policy_pack.analyze(_run(lambda: _edge(rules=("allow-all-first", "client-id", "metrics"))))
+    assert sorted((v.policy, v.message.splitlines()[-1]) for v in violations) == [
+        (
+            "edge-ends-in-the-api-check",
+            "web ACL waf: rule allow-all-first allows before X-Client-Id is refused",
+        ),
+        ("metrics-not-public", "web ACL waf: rule allow-all-first allows before /metrics is refused"),
+    ]
+
+
+# The real stack's graph, broken in one place: (resource type, resource name, how) -> the policy it breaks.
+def _without_rule(name: str) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        inputs["rules"] = [r for r in inputs["rules"] if r["name"] != name]
+
+    return change
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        inputs[key] = value
+
+    return change
+
+
+def _mappings(drop: str = "", add: dict[str, str] | None = None) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        params = inputs["requestParameters"]
+        if drop:
+            params.pop(drop)
+        params.update(add or {})
+
+    return change
+
+
+INTEGRATION = "aws:apigatewayv2/integration:Integration"
+BROKEN_STACK: dict[str, tuple[str, str, Callable[[dict[str, Any]], None], str]] = {
+    "API Gateway passes X-Client-Id on": (
+        INTEGRATION,
+        "edge-http-api",
+        _mappings(drop="remove:header.x-client-id"),
+        "edge-ends-in-the-api-check",
+    ),
+    "API Gateway rewrites Authorization": (
+        INTEGRATION,
+        "edge-http-api",
+        _mappings(add={"overwrite:header.Authorization": "Bearer pk_shared"}),
+        "edge-ends-in-the-api-check",
+    ),
+    "the ALB's web ACL lets X-Client-Id through": (
+        "aws:wafv2/webAcl:WebAcl",
+        "edge-waf",
+        _without_rule("refuse-client-id-header"),
+        "edge-ends-in-the-api-check",
+    ),
+    "the ALB's web ACL serves /metrics to anyone": (
+        "aws:wafv2/webAcl:WebAcl",
+        "edge-waf",
+        _without_rule("metrics-only-from-monitoring"),
+        "metrics-not-public",
+    ),
+    "the monitoring networks include the VPC": (
+        "aws:wafv2/ipSet:IpSet",
+        "edge-waf-monitoring",
+        _set("addresses", ["10.89.0.0/16", "10.60.0.0/16"]),
+        "metrics-not-public",
+    ),
+}
+
+
+def _broken(rec: Recording, type_: str, name: str, change: Callable[[dict[str, Any]], None]) -> Recording:
+    """A copy of `rec` with one resource's inputs changed (the recording itself is shared by the session)."""
+    resources = []
+    for r in rec.resources:
+        if r.type == type_ and r.name == name:
+            inputs, wire = copy.deepcopy(r.inputs), copy.deepcopy(r.wire_inputs)
+            change(inputs)
+            change(wire)
+            r = dataclasses.replace(r, inputs=inputs, wire_inputs=wire)
+        resources.append(r)
+    assert resources != rec.resources, f"no {type_} {name} in the recording"
+    return dataclasses.replace(rec, resources=resources)
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN_STACK))
+def test_the_real_edge_broken_in_one_place_fails(
+    broken: str, dev: Recording, policy_pack: PolicyPackServer
+) -> None:
+    type_, name, change, policy = BROKEN_STACK[broken]
+    assert policy_pack.analyze(dev) == []
+    violations = policy_pack.analyze(_broken(dev, type_, name, change))
+    assert {v.policy for v in violations} == {policy}, violations
+
+
+def test_the_real_api_gateway_route_without_its_integration_fails(
+    dev: Recording, policy_pack: PolicyPackServer
+) -> None:
+    resources = [
+        dataclasses.replace(r, property_dependencies={**r.property_dependencies, "target": ()})
+        if r.type == "aws:apigatewayv2/route:Route"
+        else r
+        for r in dev.resources
+    ]
+    violations = policy_pack.analyze(dataclasses.replace(dev, resources=resources))
+    assert [(v.policy, v.urn.rsplit("::", 1)[1]) for v in violations] == [
+        ("edge-ends-in-the-api-check", "edge-http-api")
+    ]
+    assert "answers without the API" in violations[0].message
 
 
 def test_every_policy_of_the_pack_has_a_failing_case(policy_pack: PolicyPackServer) -> None:
