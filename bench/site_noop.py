@@ -9,8 +9,11 @@ It runs the operator's own command, unmodified and with nothing skipped,
 
 --runs times in a row (after one --warmup run that is not counted, which converges whatever was not),
 and prints per run: the wall time, the hosts' total `changed`/`failed`/`unreachable`, the number of task
-results; then the slowest tasks of the last run (ansible.posix.profile_tasks, enabled in ansible.cfg) and a
-last line saying whether every counted run ended changed=0 within --target seconds (60 by default).
+results, and where the CPU went: the controller's (ansible-playbook and its workers and ssh clients) and the
+lab nodes' (their cgroups, less what they use idle), and so the floor no scheduling can beat on this
+machine: (controller + nodes) / cores; then the slowest tasks of the last run (ansible.posix.profile_tasks,
+enabled in ansible.cfg) and a last line saying whether every counted run ended changed=0 within --target
+seconds (60 by default).
 
     .venv/bin/python bench/site_noop.py [--runs 3] [--warmup 1] [--target 60] [--top 15]
         [-i INVENTORY] [--vault-password-file FILE] [--out FILE] [-- EXTRA ansible-playbook ARGS]
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -49,6 +53,9 @@ class Run:
     skipped: int = 0
     changed_hosts: list[str] = field(default_factory=list)
     slowest: list[tuple[str, float]] = field(default_factory=list)
+    controller_cpu: float = 0.0
+    nodes_cpu: float | None = None
+    """The lab nodes' CPU seconds during the run, less their idle use over the same time."""
 
 
 def parse(output: str, seconds: float, returncode: int) -> Run:
@@ -72,13 +79,52 @@ def parse(output: str, seconds: float, returncode: int) -> Run:
     return run
 
 
-def run_once(command: list[str], log: Path) -> Run:
+def node_cgroups() -> list[Path]:
+    """cpuacct.usage of each running lab node (podman, cgroup v1 or v2); empty if not readable."""
+    env = {**os.environ, "CONTAINERS_CONF": str(ROOT / "lab" / "containers.conf")}
+    proc = subprocess.run(["podman", "ps", "-q", "--no-trunc"], text=True, capture_output=True, env=env)
+    files = []
+    for cid in proc.stdout.split():
+        for pattern in (f"cpuacct/**/libpod-{cid}*/cpuacct.usage", f"**/libpod-{cid}*/cpu.stat"):
+            found = sorted(Path("/sys/fs/cgroup").glob(pattern))
+            if found:
+                files.append(found[0])
+                break
+    return files
+
+
+def cpu_seconds(files: list[Path]) -> float:
+    total = 0.0
+    for f in files:
+        text = f.read_text()
+        if f.name == "cpu.stat":  # cgroup v2: usage_usec
+            total += int(text.split("usage_usec", 1)[1].split()[0]) / 1e6
+        else:
+            total += int(text) / 1e9
+    return total
+
+
+def idle_rate(files: list[Path], seconds: float = 10.0) -> float:
+    """The nodes' CPU seconds per second while nothing is run on them."""
+    before = cpu_seconds(files)
+    time.sleep(seconds)
+    return (cpu_seconds(files) - before) / seconds
+
+
+def run_once(command: list[str], log: Path, nodes: list[Path], idle: float) -> Run:
     print("+ " + shlex.join(command), flush=True)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    nodes_before = cpu_seconds(nodes)
     start = time.monotonic()
     proc = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env={**os.environ})
     seconds = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     log.write_text(proc.stdout + proc.stderr)
-    return parse(proc.stdout, seconds, proc.returncode)
+    run = parse(proc.stdout, seconds, proc.returncode)
+    run.controller_cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    if nodes:
+        run.nodes_cpu = cpu_seconds(nodes) - nodes_before - idle * seconds
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,9 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
+    nodes = node_cgroups()
+    idle = idle_rate(nodes) if nodes else 0.0
+    cores = os.cpu_count() or 1
+    print(f"{len(nodes)} lab nodes' cgroups; idle they use {idle:.2f} CPU s/s; {cores} cores", flush=True)
     for n in range(args.warmup + args.runs):
         label = "warmup" if n < args.warmup else f"run {n - args.warmup + 1}"
-        run = run_once(command, args.out.with_name(f"site_noop.{n}.log"))
+        run = run_once(command, args.out.with_name(f"site_noop.{n}.log"), nodes, idle)
         print(
             f"{label:>8}: {run.seconds:7.1f} s  rc={run.returncode}  hosts={run.hosts}  "
             f"task results={run.ok + run.skipped + run.failed}  changed={run.changed}  "
@@ -114,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             + (f"  changed on {', '.join(run.changed_hosts)}" if run.changed_hosts else ""),
             flush=True,
         )
+        if run.nodes_cpu is not None:
+            print(
+                f"{'':>8}  CPU: controller {run.controller_cpu:.1f} s + nodes {run.nodes_cpu:.1f} s "
+                f"-> {(run.controller_cpu + run.nodes_cpu) / cores:.1f} s on {cores} cores at best",
+                flush=True,
+            )
         if n >= args.warmup:
             runs.append(run)
     if not runs:
