@@ -13,12 +13,13 @@ import pytest
 
 from puente.audit import control
 
-# method, path, headers: each must be refused with 401 and a Bearer challenge.
+# method, path, headers, the refusal expected: 401 with a Bearer challenge when no valid key is sent, 400 for
+# a caller-chosen X-Client-Id (refused outright, on both sites' edges).
 PROBES = [
-    ("POST", "/v1/shipments", {"Content-Type": "application/json", "Idempotency-Key": '"audit-probe"'}),
-    ("GET", "/v1/shipments", {"X-Client-Id": "audit-forged-client"}),
-    ("GET", "/v1/shipments", {"Authorization": "Bearer pk_Audit000_" + "0" * 43}),
-    ("GET", "/v1/shipments", {"Authorization": "Basic YXVkaXQ6YXVkaXQ="}),
+    ("POST", "/v1/shipments", {"Content-Type": "application/json", "Idempotency-Key": '"audit-probe"'}, 401),
+    ("GET", "/v1/shipments", {"X-Client-Id": "audit-forged-client"}, 400),
+    ("GET", "/v1/shipments", {"Authorization": "Bearer pk_Audit000_" + "0" * 43}, 401),
+    ("GET", "/v1/shipments", {"Authorization": "Basic YXVkaXQ6YXVkaXQ="}, 401),
 ]
 
 REQUEST = """
@@ -39,16 +40,19 @@ print(json.dumps({"status": r.status, "content_type": r.getheader("Content-Type"
     id="PUENTE-AUTH-01", title="The gateway refuses requests without a valid API key", impact=0.9,
     rationale="""Every shipment belongs to a client; without authentication any caller reads, lists and
     changes every client's data, and a caller-chosen X-Client-Id would let it act as anyone. A request
-    without a key, with a forged client id, an unknown key or another scheme must get 401 with a Bearer
-    challenge (RFC 6750), before any business code runs.""",
+    without a key, an unknown key or another scheme must get 401 with a Bearer challenge (RFC 6750) before
+    any business code runs, and one naming its own client (X-Client-Id) 400.""",
     refs={"nist": ["IA-2", "IA-5", "AC-3", "AC-14"]}, groups=["gateways"],
 )
-@pytest.mark.parametrize(("method", "path", "headers"), PROBES, ids=["no-key", "forged-client-id",
-                                                                      "unknown-key", "basic-scheme"])
-def test_gateway_refuses_unauthenticated(host, evidence, method: str, path: str, headers: dict[str, str]):
+@pytest.mark.parametrize(("method", "path", "headers", "refusal"), PROBES,
+                         ids=["no-key", "forged-client-id", "unknown-key", "basic-scheme"])
+def test_gateway_refuses_unauthenticated(host, evidence, method: str, path: str, headers: dict[str, str],
+                                         refusal: int):
     out = host.check_output("python3 -c %s %s", REQUEST, json.dumps([method, path, headers]))
     answer = json.loads(out)
     evidence.record(f"{method} {path} {sorted(headers)}", out)
-    assert answer["status"] == 401, f"{method} {path} with {sorted(headers)}: {answer['status']}, not 401"
-    assert (answer["challenge"] or "").startswith("Bearer"), f"no Bearer challenge: {answer['challenge']!r}"
+    sent = f"{method} {path} {sorted(headers)}"
+    assert answer["status"] == refusal, f"{sent}: {answer['status']}, not {refusal}"
+    if refusal == 401:
+        assert (answer["challenge"] or "").startswith("Bearer"), f"{sent}: no Bearer challenge"
     assert answer["content_type"] == "application/problem+json", answer["content_type"]

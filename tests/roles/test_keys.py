@@ -77,6 +77,16 @@ def test_no_key_is_401_problem_json_with_a_challenge(lab, site: str) -> None:
     assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["www-authenticate"]
 
 
+@pytest.mark.parametrize("site", sorted(EDGES))
+def test_a_caller_chosen_client_id_is_refused_on_both_sites(clients, site: str) -> None:
+    """The same answer from nginx (on-prem) and the cloud edge's WAF: identity is the key's alone."""
+    with through(site, clients["a"][2]) as c:
+        r = c.get("/v1/shipments", headers={"X-Client-Id": clients["b"][0]})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "X-Client-Id is not accepted" in r.json()["detail"] and r.json()["request_id"]
+
+
 def test_a_key_works_on_both_sites_and_keeps_idempotency(clients) -> None:
     _, _, token = clients["a"]
     key = f"both-{uuid.uuid4()}"
