@@ -119,6 +119,8 @@ class ApiConfig:
     idempotency_ttl_seconds: int
     max_body_bytes: int
     log_level: str
+    rate_limit_per_second: int
+    rate_limit_burst: int
 
 
 @dataclass(frozen=True)
@@ -434,6 +436,8 @@ def _api(cfg: pulumi.Config, production: bool, problems: list[str]) -> ApiConfig
             "idempotencyTtlSeconds",
             "maxBodyBytes",
             "logLevel",
+            "rateLimitPerSecond",
+            "rateLimitBurst",
         }
     )
     lo = r.integer("replicasMin", None, 2 if production else 1, 100)
@@ -453,6 +457,8 @@ def _api(cfg: pulumi.Config, production: bool, problems: list[str]) -> ApiConfig
         idempotency_ttl_seconds=r.integer("idempotencyTtlSeconds", 86400, 60, 30 * 86400),
         max_body_bytes=r.integer("maxBodyBytes", 65536, 1024, 10 * 1024 * 1024),
         log_level=r.choice("logLevel", LOG_LEVELS, "INFO"),
+        rate_limit_per_second=r.integer("rateLimitPerSecond", 100, 0, 100_000),
+        rate_limit_burst=r.integer("rateLimitBurst", 200, 1, 1_000_000),
     )
 
 

@@ -161,6 +161,8 @@ def _api(
                 "api_idempotency_ttl_seconds": cfg.api.idempotency_ttl_seconds,
                 "api_max_body_bytes": cfg.api.max_body_bytes,
                 "api_log_level": cfg.api.log_level,
+                "api_rate_limit_per_second": cfg.api.rate_limit_per_second,
+                "api_rate_limit_burst": cfg.api.rate_limit_burst,
                 # the ALB (in front of the pods, target type ip) connects from the VPC's addresses
                 "api_forwarded_allow_ips": cfg.network.vpc_cidr,
             },

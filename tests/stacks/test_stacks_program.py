@@ -429,6 +429,8 @@ def test_configmap_and_secret_are_the_shared_templates_rendered(dev: Recording) 
                 "api_idempotency_ttl_seconds": 86400,
                 "api_max_body_bytes": 65536,
                 "api_log_level": "DEBUG",
+                "api_rate_limit_per_second": 100,
+                "api_rate_limit_burst": 200,
                 "api_forwarded_allow_ips": "10.60.0.0/16",  # the VPC (Pulumi.dev.yaml): where the ALB is
             },
         )

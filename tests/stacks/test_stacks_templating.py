@@ -23,6 +23,8 @@ VARIABLES = {
     "api_idempotency_ttl_seconds": 86400,
     "api_max_body_bytes": 65536,
     "api_log_level": "INFO",
+    "api_rate_limit_per_second": 100,
+    "api_rate_limit_burst": 200,
     "api_forwarded_allow_ips": "10.60.0.0/16",
     "api_database_password": "correct-horse-battery-staple-42",
     "api_broker_password": "",
