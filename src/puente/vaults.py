@@ -5,6 +5,7 @@ operator's password)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,3 +31,16 @@ def ansible_args(
         a for f in password_files(inventories, given, vault_ids) for a in ("--vault-password-file", f)
     ]
 
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--vault-id and --vault-password-file, as ansible-playbook's, with this module's default."""
+    parser.add_argument(
+        "--vault-id", action="append", default=[], help="as ansible-playbook's (ID@FILE); repeatable"
+    )
+    parser.add_argument(
+        "--vault-password-file",
+        action="append",
+        default=[],
+        help=f"as ansible-playbook's; default: ANSIBLE_VAULT_* from the environment, else the inventory's "
+        f"{LAB_VAULT_FILE} if it has one",
+    )

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from puente.check.findings import Finding, show_path
 from puente.shell import ROOT
-from puente.vaults import LAB_VAULT_FILE, password_files
+from puente.vaults import add_arguments as add_vault_arguments
+from puente.vaults import password_files
 
 EXIT_PROBLEMS = 2
 
@@ -35,16 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="Ansible inventory (directory or file; repeat for several sources)",
     )
     p.add_argument("--stack", help="also check Pulumi.<STACK>.yaml (the program's validation + placeholders)")
-    p.add_argument(
-        "--vault-id", action="append", default=[], help="as ansible-playbook's (ID@FILE); repeatable"
-    )
-    p.add_argument(
-        "--vault-password-file",
-        action="append",
-        default=[],
-        help=f"as ansible-playbook's; default: ANSIBLE_VAULT_* from the environment, else the "
-        f"inventory's {LAB_VAULT_FILE} if it has one; without any, encrypted vaults are not inspected",
-    )
+    add_vault_arguments(p)
     p.add_argument(
         "--facts",
         action="store_true",

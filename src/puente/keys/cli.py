@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from puente.lab.ansible import rel, tool
 from puente.shell import ROOT, CommandError, run
+from puente.vaults import add_arguments as add_vault_arguments
 from puente.vaults import ansible_args
 
 PLAYBOOK = ROOT / "playbooks" / "keys.yml"
@@ -56,13 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for sub in (create, listing, revoke, rotate):
         sub.add_argument("-i", "--inventory", action="append", required=True, help="Ansible inventory")
         sub.add_argument("--limit", help="the API node to run on (default: the first of api_nodes)")
-        sub.add_argument("--vault-id", action="append", default=[], help="as ansible-playbook's")
-        sub.add_argument(
-            "--vault-password-file",
-            action="append",
-            default=[],
-            help="as ansible-playbook's; default: the inventory's lab-only password file, if any",
-        )
+        add_vault_arguments(sub)
         sub.set_defaults(func=cmd_keys)
 
 
