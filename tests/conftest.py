@@ -129,6 +129,6 @@ def api_key(lab) -> str:
     """A key of the lab's API for the tests' requests, made as an operator makes one (puente keys create)."""
     import uuid
 
-    from puente.keys.cli import create
+    from puente.keys.remote import create
 
     return create(f"tests-{uuid.uuid4().hex[:8]}", [INVENTORY], label="tests")

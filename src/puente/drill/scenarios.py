@@ -22,7 +22,7 @@ from puente.drill import cluster, faults, preflight, report, topology
 from puente.drill.attempts import AttemptLog, dump_jsonl
 from puente.drill.client import ClientConfig, DrillClient, Load, LoadShape
 from puente.drill.resolver import DnsError
-from puente.keys.cli import create as create_key
+from puente.keys.remote import create as create_key
 from puente.lab import paths
 from puente.shell import ROOT, CommandError
 
