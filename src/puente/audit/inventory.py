@@ -79,5 +79,6 @@ def ssh_targets(path: str) -> dict[str, dict[str, Any]]:
                          f"{(proc.stdout + proc.stderr)[-1500:]}")
     # other enabled callbacks (e.g. profile_tasks) print lines around the json callback's document
     result, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.find("{"):])
-    hosts = result["plays"][0]["tasks"][0]["hosts"]
-    return {name: dict(data["msg"]) for name, data in hosts.items()}
+    # one task entry for all hosts under the `linear` strategy; one per host under others (mitogen_linear)
+    return {name: dict(data["msg"]) for task in result["plays"][0]["tasks"]
+            for name, data in task["hosts"].items()}
