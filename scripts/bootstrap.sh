@@ -13,6 +13,8 @@ APT_PACKAGES=(
   podman runc debootstrap uidmap slirp4netns fuse-overlayfs iptables nftables
   # client tools used by the drills, the benchmarks and the tests
   openssh-client curl dnsutils wrk jq rsync
+  # the audit report's signature (puente audit --sign-key, verify -p)
+  minisign
   # the drill's own tests: a real PowerDNS on loopback, pings across test namespaces
   pdns-server pdns-backend-sqlite3 iputils-ping
   # the audit's HTML report is rendered in headless Chromium
