@@ -36,7 +36,7 @@ def test_run_passes_with_an_active_waiver_and_writes_three_forms(synthetic_run):
     assert run["workers"] >= 1, "hosts are audited in parallel by pytest-xdist"
     # the command pytest ran is printed first, as every step of the CLI
     assert "+ " in proc.stderr and "-p puente.audit.plugin" in proc.stderr
-    assert "audit PASS" in proc.stdout and "is not signed: neither minisign nor cosign" in proc.stdout
+    assert "audit PASS" in proc.stdout and "MANIFEST.sha256 is not signed (--sign-key KEY" in proc.stdout
 
 
 def test_each_result_carries_its_evidence_per_host(synthetic_run):

@@ -1,22 +1,25 @@
 """``puente audit``: run the control catalogue against an inventory and write the auditor's report.
 
-    puente audit -i inventories/lab --out reports/audit [--drift] [--connection podman]
-    puente audit verify reports/audit
+    puente audit -i inventories/lab --out reports/audit [--drift] [--connection podman] [--sign-key KEY]
+    puente audit verify reports/audit [-p KEY.pub | -P KEY]
 
 The run is one plain pytest command (printed before it runs): pytest-testinfra reaches the hosts,
 pytest-xdist audits hosts in parallel, pytest's --junitxml writes the CI form, and puente.audit.plugin adds
-control ids, evidence, waivers and the JSON/HTML forms. Then MANIFEST.sha256 seals the directory.
+control ids, evidence, waivers and the JSON/HTML forms. Then MANIFEST.sha256 seals the directory, and with
+--sign-key minisign signs it (MANIFEST.sha256.minisig).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
 from pathlib import Path
 
-from puente.audit import drift, manifest, report
+from puente.audit import drift, manifest, report, signing
+from puente.audit.signing import SigningError
 from puente.audit.waivers import WaiverError, load
 from puente.shell import ROOT, run
 from puente.vaults import LAB_VAULT_FILE
@@ -25,7 +28,7 @@ CATALOGUE = ROOT / "audit" / "controls"
 WAIVERS = ROOT / "audit" / "waivers.yml"
 # What a previous run left in --out; removed first so a report never mixes two runs.
 _OWN_FILES = (report.JSON_NAME, report.HTML_NAME, report.JUNIT_NAME, "drift.json", "drift.log",
-              manifest.NAME, f"{manifest.NAME}.minisig")
+              manifest.NAME, signing.SIG_NAME)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,11 +51,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--fail-on-drift", action="store_true", help="exit non-zero when drift is found")
     p.add_argument("--workers", default="auto", help="pytest-xdist workers (default auto; 0 = no xdist)")
     p.add_argument("-k", dest="keyword", help="only controls matching this pytest -k expression")
+    p.add_argument("--sign-key", type=Path, metavar="FILE",
+                   help="minisign secret key: sign MANIFEST.sha256 (writes MANIFEST.sha256.minisig)")
+    p.add_argument("--sign-password-file", type=Path, metavar="FILE",
+                   help="the secret key's password (first line), for a password-protected key; default: "
+                   f"${signing.PASSWORD_ENV}, else minisign asks on the terminal")
     p.add_argument("--catalogue", type=Path, default=CATALOGUE, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
     sub = p.add_subparsers(dest="audit_command", metavar="{verify,controls}")
-    v = sub.add_parser("verify", help="check a report directory against its MANIFEST.sha256")
+    v = sub.add_parser("verify", help="check a report directory against its MANIFEST.sha256 (and signature)",
+                       description="Exit 0: intact; 1: a problem (one FAIL line each); 2: bad input.")
     v.add_argument("dir", type=Path)
+    key = v.add_mutually_exclusive_group()
+    key.add_argument("-p", "--public-key", type=Path, metavar="FILE",
+                     help="minisign public key file: MANIFEST.sha256.minisig must be its signature")
+    key.add_argument("-P", dest="public_key_text", metavar="KEY",
+                     help="the public key itself (the base64 line, as minisign -P)")
     v.set_defaults(func=cmd_verify)
     c = sub.add_parser("controls", help="list the control catalogue (id, severity, groups, references)")
     c.add_argument("--markdown", action="store_true", help="as a Markdown table (docs/AUDIT.md)")
@@ -83,13 +97,31 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if not args.dir.is_dir():
+        print(f"puente audit verify: {args.dir} is not a directory", file=sys.stderr)
+        return 2
+    signature = None
+    if args.public_key is not None or args.public_key_text is not None:
+        try:
+            key = signing.public_key(args.public_key, args.public_key_text)
+            signing.minisign()
+        except SigningError as exc:
+            print(f"puente audit verify: {exc}", file=sys.stderr)
+            return 2
+        if (args.dir / manifest.NAME).is_file():
+            signature = signing.verify(args.dir, key)
     result = manifest.verify(args.dir)
-    for problem in result.problems:
+    problems = (signature.problems if signature else []) + result.problems
+    for problem in problems:
         print(f"FAIL {problem}")
-    if result.ok:
+    if result.ok and not problems:
+        if signature:
+            print(f"OK: {manifest.NAME} signed by key {signature.key_id}: {signature.trusted_comment}")
+        elif (args.dir / signing.SIG_NAME).is_file():
+            print(f"NOTE: {signing.SIG_NAME} not checked: give the signer's public key (-p FILE or -P KEY)")
         print(f"OK: {len(result.ok_files)} files match {args.dir / manifest.NAME}")
         return 0
-    print(f"verification FAILED: {len(result.problems)} problem(s) in {args.dir}", file=sys.stderr)
+    print(f"verification FAILED: {len(problems)} problem(s) in {args.dir}", file=sys.stderr)
     return 1
 
 
@@ -134,6 +166,17 @@ def tool_env(args: argparse.Namespace, podman: bool = True) -> dict[str, str]:
     return env
 
 
+def _signing_key(args: argparse.Namespace) -> tuple[signing.SecretKey | None, str | None]:
+    if args.sign_key is None:
+        if args.sign_password_file is not None:
+            raise SigningError("--sign-password-file without --sign-key")
+        return None, None
+    key = signing.read_secret_key(args.sign_key)
+    secret = signing.password(args.sign_password_file)
+    signing.check_can_sign(key, secret)
+    return key, secret
+
+
 def _prepare_out(out: Path) -> None:
     if out.exists():
         leftovers = [p for p in out.iterdir() if p.name not in _OWN_FILES]
@@ -156,7 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.waivers and args.waivers.exists():
             load(args.waivers)  # a malformed waivers file stops here, before any host is touched
-    except WaiverError as exc:
+        key, secret = _signing_key(args)  # so does a key that could not sign
+    except (WaiverError, SigningError) as exc:
         print(f"puente audit: {exc}", file=sys.stderr)
         return 2
     out = args.out.resolve()
@@ -174,7 +218,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     doc = report.load(out)
     print(report.summary_line(doc))
     print(f"report: {out / report.HTML_NAME} (JUnit: {report.JUNIT_NAME}, JSON: {report.JSON_NAME})")
-    print(manifest.signing_note())
+    if key is None:
+        print(f"{manifest.NAME} is not signed (--sign-key KEY signs it with minisign; docs/AUDIT.md)")
+    else:
+        signed = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        try:
+            sig = signing.sign(out, key, secret, signing.trusted_comment(doc, signed))
+        except SigningError as exc:
+            print(f"puente audit: the report is written but NOT signed: {exc}", file=sys.stderr)
+            return 2
+        print(f"signed: {sig} (check it: puente audit verify {out} -p PUBLIC_KEY)")
     rc = proc.returncode
     if rc == 0 and args.fail_on_drift and drift_doc and drift_doc["summary"] != "drift: none":
         rc = 3

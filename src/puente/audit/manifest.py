@@ -3,22 +3,21 @@
 Anyone can check it without Puente (``cd DIR && sha256sum -c MANIFEST.sha256``); ``puente audit verify DIR``
 does the same and also refuses files that are missing from the manifest or from the directory.
 
-Signing: when minisign or cosign is installed the operator can sign MANIFEST.sha256 with their own key
-(``minisign -Sm MANIFEST.sha256`` / ``cosign sign-blob``); Puente does not hold signing keys. Neither tool is
-packaged on the lab machine, so :func:`signing_note` says so in the CLI output rather than pretending.
+The manifest alone shows accidental change, not tampering (whoever edits a file can rewrite the manifest):
+``puente audit --sign-key`` signs it with minisign, and ``verify -p KEY.pub`` checks that signature first
+(:mod:`puente.audit.signing`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 NAME = "MANIFEST.sha256"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
-# Files next to the manifest that are about it, not part of the report.
+# Files next to the manifest (top level only) that are about it, not part of the report.
 _BESIDE = {NAME, f"{NAME}.minisig", f"{NAME}.sig", f"{NAME}.bundle"}
 
 
@@ -31,7 +30,8 @@ def sha256(path: Path) -> str:
 
 
 def _files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in _BESIDE)
+    return sorted(p for p in directory.rglob("*")
+                  if p.is_file() and p.relative_to(directory).as_posix() not in _BESIDE)
 
 
 def write(directory: Path) -> Path:
@@ -78,10 +78,3 @@ def verify(directory: Path) -> Verification:
             result.problems.append(f"{rel}: not in the manifest (added after the report was made)")
     return result
 
-
-def signing_note() -> str:
-    tools = [t for t in ("minisign", "cosign") if shutil.which(t)]
-    if not tools:
-        return (f"{NAME} is not signed: neither minisign nor cosign is installed "
-                "(sign it with your own key if your process requires it)")
-    return f"{NAME} can be signed with {' or '.join(tools)}, e.g. `minisign -Sm {NAME}` (your key)"
