@@ -86,7 +86,9 @@ def test_a_bad_key_is_401(anonymous: httpx.Client, authorization: str) -> None:
         assert r.headers["www-authenticate"] == 'Bearer realm="puente", error="invalid_token"'
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/readyz?scope=read", "/metrics", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/readyz?scope=read", "/readyz/details", "/metrics", "/openapi.json"]
+)
 def test_the_open_endpoints_need_no_key(anonymous: httpx.Client, path: str) -> None:
     r = anonymous.get(path)
     assert r.status_code == 200, r.text
@@ -133,7 +135,9 @@ class _Discard:
 def _not_found_body(r: httpx.Response, sid: str) -> dict[str, object]:
     assert r.status_code == 404, r.text
     assert r.headers["content-type"] == "application/problem+json"
-    return {k: str(v).replace(sid, "<id>") for k, v in r.json().items()}
+    doc = r.json()
+    assert doc.pop("request_id") == r.headers["x-request-id"]  # each request's own
+    return {k: str(v).replace(sid, "<id>") for k, v in doc.items()}
 
 
 def test_another_clients_shipment_is_not_found(client: httpx.Client, caller: Caller, other: Caller) -> None:

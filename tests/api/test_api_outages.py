@@ -1,5 +1,6 @@
 """When the database is unreachable or read-only, or the broker is down, the API answers 503 +
-Retry-After problem+json (never a bare 500) and /readyz says why, naming the site and its role."""
+Retry-After problem+json with the request id (never a bare 500); /readyz/details says why, naming the
+site and its role, and the public /readyz only that the site is not ready."""
 
 from __future__ import annotations
 
@@ -22,7 +23,20 @@ def assert_unavailable(r: httpx.Response) -> dict[str, object]:
     assert r.status_code == 503, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert int(r.headers["retry-after"]) > 0
-    return dict(r.json())
+    doc = dict(r.json())
+    assert doc["request_id"] == r.headers["x-request-id"] and len(str(doc["request_id"])) >= 8, doc
+    return doc
+
+
+# What the public /readyz may say when the site is not ready: that it is not, and which request it was.
+PUBLIC_NOT_READY = {"type", "title", "status", "detail", "instance", "request_id"}
+
+
+def assert_public_not_ready(r: httpx.Response, secrets: tuple[str, ...]) -> None:
+    doc = assert_unavailable(r)
+    assert set(doc) == PUBLIC_NOT_READY and str(doc["type"]).endswith("/not-ready"), doc
+    for word in secrets:  # nothing of the detailed form's reasons leaks into the text
+        assert word.lower() not in r.text.lower(), (word, r.text)
 
 
 @pytest.fixture
@@ -57,10 +71,15 @@ def test_database_unreachable_gives_503_and_readyz_says_why(
         assert str(doc["type"]).endswith("/database-unavailable")
         # the key cannot be looked up: the outage's 503, not a 401 (nor a 500)
         assert_unavailable(c.get("/v1/shipments", headers=headers(SOME_TOKEN)))
-        ready = assert_unavailable(c.get("/readyz"))
+        ready = assert_unavailable(c.get("/readyz/details", headers={"X-Request-ID": "probe-0001"}))
+        assert ready["request_id"] == "probe-0001"
         assert ready["site"] == "cloud" and ready["role"] == "secondary"
         assert any("database unreachable" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
-        assert_unavailable(c.get("/readyz", params={"scope": "read"}))  # nothing to read from either
+        assert_unavailable(c.get("/readyz/details", params={"scope": "read"}))  # nothing to read either
+        for params in ({}, {"scope": "read"}):
+            assert_public_not_ready(
+                c.get("/readyz", params=params), ("database", "cloud", "secondary", "Error", "reasons")
+            )
 
 
 def test_read_only_database_gives_503_reads_still_work(
@@ -82,11 +101,13 @@ def test_read_only_database_gives_503_reads_still_work(
         )
         assert str(doc["type"]).endswith("/database-read-only")
         assert c.get("/v1/shipments").status_code == 200
-        ready = assert_unavailable(c.get("/readyz"))
+        ready = assert_unavailable(c.get("/readyz/details"))
         assert any("read-only" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
+        assert_public_not_ready(c.get("/readyz"), ("read-only", "database"))
         # ...but the site can serve reads: load balancers and the failover DNS keep it in rotation
-        read = c.get("/readyz", params={"scope": "read"})
+        read = c.get("/readyz/details", params={"scope": "read"})
         assert read.status_code == 200 and read.json()["scope"] == "read", read.text
+        assert c.get("/readyz", params={"scope": "read"}).json() == {"status": "ready"}
 
 
 def test_broker_down_fails_readyz_but_writes_go_on(
@@ -96,8 +117,9 @@ def test_broker_down_fails_readyz_but_writes_go_on(
     env = {**api_env, "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F"}
     server = serve(server_factory, env)
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
-        ready = assert_unavailable(c.get("/readyz"))
+        ready = assert_unavailable(c.get("/readyz/details"))
         assert ready["reasons"] and "broker unreachable" in str(ready["reasons"])
+        assert_public_not_ready(c.get("/readyz"), ("broker", "amqp", "refused"))
         r = c.post("/v1/shipments", json=shipment_body(), headers=headers(token, new_key()))
         assert r.status_code == 201
         assert r.json()["label_status"] == "pending"
@@ -129,7 +151,7 @@ def test_reads_and_read_readiness_follow_the_read_url_while_the_write_route_hang
         server = serve(server_factory, cut)
         # the API key is looked up over the read route too: reads go on, authenticated
         with httpx.Client(base_url=server.base_url, timeout=30, headers=caller.auth) as c:
-            read = c.get("/readyz", params={"scope": "read"})
+            read = c.get("/readyz/details", params={"scope": "read"})
             assert read.status_code == 200 and read.json()["database"] == "ok", read.text
             got = c.get(f"/v1/shipments/{shipment}")
             assert got.status_code == 200 and got.json()["id"] == shipment, got.text
@@ -138,7 +160,7 @@ def test_reads_and_read_readiness_follow_the_read_url_while_the_write_route_hang
                 c.post("/v1/shipments", json=shipment_body(), headers=headers(caller.token, new_key()))
             )
             assert str(doc["type"]).endswith("/database-unavailable")
-            ready = assert_unavailable(c.get("/readyz"))
+            ready = assert_unavailable(c.get("/readyz/details"))
             assert any("database unreachable" in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
             # the write route's failures do not spill over to reads
             assert c.get("/readyz", params={"scope": "read"}).status_code == 200

@@ -159,9 +159,13 @@ def test_request_id_is_echoed_or_generated_and_logged(client: httpx.Client, api:
     assert access and access[0]["status"] == 200 and access[0]["path"] == "/healthz"
 
 
-def test_healthz_and_readyz_name_site_and_role(client: httpx.Client) -> None:
+def test_healthz_and_readyz_details_name_site_and_role(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "alive", "site": "test", "role": "primary"}
-    r = client.get("/readyz")
+    # the public readiness says ready, nothing more; the detailed one is for the internal networks
+    for params in ({}, {"scope": "read"}):
+        r = client.get("/readyz", params=params)
+        assert r.status_code == 200 and r.json() == {"status": "ready"}, r.text
+    r = client.get("/readyz/details")
     assert r.status_code == 200, r.text
     assert r.json() == {
         "status": "ready",

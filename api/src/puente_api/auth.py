@@ -22,8 +22,11 @@ from typing import Any
 from puente_api import apikeys, db
 from puente_api.problems import Problem
 
-# Served to anyone: the probes of load balancers and monitoring, and the API's own description.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Served without a key: the probes of load balancers and monitoring, and the API's own description.
+# /readyz/details and /metrics are for the monitoring and load-balancer networks only: the on-prem
+# gateway and the cloud edge's WAF refuse them to anyone else (INTERNAL_PATHS).
+INTERNAL_PATHS = frozenset({"/readyz/details", "/metrics"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"}) | INTERNAL_PATHS
 CACHE_TTL_SECONDS = 2.0
 NEGATIVE_CACHE_TTL_SECONDS = 1.0
 # Past this many cached tokens the expired ones are dropped (and all of them, if that is not enough):

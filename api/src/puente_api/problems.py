@@ -19,6 +19,8 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from puente_api import logs
+
 PROBLEM_JSON = "application/problem+json"
 # Where each problem type is documented (api/README.md travels with the package).
 TYPE_BASE = "https://puente.dev/problems/"
@@ -71,6 +73,10 @@ class Problem(Exception):
         }
         if instance:
             doc["instance"] = instance
+        rid = logs.request_id.get()
+        if rid:
+            # the id of X-Request-ID, as the gateway's and the load balancer's own problem documents carry it
+            doc["request_id"] = rid
         doc.update(self.extra)
         return doc
 

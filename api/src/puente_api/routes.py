@@ -13,7 +13,7 @@ from starlette.responses import Response
 from puente_api import auth, db, idempotency, metrics, shipments, writes
 from puente_api.idempotency import Outcome
 from puente_api.models import Event, EventCreate, Shipment, ShipmentCreate, ShipmentDetail, ShipmentPage
-from puente_api.problems import Problem
+from puente_api.problems import Problem, unavailable
 from puente_api.state import AppState
 
 router = APIRouter()
@@ -175,14 +175,50 @@ async def healthz(request: Request) -> dict[str, str]:
     return {"status": "alive", "site": st.settings.site, "role": st.settings.site_role}
 
 
+_SCOPE_QUERY = Query(description="`read`: ready to serve reads (the database answers, even as a hot standby)")
+
+
 @router.get(
     "/readyz",
-    summary="Ready for writes (database writable, broker reachable); `?scope=read`: ready for reads",
+    summary="Ready for writes, or with `?scope=read` for reads: ready or not, nothing more",
+    responses={503: {**_PROBLEM, "description": "Not ready (why: /readyz/details, internal networks only)"}},
+    tags=["operations"],
+)
+async def readyz(
+    request: Request, scope: Annotated[Literal["write", "read"], _SCOPE_QUERY] = "write"
+) -> dict[str, str]:
+    """The public answer (load balancers' and the failover DNS's checks read only its status): no site,
+    dependency or exception text, which /readyz/details gives to the monitoring and load-balancer
+    networks only."""
+    try:
+        await _readiness(request, scope)
+    except Problem:
+        raise unavailable(
+            "This site cannot serve reads now; retry after Retry-After."
+            if scope == "read"
+            else "This site cannot take writes now; retry after Retry-After.",
+            slug="not-ready",
+        ) from None
+    return {"status": "ready"}
+
+
+@router.get(
+    "/readyz/details",
+    summary="Readiness with each dependency's state and why it fails (internal networks only)",
+    description=(
+        "Served by the API to any caller that reaches it; the on-prem gateway and the cloud edge's WAF "
+        "refuse it (403) unless the caller is on a monitoring or load-balancer network."
+    ),
     responses={503: {**_PROBLEM, "description": "Not ready; `reasons` says why"}},
     tags=["operations"],
 )
-async def readyz(request: Request, scope: Literal["write", "read"] = "write") -> dict[str, str]:
-    """``scope=read``: ready to serve reads (the database answers, even as a hot standby)."""
+async def readyz_details(
+    request: Request, scope: Annotated[Literal["write", "read"], _SCOPE_QUERY] = "write"
+) -> dict[str, str]:
+    return await _readiness(request, scope)
+
+
+async def _readiness(request: Request, scope: str) -> dict[str, str]:
     if scope == "read":
         return await state(request).readiness.read_report()
     return await state(request).readiness.report()
