@@ -77,10 +77,12 @@ def test_cached_facts_are_used(tmp_path: Path) -> None:
     "VERSION_CODENAME=bookworm" not in Path("/etc/os-release").read_text(), reason="this machine is the host"
 )
 def test_facts_mode_prints_and_runs_setup(tmp_path: Path) -> None:
-    """--facts on hosts reached with the local connection (this machine: read-only, no network)."""
+    """--facts on hosts reached with the local connection (this machine: read-only, no network, and no
+    sudo: the inventory's ansible_become is for the nodes)."""
     lab = copy_lab(tmp_path)
     edit_yaml(
-        lab / "hosts.yml", lambda d: [v.update(ansible_connection="local") for v in lab_hosts(d).values()]
+        lab / "hosts.yml",
+        lambda d: [v.update(ansible_connection="local", ansible_become=False) for v in lab_hosts(d).values()],
     )
     proc = run_check("-i", lab, "--facts")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -12,6 +12,7 @@ from typing import Any
 
 from testinfra.utils.ansible_runner import AnsibleRunner
 
+from puente.ansible_json import play_results
 from puente.sites import SITES
 
 
@@ -66,7 +67,6 @@ _SSH_VARS = ("{{ {'connection': ansible_connection | default('ssh'), "
 
 def ssh_targets(path: str) -> dict[str, dict[str, Any]]:
     """host -> {host, user, port, key, args, become} for the ssh backend, resolved by `ansible`."""
-    import json
     import os
     import subprocess
 
@@ -77,8 +77,4 @@ def ssh_targets(path: str) -> dict[str, dict[str, Any]]:
     if proc.returncode != 0:
         raise ValueError(f"ansible could not resolve the connection variables of {path}: "
                          f"{(proc.stdout + proc.stderr)[-1500:]}")
-    # other enabled callbacks (e.g. profile_tasks) print lines around the json callback's document
-    result, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.find("{"):])
-    # one task entry for all hosts under the `linear` strategy; one per host under others (mitogen_linear)
-    return {name: dict(data["msg"]) for task in result["plays"][0]["tasks"]
-            for name, data in task["hosts"].items()}
+    return {name: dict(data["msg"]) for name, data in play_results(proc.stdout).items()}

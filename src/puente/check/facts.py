@@ -8,12 +8,12 @@ reached is a finding (its OS, and the deployment, cannot be checked).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from puente.ansible_json import play_results
 from puente.check.findings import Finding
 from puente.shell import run
 
@@ -39,10 +39,8 @@ def gather(
     proc = run(command(sources, vault_args), env=env, capture=True, check=False, timeout=600)
     text = proc.stdout or ""
     try:
-        # other enabled callbacks (profile_tasks) print lines around the json callback's document
-        result, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
-        hosts = result["plays"][0]["tasks"][0]["hosts"]
-    except (ValueError, KeyError, IndexError):
+        hosts = play_results(text)
+    except ValueError:
         return {}, [
             Finding(
                 "unsupported-os",
