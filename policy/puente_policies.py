@@ -378,6 +378,8 @@ VPC = "aws:ec2/vpc:Vpc"
 CLIENT_ID_HEADER = "x-client-id"
 AUTHORIZATION_HEADER = "authorization"
 METRICS_PATH = "/metrics"
+# The detailed readiness (per-dependency state, exception text): as internal as /metrics.
+READINESS_DETAILS_PATH = "/readyz/details"
 # Targets that are the API's processes (instances running its pods, or the pods' addresses); a Lambda or
 # another load balancer behind a public listener would answer in its place.
 API_TARGET_TYPES = ("instance", "ip")
@@ -448,13 +450,13 @@ def _refuses_client_id(statement: Mapping[str, Any]) -> bool:
     return str(header).lower() == CLIENT_ID_HEADER and present
 
 
-def _matches_metrics_path(statement: Mapping[str, Any]) -> bool:
+def _matches_path(statement: Mapping[str, Any], path: str) -> bool:
     match = statement.get("byteMatchStatement")
     return bool(
         match
         and _has(match.get("fieldToMatch") or {}, "uriPath")
         and match.get("positionalConstraint") in ("STARTS_WITH", "EXACTLY")
-        and match.get("searchString") == METRICS_PATH
+        and match.get("searchString") == path
     )
 
 
@@ -465,15 +467,19 @@ def _source_in_ip_set(statement: Mapping[str, Any]) -> bool:
     return ref is not None and not _has(ref, "ipSetForwardedIpConfig")
 
 
-def _refuses_public_metrics(statement: Mapping[str, Any]) -> bool:
-    """Matches /metrics, alone or AND-ed with NOT(source address in an IP set) only."""
-    if _matches_metrics_path(statement):
-        return True
-    parts = _items(_get(statement, "andStatement", "statements"))
-    if not any(_matches_metrics_path(p) for p in parts):
-        return False
-    exceptions = [p for p in parts if not _matches_metrics_path(p)]
-    return all(_source_in_ip_set(_get(p, "notStatement", "statement") or {}) for p in exceptions)
+def _refuses_public(path: str) -> Any:
+    """A statement that matches `path`, alone or AND-ed with NOT(source address in an IP set) only."""
+
+    def refuses(statement: Mapping[str, Any]) -> bool:
+        if _matches_path(statement, path):
+            return True
+        parts = _items(_get(statement, "andStatement", "statements"))
+        if not any(_matches_path(p, path) for p in parts):
+            return False
+        exceptions = [p for p in parts if not _matches_path(p, path)]
+        return all(_source_in_ip_set(_get(p, "notStatement", "statement") or {}) for p in exceptions)
+
+    return refuses
 
 
 class _Edge:
@@ -574,22 +580,22 @@ def edge_ends_in_the_api_check(args: StackValidationArgs, report: ReportViolatio
                 report(f"web ACL {acl.name}: rule {name} allows before X-Client-Id is refused", acl.urn)
 
 
-def metrics_not_public(args: StackValidationArgs, report: ReportViolation) -> None:
-    """/metrics (open in the API) only from the monitoring networks: private, and outside every VPC of the
+def _internal_path_not_public(path: str, args: StackValidationArgs, report: ReportViolation) -> None:
+    """`path` (open in the API) only from the monitoring networks: private, and outside every VPC of the
     stack (an API Gateway VPC link reaches the load balancer from inside the VPC)."""
     edge = _Edge(args.resources)
     vpcs = [ipaddress.ip_network(str(v.props["cidrBlock"])) for v in edge.of(VPC) if v.props.get("cidrBlock")]
     for lb in edge.public:
-        refusing = _refusing(edge.web_acls(lb), _refuses_public_metrics)
+        refusing = _refusing(edge.web_acls(lb), _refuses_public(path))
         if not refusing:
             report(
-                f"public load balancer {lb.name} serves {METRICS_PATH} to anyone: give it a web ACL rule "
-                f"that blocks {METRICS_PATH} unless the source is a monitoring network",
+                f"public load balancer {lb.name} serves {path} to anyone: give it a web ACL rule "
+                f"that blocks {path} unless the source is a monitoring network",
                 lb.urn,
             )
         for acl, allowed_first in refusing:
             for name in allowed_first:
-                report(f"web ACL {acl.name}: rule {name} allows before {METRICS_PATH} is refused", acl.urn)
+                report(f"web ACL {acl.name}: rule {name} allows before {path} is refused", acl.urn)
             for ip_set in _deps(acl, "rules", IP_SET):
                 for cidr in _items(ip_set.props.get("addresses")):
                     net = ipaddress.ip_network(str(cidr), strict=False)
@@ -597,10 +603,20 @@ def metrics_not_public(args: StackValidationArgs, report: ReportViolation) -> No
                     if not _private(net) or inside:
                         where = f"inside the VPC {inside[0]}" if inside else "not a private network"
                         report(
-                            f"web ACL {acl.name} serves {METRICS_PATH} to {cidr} ({where}) through IP set "
+                            f"web ACL {acl.name} serves {path} to {cidr} ({where}) through IP set "
                             f"{ip_set.name}",
                             ip_set.urn,
                         )
+
+
+def metrics_not_public(args: StackValidationArgs, report: ReportViolation) -> None:
+    _internal_path_not_public(METRICS_PATH, args, report)
+
+
+def readiness_details_not_public(args: StackValidationArgs, report: ReportViolation) -> None:
+    """The detailed readiness names the site's dependencies and their exception text: internal, like
+    /metrics (the public /readyz says ready or not, nothing more)."""
+    _internal_path_not_public(READINESS_DETAILS_PATH, args, report)
 
 
 def _rp(name: str, description: str, validate: Any, remediation: str) -> ResourceValidationPolicy:
@@ -691,6 +707,14 @@ POLICIES = [
         "/metrics through a public load balancer only from private monitoring networks outside the VPC.",
         metrics_not_public,
         "Add a web ACL rule blocking /metrics unless the source is in an IP set of the monitoring networks.",
+    ),
+    _sp(
+        "readiness-details-not-public",
+        "/readyz/details (the detailed readiness) through a public load balancer only from private "
+        "monitoring networks outside the VPC.",
+        readiness_details_not_public,
+        "Add a web ACL rule blocking /readyz/details unless the source is in an IP set of the monitoring "
+        "networks.",
     ),
     _sp(
         "hpa-and-pdb-present",

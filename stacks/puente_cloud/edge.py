@@ -5,8 +5,8 @@ keys in the replicated database, on both sites): the edge declares no second che
 public path ends in that one. Both public paths (the ALB directly, and API Gateway -> VPC link -> the same
 ALB listener) reach the API's target group and nothing else, pass `Authorization` unchanged, never pass a
 client's `X-Client-Id` (API Gateway removes it; the ALB cannot remove a request header, so its WAF refuses
-a request carrying one), and serve `/metrics` only to the monitoring networks (docs/CLOUD.md,
-Authentication at the cloud edge).
+a request carrying one), and serve `/metrics` and the detailed readiness `/readyz/details` only to the
+monitoring networks (docs/CLOUD.md, Authentication at the cloud edge).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ CLIENT_ID_HEADER = "x-client-id"
 # What API Gateway's parameter mapping `remove:` takes as its value (an empty quoted string, as AWS
 # stores it; a bare "" is what the provider sends to delete a mapping).
 REMOVE = "''"
-# Open in the API (no key needed) but not public: Prometheus's scrape path.
+# Open in the API (no key needed) but not public: Prometheus's scrape path, and the detailed readiness
+# (each dependency's state and exception text; the public /readyz says ready or not, nothing more).
 METRICS_PATH = "/metrics"
+READINESS_DETAILS_PATH = "/readyz/details"
 
 
 def _problem(status: int, title: str, detail: str) -> str:
@@ -43,6 +45,7 @@ def _problem(status: int, title: str, detail: str) -> str:
 # WAF custom response bodies: key -> (status, body).
 CLIENT_ID_REFUSED = "client-id-header"
 METRICS_REFUSED = "metrics-not-public"
+READINESS_DETAILS_REFUSED = "readiness-details-not-public"
 RESPONSES = {
     CLIENT_ID_REFUSED: (
         400,
@@ -57,6 +60,10 @@ RESPONSES = {
         403,
         _problem(403, "Forbidden", "/metrics is served to the monitoring networks only."),
     ),
+    READINESS_DETAILS_REFUSED: (
+        403,
+        _problem(403, "Forbidden", "/readyz/details is served to the monitoring networks only."),
+    ),
 }
 
 
@@ -70,8 +77,9 @@ class EdgeArgs:
     waf_rate_limit: int
     access_log_retention_days: int
     production: bool
-    # Who may read /metrics through the ALB: the on-prem networks (over the VPN, to the ALB's private
-    # addresses). Never the VPC: API Gateway's VPC link reaches the ALB from the VPC's private subnets.
+    # Who may read /metrics and /readyz/details through the ALB: the on-prem networks (over the VPN, to
+    # the ALB's private addresses). Never the VPC: API Gateway's VPC link reaches the ALB from the VPC's
+    # private subnets.
     monitoring_cidrs: tuple[str, ...]
 
 
@@ -291,7 +299,7 @@ class Edge(Component):
     def _waf(self, limit: int, monitoring_cidrs: tuple[str, ...]) -> None:
         """The web ACL of the ALB. It sees every request of both public paths (API Gateway's too, as they
         arrive from the VPC link): a per-IP rate limit, a request carrying X-Client-Id refused, /metrics
-        refused unless it comes from the monitoring networks."""
+        and /readyz/details refused unless they come from the monitoring networks."""
         name = self.child("waf")
         metric = name.replace("-", "")
         monitoring = aws.wafv2.IpSet(
@@ -299,7 +307,7 @@ class Edge(Component):
             scope="REGIONAL",
             ip_address_version="IPV4",
             addresses=list(monitoring_cidrs),
-            description="Networks that may read /metrics through the ALB, the on-prem site over the VPN",
+            description="Networks that may read /metrics and /readyz/details through the ALB (on-prem, VPN)",
             tags=self.tags(f"{name}-monitoring"),
             opts=self.opts(),
         )
@@ -314,6 +322,38 @@ class Edge(Component):
         def refuse(key: str) -> dict[str, Any]:
             status = RESPONSES[key][0]
             return {"block": {"custom_response": {"response_code": status, "custom_response_body_key": key}}}
+
+        def only_from_monitoring(rule: str, priority: int, path: str, key: str, tag: str) -> dict[str, Any]:
+            # The path decoded and normalised as the API's router sees it (/%6detrics, //metrics), matched as
+            # a prefix (/metrics/, /readyz/details/).
+            return {
+                "name": rule,
+                "priority": priority,
+                "action": refuse(key),
+                "statement": {
+                    "and_statement": {
+                        "statements": [
+                            {
+                                "byte_match_statement": {
+                                    "field_to_match": {"uri_path": {}},
+                                    "positional_constraint": "STARTS_WITH",
+                                    "search_string": path,
+                                    "text_transformations": [
+                                        {"priority": 0, "type": "URL_DECODE"},
+                                        {"priority": 1, "type": "NORMALIZE_PATH"},
+                                    ],
+                                }
+                            },
+                            {
+                                "not_statement": {
+                                    "statement": {"ip_set_reference_statement": {"arn": monitoring.arn}}
+                                }
+                            },
+                        ]
+                    }
+                },
+                "visibility_config": visibility(tag),
+            }
 
         acl = aws.wafv2.WebAcl(
             name,
@@ -348,35 +388,16 @@ class Edge(Component):
                     },
                     "visibility_config": visibility("ClientIdHeader"),
                 },
-                {
-                    # The path decoded and normalised as the API's router sees it (/%6detrics, //metrics).
-                    "name": "metrics-only-from-monitoring",
-                    "priority": 3,
-                    "action": refuse(METRICS_REFUSED),
-                    "statement": {
-                        "and_statement": {
-                            "statements": [
-                                {
-                                    "byte_match_statement": {
-                                        "field_to_match": {"uri_path": {}},
-                                        "positional_constraint": "STARTS_WITH",
-                                        "search_string": METRICS_PATH,
-                                        "text_transformations": [
-                                            {"priority": 0, "type": "URL_DECODE"},
-                                            {"priority": 1, "type": "NORMALIZE_PATH"},
-                                        ],
-                                    }
-                                },
-                                {
-                                    "not_statement": {
-                                        "statement": {"ip_set_reference_statement": {"arn": monitoring.arn}}
-                                    }
-                                },
-                            ]
-                        }
-                    },
-                    "visibility_config": visibility("MetricsNotPublic"),
-                },
+                only_from_monitoring(
+                    "metrics-only-from-monitoring", 3, METRICS_PATH, METRICS_REFUSED, "MetricsNotPublic"
+                ),
+                only_from_monitoring(
+                    "readiness-details-only-from-monitoring",
+                    4,
+                    READINESS_DETAILS_PATH,
+                    READINESS_DETAILS_REFUSED,
+                    "ReadinessDetailsNotPublic",
+                ),
             ],
             visibility_config=visibility(""),
             tags=self.tags(name),

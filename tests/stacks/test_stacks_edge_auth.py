@@ -4,9 +4,9 @@ The API authenticates each request itself (`Authorization: Bearer <API key>`, ke
 database). The cloud edge declares no second check; these tests read the recorded graph to show that both
 public paths (the ALB directly, API Gateway -> VPC link -> the same listener) reach the API's target group
 and nothing else, pass Authorization unchanged, never hand a client's X-Client-Id to the API, and serve
-/metrics to the monitoring networks only. The WAF rules and API Gateway's parameter mapping are replayed on
-requests by a small interpreter of the statements the program uses (what AWS does with them is documented,
-not run here: docs/CLOUD.md, What is verified here).
+/metrics and the detailed readiness (/readyz/details) to the monitoring networks only. The WAF rules and
+API Gateway's parameter mapping are replayed on requests by a small interpreter of the statements the
+program uses (what AWS does with them is documented, not run here: docs/CLOUD.md, What is verified here).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ INTEGRATION = "aws:apigatewayv2/integration:Integration"
 ROUTE = "aws:apigatewayv2/route:Route"
 LISTENER = "aws:lb/listener:Listener"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
-# The paths the API serves without a key (api/src/puente_api/auth.py OPEN_PATHS).
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+# The paths the API serves without a key (api/src/puente_api/auth.py OPEN_PATHS), and those of them for the
+# monitoring networks only (INTERNAL_PATHS).
+OPEN_PATHS = ("/healthz", "/readyz", "/readyz/details", "/metrics", "/openapi.json")
+INTERNAL_PATHS = (edge_module.METRICS_PATH, edge_module.READINESS_DETAILS_PATH)
 TOKEN = "Bearer pk_abcdefgh_" + "x" * 43
 
 
@@ -81,7 +83,7 @@ def test_the_alb_forwards_every_request_to_the_api_target_group(any_stack: Recor
     assert _deps(any_stack, association, "webAclArn") == [any_stack.one(WEB_ACL)]
 
 
-def test_metrics_are_for_the_onprem_networks_never_the_vpc(any_stack: Recording) -> None:
+def test_internal_paths_are_for_the_onprem_networks_never_the_vpc(any_stack: Recording) -> None:
     ip_set = any_stack.one("aws:wafv2/ipSet:IpSet")
     network = _network(any_stack)
     assert ip_set.inputs["addresses"] == network["onpremCidrs"]
@@ -227,6 +229,15 @@ VPC_LINK = "10.60.130.17"  # an ENI of the VPC link in a private subnet of dev's
         ("/v1/../metrics", INTERNET, {}, 403),
         ("/metrics", INTERNET, {"X-Forwarded-For": ONPREM_MONITORING}, 403),
         ("/metrics", ONPREM_MONITORING, {}, None),
+        ("/readyz?scope=read", INTERNET, {}, None),
+        ("/readyz/details", INTERNET, {}, 403),
+        ("/readyz/details", VPC_LINK, {}, 403),
+        ("/readyz/details/", INTERNET, {}, 403),
+        ("/readyz%2Fdetails", INTERNET, {}, 403),
+        ("/readyz//details", INTERNET, {}, 403),
+        ("/readyz/./details", INTERNET, {}, 403),
+        ("/readyz/details", INTERNET, {"X-Forwarded-For": ONPREM_MONITORING}, 403),
+        ("/readyz/details", ONPREM_MONITORING, {}, None),
     ],
 )
 def test_the_alb_web_acl(
@@ -244,8 +255,10 @@ def test_through_api_gateway_the_client_id_is_removed_and_authorization_kept(dev
     assert waf(dev, forwarded) is None  # so the API gets it, and checks the key
     # and /metrics stays closed on that path too: the VPC link is not a monitoring network
     assert waf(dev, api_gateway(dev, Request("/metrics", INTERNET), VPC_LINK)) == 403
+    assert waf(dev, api_gateway(dev, Request("/readyz/details", INTERNET), VPC_LINK)) == 403
 
 
-def test_every_open_path_but_metrics_is_public(dev: Recording) -> None:
+def test_every_open_path_but_the_internal_ones_is_public(dev: Recording) -> None:
     public = [p for p in OPEN_PATHS if waf(dev, Request(p, INTERNET)) is None]
-    assert public == [p for p in OPEN_PATHS if p != edge_module.METRICS_PATH]
+    assert public == [p for p in OPEN_PATHS if p not in INTERNAL_PATHS]
+    assert all(waf(dev, Request(p, ONPREM_MONITORING)) is None for p in OPEN_PATHS)

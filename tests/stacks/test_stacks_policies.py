@@ -145,7 +145,7 @@ def _visible(rule: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _metrics_rule(ip_set_arn: Any, forwarded_ip: bool) -> dict[str, Any]:
+def _internal_rule(path: str, priority: int, ip_set_arn: Any, forwarded_ip: bool) -> dict[str, Any]:
     ref: dict[str, Any] = {"arn": ip_set_arn}
     if forwarded_ip:  # the "source" a client writes itself
         ref["ip_set_forwarded_ip_config"] = {
@@ -154,8 +154,8 @@ def _metrics_rule(ip_set_arn: Any, forwarded_ip: bool) -> dict[str, Any]:
             "position": "FIRST",
         }
     return {
-        "name": "metrics-only-from-monitoring",
-        "priority": 3,
+        "name": f"{path.strip('/').replace('/', '-')}-only-from-monitoring",
+        "priority": priority,
         "action": {"block": {}},
         "statement": {
             "and_statement": {
@@ -164,7 +164,7 @@ def _metrics_rule(ip_set_arn: Any, forwarded_ip: bool) -> dict[str, Any]:
                         "byte_match_statement": {
                             "field_to_match": {"uri_path": {}},
                             "positional_constraint": "STARTS_WITH",
-                            "search_string": "/metrics",
+                            "search_string": path,
                             "text_transformations": [{"priority": 0, "type": "URL_DECODE"}],
                         }
                     },
@@ -180,7 +180,7 @@ def _edge(
     mapping: dict[str, str] | None = None,
     routed: bool = True,
     integration_type: str = "HTTP_PROXY",
-    rules: Sequence[str] = ("client-id", "metrics"),
+    rules: Sequence[str] = ("client-id", "metrics", "readiness"),
     monitoring: Sequence[str] = ("10.89.0.0/16",),
     forwarded_ip: bool = False,
     default_action: dict[str, Any] | None = None,
@@ -207,7 +207,8 @@ def _edge(
     )
     chosen = {
         "client-id": CLIENT_ID_RULE,
-        "metrics": _metrics_rule(ip_set.arn, forwarded_ip),
+        "metrics": _internal_rule("/metrics", 3, ip_set.arn, forwarded_ip),
+        "readiness": _internal_rule("/readyz/details", 4, ip_set.arn, forwarded_ip),
         "allow-all-first": {
             "name": "allow-all-first",
             "priority": 1,
@@ -292,7 +293,12 @@ FAILING: dict[str, tuple[Callable[[], Any], set[str]]] = {
         {"edge-ends-in-the-api-check"},
     ),
     # the web ACL of the ALB has no rule for /metrics: anyone on the internet reads it
-    "metrics-not-public": (lambda: _edge(rules=("client-id",)), {"metrics-not-public"}),
+    "metrics-not-public": (lambda: _edge(rules=("client-id", "readiness")), {"metrics-not-public"}),
+    # ... nor for the detailed readiness: anyone reads which dependency fails, with its exception text
+    "readiness-details-not-public": (
+        lambda: _edge(rules=("client-id", "metrics")),
+        {"readiness-details-not-public"},
+    ),
 }
 
 
@@ -321,7 +327,7 @@ EDGE_ROUTED_AROUND_THE_API: dict[str, Callable[[], Any]] = {
         }
     ),
     "a Lambda target group": lambda: _edge(target_type="lambda"),
-    "no web ACL rule refusing X-Client-Id on the ALB": lambda: _edge(rules=("metrics",)),
+    "no web ACL rule refusing X-Client-Id on the ALB": lambda: _edge(rules=("metrics", "readiness")),
 }
 
 
@@ -354,21 +360,28 @@ def test_an_overridden_client_id_and_a_refusal_are_no_violation(policy_pack: Pol
         (("10.89.0.0/16",), True),  # the source read from X-Forwarded-For, which the client writes
     ],
 )
-def test_metrics_open_to_more_than_the_monitoring_networks_is_a_violation(
+def test_internal_paths_open_to_more_than_the_monitoring_networks_is_a_violation(
     monitoring: tuple[str, ...], forwarded_ip: bool, policy_pack: PolicyPackServer
 ) -> None:
     violations = policy_pack.analyze(_run(lambda: _edge(monitoring=monitoring, forwarded_ip=forwarded_ip)))
-    assert {v.policy for v in violations} == {"metrics-not-public"}, violations
+    internal = {"metrics-not-public", "readiness-details-not-public"}
+    assert {v.policy for v in violations} == internal, violations
 
 
 def test_an_allow_rule_before_the_refusals_is_a_violation(policy_pack: PolicyPackServer) -> None:
-    violations = policy_pack.analyze(_run(lambda: _edge(rules=("allow-all-first", "client-id", "metrics"))))
+    violations = policy_pack.analyze(
+        _run(lambda: _edge(rules=("allow-all-first", "client-id", "metrics", "readiness")))
+    )
     assert sorted((v.policy, v.message.splitlines()[-1]) for v in violations) == [
         (
             "edge-ends-in-the-api-check",
             "web ACL waf: rule allow-all-first allows before X-Client-Id is refused",
         ),
         ("metrics-not-public", "web ACL waf: rule allow-all-first allows before /metrics is refused"),
+        (
+            "readiness-details-not-public",
+            "web ACL waf: rule allow-all-first allows before /readyz/details is refused",
+        ),
     ]
 
 
@@ -423,11 +436,17 @@ BROKEN_STACK: dict[str, tuple[str, str, Callable[[dict[str, Any]], None], str]] 
         _without_rule("metrics-only-from-monitoring"),
         "metrics-not-public",
     ),
+    "the ALB's web ACL serves /readyz/details to anyone": (
+        "aws:wafv2/webAcl:WebAcl",
+        "edge-waf",
+        _without_rule("readiness-details-only-from-monitoring"),
+        "readiness-details-not-public",
+    ),
     "the monitoring networks include the VPC": (
         "aws:wafv2/ipSet:IpSet",
         "edge-waf-monitoring",
         _set("addresses", ["10.89.0.0/16", "10.60.0.0/16"]),
-        "metrics-not-public",
+        "metrics-not-public readiness-details-not-public",
     ),
 }
 
@@ -453,7 +472,7 @@ def test_the_real_edge_broken_in_one_place_fails(
     type_, name, change, policy = BROKEN_STACK[broken]
     assert policy_pack.analyze(dev) == []
     violations = policy_pack.analyze(_broken(dev, type_, name, change))
-    assert {v.policy for v in violations} == {policy}, violations
+    assert {v.policy for v in violations} == set(policy.split()), violations
 
 
 def test_the_real_api_gateway_route_without_its_integration_fails(
