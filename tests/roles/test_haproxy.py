@@ -11,6 +11,7 @@ the read frontend of each site sends sessions to that site's own leader or synch
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import time
 from collections.abc import Callable
@@ -149,3 +150,77 @@ def test_drained_server_gets_no_new_requests_and_stays_drained_after_a_reload(
     after = total_sessions(node, "api")
     assert after["onprem-api1"] == before["onprem-api1"]
     assert after["onprem-api2"] >= before["onprem-api2"] + 10
+
+
+# Holds a transaction-level advisory lock through the API's own database path (its URL and password, as
+# its user), as a request holding an idempotency key does, then sits idle in the transaction.
+HOLDER = """
+import os, time, psycopg
+conn = psycopg.connect(os.environ["PUENTE_DATABASE_URL"], password=os.environ["PUENTE_DATABASE_PASSWORD"])
+conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
+time.sleep(300)
+"""
+VANISH = "puente_test_vanish"
+
+
+# Runs on the leader: waits until no session holds the lock and prints when (the nodes share this
+# machine's clock), so the figure does not include the latency of asking from here.
+RELEASE_WAITER = """
+import subprocess, sys, time
+deadline = time.time() + 40
+while time.time() < deadline:
+    held = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-XAtc", sys.argv[1]],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    if held == "0":
+        break
+    time.sleep(0.05)
+print(time.time())
+"""
+
+
+def lock_query(lock: int) -> str:
+    return f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {lock} AND granted"
+
+
+def leader(node: Callable) -> Callable:
+    state = servers_state(node, "postgresql")
+    return node(next(s for s, v in state.items() if v["op"] == 2))
+
+
+@pytest.mark.destructive
+def test_a_vanished_api_nodes_session_and_its_locks_end_within_5_s(node: Callable) -> None:
+    """An API node that vanishes mid-request (no FIN: here its network drops every packet) loses its
+    database sessions within 5 s, so a key it held is free for the retry on another node, instead of
+    after the 30 s idle-in-transaction timeout (HAProxy's TCP proxy would keep the session open)."""
+    lock = 4_200_000 + int(time.time()) % 100_000  # not one an earlier run could have left
+    api, unit = node("onprem-api1"), f"puente-test-holder-{lock}"
+    env = " ".join(f"-p EnvironmentFile={f}" for f in ("/etc/puente/api.env", "/etc/puente/api-secrets.env"))
+    script = HOLDER.replace("LOCK", str(lock))
+    api.check_output(
+        f"systemd-run --unit={unit} --uid=puente-api --gid=puente-api {env} "
+        f"/opt/puente-api/current/venv/bin/python -c '{script}'"
+    )
+    try:
+        db, query = leader(node), shlex.quote(lock_query(lock))
+        for _ in range(40):
+            if db.check_output(f"runuser -u postgres -- psql -XAtc {query}") == "1":
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the holder never took its lock: {api.run(f'journalctl -u {unit}').stdout}")
+        api.check_output(
+            f"nft add table inet {VANISH}"
+            f" && nft add chain inet {VANISH} in '{{ type filter hook input priority -300; policy drop; }}'"
+            f" && nft add chain inet {VANISH} out '{{ type filter hook output priority -300; policy drop; }}'"
+        )
+        cut = time.time()
+        released = float(db.check_output(f"python3 -c {shlex.quote(RELEASE_WAITER)} {query}")) - cut
+        print(f"lock released {released:.1f} s after the node vanished")
+        assert released <= 5.0, f"the vanished node's lock was held {released:.1f} s after it vanished"
+    finally:
+        api.run(f"nft delete table inet {VANISH}")
+        api.run(f"systemctl stop {unit}")
+        for _ in range(30):  # back in the API backend before the next test
+            if servers_state(node, "api")["onprem-api1"]["op"] == 2:
+                break
+            time.sleep(1)
