@@ -3,7 +3,9 @@
 What the role promises: TLS 1.2+ only with a certificate of the lab CA, plain HTTP redirected (probes
 excepted), X-Request-ID generated or kept and passed to the API, Idempotency-Key passed through, a body
 limit (413) and a rate limit (429) answered as problem+json, a JSON access log, the key file root-only,
-and nothing listening on the edge but what is meant to.
+and nothing listening on the edge but what is meant to. The public /readyz says ready or not, nothing
+more; /readyz/details and /metrics answer the load balancers (and monitoring networks) only. A 502/503/504
+of nginx or HAProxy is problem+json with Retry-After and the request id.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import socket
 import ssl
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -198,3 +202,91 @@ def _nginx_ports(edge) -> set[int]:
         if '"nginx"' in line:
             ports.add(int(line.split()[3].rsplit(":", 1)[1]))
     return ports
+
+
+# --- readiness and metrics: public or internal ------------------------------------------------------------
+def test_public_readyz_says_ready_and_nothing_more(client: httpx.Client) -> None:
+    for path in ("/readyz", "/readyz?scope=read"):
+        r = client.get(path)
+        assert (r.status_code, r.json()) == (200, {"status": "ready"}), (path, r.text)
+
+
+@pytest.mark.parametrize(
+    "path", ["/readyz/details", "/readyz/details?scope=read", "/metrics", "/%6detrics", "/readyz%2Fdetails"]
+)
+def test_internal_paths_are_refused_to_the_public(client: httpx.Client, path: str) -> None:
+    rid = f"test-{uuid.uuid4()}"
+    r = client.get(path, headers={"X-Request-ID": rid})
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["request_id"] == rid and "database" not in r.text
+
+
+def test_internal_paths_answer_the_load_balancer(node) -> None:
+    """From the edge node itself (a load balancer's address): the gateway passes them to the API."""
+    edge = node(EDGE)
+    details = json.loads(edge.check_output("curl -sk --fail-with-body https://127.0.0.1/readyz/details"))
+    assert details["database"] == "ok" and details["site"] == "onprem", details
+    assert "puente_http_requests_total" in edge.check_output(
+        "curl -sk --fail-with-body https://127.0.0.1/metrics"
+    )
+
+
+# --- 502/503/504: problem+json, Retry-After, the request id ----------------------------------------------
+def _assert_unavailable(r: httpx.Response, status: int, rid: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.headers.get_list("x-request-id") == [rid]
+    doc = r.json()
+    assert (doc["status"], doc["request_id"]) == (status, rid), doc
+
+
+@contextmanager
+def _api_servers_in_maintenance(node) -> Iterator[None]:
+    """Every API server of the on-prem HAProxy in maintenance (its own 503), put back however it ends."""
+    edge = node(EDGE)
+    servers = ("onprem-api1", "onprem-api2")
+
+    def runtime(command: str) -> None:
+        edge.check_output(f"echo '{command}' | socat stdio unix-connect:/run/haproxy/admin.sock")
+
+    try:
+        for s in servers:
+            runtime(f"set server api/{s} state maint")
+        yield
+    finally:
+        for s in servers:
+            runtime(f"set server api/{s} state ready")
+
+
+@contextmanager
+def _load_balancer_refused(node) -> Iterator[None]:
+    """nginx's connections to HAProxy's API frontend (loopback :8080) reset (its own 502); nothing else of
+    the node is touched (HAProxy still checks the API nodes and fronts PostgreSQL)."""
+    edge = node(EDGE)
+    table = "inet puente_test_502"
+    edge.check_output(
+        f"nft add table {table} && nft add chain {table} out '{{ type filter hook output priority 0; }}'"
+        f" && nft add rule {table} out ip daddr 127.0.0.1 tcp dport 8080 reject with tcp reset"
+    )
+    try:
+        yield
+    finally:
+        edge.check_output(f"nft delete table {table}")
+
+
+def test_haproxy_503_and_nginx_502_are_problems_with_retry_after_and_the_request_id(
+    client: httpx.Client, node
+) -> None:
+    with _api_servers_in_maintenance(node):
+        rid = f"test-503-{uuid.uuid4()}"
+        # HAProxy's own answer, passed through nginx untouched
+        r = client.get("/v1/shipments", headers={"X-Request-ID": rid})
+        _assert_unavailable(r, 503, rid)
+        assert "No API node is available" in r.json()["detail"]
+    with _load_balancer_refused(node):
+        for url in (f"{URL}/v1/shipments", f"http://{EDGE_IP}/readyz"):  # both listeners of nginx
+            rid = f"test-502-{uuid.uuid4()}"
+            _assert_unavailable(client.get(url, headers={"X-Request-ID": rid}), 502, rid)
+    assert client.get("/readyz").status_code == 200  # back as it was
