@@ -26,7 +26,7 @@ LAB_INVENTORY = "inventories/lab"
 ARTIFACTS = ROOT / "reports" / "audit"
 # The controls the breaks below must trip (pytest -k over the catalogue's test names).
 BREAK_CONTROLS = ("test_ssh_key_only or test_firewall_ports_match_roles or test_listening_ports_match_roles "
-                  "or test_api_secrets_file_mode")
+                  "or test_api_secrets_file_mode or test_gateway_refuses_unauthenticated")
 
 
 def audit(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
@@ -131,16 +131,31 @@ def secret_readable(node: str, path: str) -> Iterator[None]:
         node_exec(node, f"chmod {mode} {shlex.quote(path)}")
 
 
+@contextlib.contextmanager
+def forged_client_id_passed_on(node: str) -> Iterator[None]:
+    """The gateway's refusal of a caller-chosen X-Client-Id made to match nothing, then a reload."""
+    conf = "/etc/nginx/nginx.conf"
+    try:
+        edit = "s/if ($http_x_client_id)/if ($http_x_client_id = audit-break-never-sent)/"
+        node_exec(node, f"cp -p {conf} {conf}.audit-break && sed -i '{edit}' {conf} && "
+                        f"grep -q audit-break-never-sent {conf} && nginx -t -q && systemctl reload nginx")
+        yield
+    finally:
+        node_exec(node, f"mv {conf}.audit-break {conf} && systemctl reload nginx", check=False)
+
+
 @pytest.mark.destructive
 def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory):
     api_nodes = onprem("api_nodes")
     ssh_victim, secret_victim, port_victim = api_nodes[-1], api_nodes[0], onprem("dns")[0]
+    gateway_victim = onprem("gateways")[0]
     port = 4444
     out = tmp_path_factory.mktemp("lab-broken")
     with contextlib.ExitStack() as stack:
         stack.enter_context(password_login_enabled(ssh_victim))
         stack.enter_context(port_opened(port_victim, port))
         stack.enter_context(secret_readable(secret_victim, "/etc/puente/api-secrets.env"))
+        stack.enter_context(forged_client_id_passed_on(gateway_victim))
         proc, doc = audit(out, "-k", BREAK_CONTROLS)
     assert proc.returncode == 1, "a broken node must fail the audit"
 
@@ -149,6 +164,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         ("PUENTE-FW-02", "", port_victim, f"tcp/{port}"),
         ("PUENTE-FW-03", "", port_victim, f":{port}"),
         ("PUENTE-API-03", "", secret_victim, "0o644"),
+        ("PUENTE-AUTH-01", "forged-client-id", gateway_victim, "401, not 400"),
     ]
     for control, params, victim, seen in expectations:
         results = [r for r in doc["results"] if r["control_id"] == control and r["params"].startswith(params)]
@@ -159,7 +175,8 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         assert seen in evidence or seen in failed[victim]["message"], (
             f"{control} on {victim}: the evidence does not show {seen!r}:\n{evidence[:2000]}")
     row = {h["host"]: h for h in doc["summary"]["hosts"]}
-    assert {h for h, r in row.items() if r["status"] == "failed"} == {ssh_victim, port_victim, secret_victim}
+    assert {h for h, r in row.items() if r["status"] == "failed"} == {
+        ssh_victim, port_victim, secret_victim, gateway_victim}
     html = (out / "report.html").read_text()
     assert f"<strong>{ssh_victim}</strong>" in html
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -170,7 +187,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
 def test_breaks_were_undone(lab, tmp_path_factory):
     """After the test above restored the nodes, the same controls pass again everywhere."""
     out = tmp_path_factory.mktemp("lab-restored")
-    victims = ",".join([*onprem("api_nodes"), *onprem("dns")])
+    victims = ",".join([*onprem("api_nodes"), *onprem("dns"), *onprem("gateways")])
     proc, doc = audit(out, "--limit", victims, "-k", BREAK_CONTROLS)
     assert {r["host"] for r in doc["results"]} == set(victims.split(","))
     still = [f"{r['control_id']} {r['host']}" for r in doc["results"] if r["status"] != "passed"]
