@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from api_helpers import count, deliver_all, headers, new_key, shipment_body
 from api_servers import APIServer
+from puente_api import db as db_mod
 from puente_api.brokers import Broker
 
 
@@ -112,3 +113,14 @@ def test_the_pause_hooks_cannot_be_switched_on_from_outside(api_env: dict[str, s
         assert time.monotonic() - started < 10, "the write was held: a pause hook was switched on"
     finally:
         server.stop()
+
+
+def test_every_session_lets_the_server_find_a_vanished_client_within_seconds(settings) -> None:
+    """The server probes the API's sessions (keepalive 1 s idle, 1 s apart, 2 probes; 4 s user timeout):
+    where its TCP peer is the API itself (the cloud's NLB), a node that vanished without a FIN loses its
+    sessions, their transaction and any key they held within seconds. The settings are the server's own
+    view of a TCP session opened as the API opens them (on a Unix socket they would read 0)."""
+    with db_mod.connect(settings) as conn:
+        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in db_mod.TCP_KEEPALIVE}
+    assert shown == {"tcp_keepalives_idle": "1", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "2",
+                     "tcp_user_timeout": "4000"}

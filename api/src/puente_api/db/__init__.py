@@ -38,10 +38,20 @@ set_json_loads(orjson.loads)
 # instead of running on to COMMIT.
 CLIENT_CONNECTION_CHECK_INTERVAL = 1000
 
+# The server's TCP keepalive and user timeout on the API's sessions: a client that vanished without a FIN
+# (node lost, network gone) is found by the server within about idle + interval x count seconds (4 s of
+# unacknowledged data at most), so its transaction is rolled back and an idempotency key it held is free
+# for the retry. It matters where the server's TCP peer is the API itself (the cloud's NLB passes the
+# connection through); on-prem the peer is HAProxy, which ends a vanished client's sessions the same way
+# (roles/haproxy: haproxy_postgresql_client_keepalive).
+TCP_KEEPALIVE = {"tcp_keepalives_idle": 1, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 2,
+                 "tcp_user_timeout": 4000}
+
 # Session settings of every connection the API and its processes open (bench/ runs pgbench with them).
 OPTIONS = (
     f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT} -c lock_timeout={LOCK_TIMEOUT}"
     f" -c client_connection_check_interval={CLIENT_CONNECTION_CHECK_INTERVAL}"
+    + "".join(f" -c {name}={value}" for name, value in TCP_KEEPALIVE.items())
 )
 
 
