@@ -21,7 +21,11 @@ def address(host: str) -> str:
     return str(LAB.nodes[host].ip)
 
 
-ETCDCTL = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379"
+# Clients need a certificate the CA signed: on a member, the member's own (roles/etcd, TLS).
+TLS_DIR = "/etc/etcd/tls"
+CLIENT_TLS = f"--cacert={TLS_DIR}/ca.crt --cert={TLS_DIR}/member.crt --key={TLS_DIR}/member.key"
+ETCDCTL = f"ETCDCTL_API=3 etcdctl {CLIENT_TLS} --endpoints=https://127.0.0.1:2379"
+CURL_TLS = f"--cacert {TLS_DIR}/ca.crt --cert {TLS_DIR}/member.crt --key {TLS_DIR}/member.key"
 
 
 def etcdctl(node, host: str, *args: str) -> str:
@@ -37,7 +41,7 @@ def test_the_inventory_has_an_odd_etcd_group() -> None:
 def test_every_member_is_healthy(node, host) -> None:
     health = json.loads(etcdctl(node, host, "endpoint", "health", "--cluster", "--write-out=json"))
     assert sorted(h["endpoint"] for h in health if h["health"]) == sorted(
-        f"http://{address(m)}:{CLIENT_PORT}" for m in MEMBERS
+        f"https://{address(m)}:{CLIENT_PORT}" for m in MEMBERS
     ), health
 
 
@@ -45,8 +49,8 @@ def test_members_are_exactly_the_group(node) -> None:
     members = json.loads(etcdctl(node, MEMBERS[0], "member", "list", "--write-out=json"))["members"]
     assert sorted(m["name"] for m in members) == MEMBERS
     for m in members:
-        assert m["peerURLs"] == [f"http://{address(m['name'])}:{PEER_PORT}"]
-        assert m["clientURLs"] == [f"http://{address(m['name'])}:{CLIENT_PORT}"]
+        assert m["peerURLs"] == [f"https://{address(m['name'])}:{PEER_PORT}"]
+        assert m["clientURLs"] == [f"https://{address(m['name'])}:{CLIENT_PORT}"]
 
 
 def test_one_raft_leader(node) -> None:
@@ -73,8 +77,22 @@ def test_listens_on_the_site_address_and_loopback_only(node, host) -> None:
 
 @pytest.mark.parametrize("host", MEMBERS)
 def test_v2_api_is_off(node, host) -> None:
-    status = node(host).check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:2379/v2/keys")
+    status = node(host).check_output(
+        f"curl -s -o /dev/null -w '%{{http_code}}' {CURL_TLS} https://127.0.0.1:2379/v2/keys"
+    )
     assert status == "404"
+
+
+@pytest.mark.parametrize("host", MEMBERS)
+def test_refuses_clients_and_peers_without_a_certificate(node, host) -> None:
+    """Client-certificate authentication on both ports: the TLS handshake fails without a certificate the CA
+    signed (curl exit 35, 55 or 56), and nothing answers in plain HTTP."""
+    ca = f"--cacert {TLS_DIR}/ca.crt"
+    for port in (CLIENT_PORT, PEER_PORT):
+        url = f"https://{address(host)}:{port}/version"
+        assert node(host).run(f"curl -sf -m 5 {ca} {url}").rc in (35, 55, 56), url
+        assert node(host).run(f"curl -sf -m 5 http://{address(host)}:{port}/version").rc != 0, url
+    assert node(host).run(f"curl -sf -m 5 {CURL_TLS} https://{address(host)}:{CLIENT_PORT}/version").rc == 0
 
 
 def test_patroni_keys_are_in_the_v3_keyspace(node) -> None:

@@ -8,9 +8,17 @@ from typing import Any
 
 from puente.check.findings import Finding, hosts_phrase, show_path
 from puente.check.inventory import Deployment
-from puente.check.rules import database_url, etcd, placeholders, platform, replication, required, secrets
+from puente.check.rules import database_url, etcd, placeholders, platform, replication, required, secrets, tls
 
-RULES = (required.check, secrets.check, placeholders.check, etcd.check, replication.check, database_url.check)
+RULES = (
+    required.check,
+    secrets.check,
+    placeholders.check,
+    etcd.check,
+    replication.check,
+    database_url.check,
+    tls.check,
+)
 
 
 @dataclass
