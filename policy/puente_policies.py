@@ -354,10 +354,11 @@ def database_endpoint_follows_leader(args: ResourceValidationArgs, report: Repor
         return
     check = args.props.get("healthCheck") or {}
     got = (check.get("protocol"), str(check.get("port")), check.get("path"))
-    if got[0] != "HTTP" or got[1] != PATRONI_REST_PORT or got[2] not in PATRONI_CHECKS:
+    if got[0] != "HTTPS" or got[1] != PATRONI_REST_PORT or got[2] not in PATRONI_CHECKS:
         report(
             f"target group {args.name} forwards to PostgreSQL but its health check is {got}: it must ask "
-            f"Patroni (HTTP, port {PATRONI_REST_PORT}, path one of {', '.join(PATRONI_CHECKS)})",
+            f"Patroni (HTTPS, its REST API is TLS only; port {PATRONI_REST_PORT}, path one of "
+            f"{', '.join(PATRONI_CHECKS)})",
             None,
         )
 

@@ -32,6 +32,8 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
 }
 # Patroni's REST API (one of the postgresql ports above): its write endpoints must ask for credentials.
 PATRONI_REST_PORT = 8008
+# Patroni's REST API is HTTPS, its certificate signed by the CA roles/postgresql installs on each member.
+PATRONI_REST_CA = "/etc/patroni/ssl/ca.crt"
 
 # Directories that hold a service's code, configuration or data, by inventory group: nothing in them may
 # be writable by every user.

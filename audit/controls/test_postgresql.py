@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from audit_policy import BACKUP_MAX_AGE_HOURS, PATRONI_REST_PORT
+from audit_policy import BACKUP_MAX_AGE_HOURS, PATRONI_REST_CA, PATRONI_REST_PORT
 
 from puente.audit import control
 
@@ -116,5 +116,5 @@ def test_patroni_rest_refuses_unauthenticated_changes(host):
         target = "127.0.0.1" if address in ("0.0.0.0", "*", "[::]") else address
         code = host.check_output(
             "curl -s -o /dev/null -m 5 -w '%%{http_code}' -X POST -H 'Content-Type: application/json' "
-            "-d '{}' http://%s:%s/failover", target, str(PATRONI_REST_PORT))
+            "-d '{}' --cacert %s https://%s:%s/failover", PATRONI_REST_CA, target, str(PATRONI_REST_PORT))
         assert code == "401", f"POST /failover without credentials on {target}: HTTP {code}, not 401"

@@ -3,7 +3,8 @@
 The AWS-native twin of the lab's HAProxy PostgreSQL frontends (roles/haproxy): the cloud API's database URL
 names this NLB, never a fixed member, so writes reach the leader wherever Patroni put it.
 
-- write listener :5432 -> members whose Patroni REST API (:8008) answers 200 on `GET /primary` (the leader);
+- write listener :5432 -> members whose Patroni REST API (HTTPS :8008) answers 200 on `GET /primary`
+  (the leader);
 - read listener :5433 -> members answering 200 on `GET /read-only-sync` (the leader or the synchronous
   standby: both hold every acknowledged commit), forwarded to their PostgreSQL port 5432.
 
@@ -116,7 +117,9 @@ class LeaderEndpoint(Component):
             vpc_id=net.vpc.id,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 enabled=True,
-                protocol="HTTP",
+                # Patroni's REST API is HTTPS only (roles/postgresql). An NLB's HTTPS check does not
+                # validate the certificate (AWS); the on-prem HAProxy's checks do.
+                protocol="HTTPS",
                 port=str(PATRONI_REST_PORT),
                 path=path,
                 matcher="200",

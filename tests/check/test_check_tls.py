@@ -14,7 +14,8 @@ def test_production_without_the_etcd_certificate_paths_is_refused(tmp_path: Path
     proc = run_check("-i", filled)
     assert proc.returncode == 2, proc.stdout
     for var in ("etcd_tls_certificate_src", "etcd_tls_key_src", "etcd_tls_ca_src"):
-        assert f"{var} is not set, and etcd_tls_mode is provided" in proc.stdout
+        assert f"{var} is not set: each etcd member's certificate" in proc.stdout
+        assert "(etcd_tls_mode is provided)." in proc.stdout
     assert "[tls-certificate] role etcd, host(s)" in proc.stdout
     assert "inventories/production/group_vars/etcd.yml" in proc.stdout
 

@@ -43,6 +43,7 @@ ALLOWED = {
     "etcd_ca_dir": "ca",
     "postgresql_tls_mode": "ca",
     "postgresql_ca_dir": "ca",
+    "haproxy_postgresql_check_ca_src": "ca",
     "postgresql_ssl_member_sslmode": "ca",
     "rabbitmq_tls_mode": "ca",
     "rabbitmq_ca_dir": "ca",

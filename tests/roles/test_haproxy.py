@@ -22,6 +22,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
 EDGE = "onprem-edge1"
 EDGE_IP = "10.89.1.10"
+# Patroni's REST API is HTTPS; the edge checks it against this CA (roles/haproxy).
+PATRONI_CA = "/etc/haproxy/patroni-ca.crt"
 SOCKET = "/run/haproxy/admin.sock"
 API_SERVERS = ["onprem-api1", "onprem-api2"]
 DB_SERVERS = {"onprem-db1": "10.89.1.31", "onprem-db2": "10.89.1.32", "cloud-db1": "10.89.2.31"}
@@ -86,7 +88,7 @@ def test_postgresql_frontend_routes_to_the_patroni_leader_only(node: Callable) -
     assert len(up) == 1, state
     leader_ip = DB_SERVERS[up[0]]
     code = node(EDGE).check_output(
-        f"curl -s -o /dev/null -w '%{{http_code}}' http://{leader_ip}:8008/primary"
+        f"curl -s -o /dev/null -w '%{{http_code}}' --cacert {PATRONI_CA} https://{leader_ip}:8008/primary"
     )
     assert code == "200"
 
@@ -101,7 +103,7 @@ def test_read_frontend_sends_sessions_to_the_sites_own_leader_or_synchronous_sta
     """Reads stay on the site: its own member that holds every acknowledged commit (the Patroni leader,
     or the synchronous standby), never the other site's, never the asynchronous (`nosync`) replica."""
     patroni = DB_SERVERS[f"{site}-db1"]
-    members = json.loads(node(edge).check_output(f"curl -s http://{patroni}:8008/cluster"))["members"]
+    members = json.loads(node(edge).check_output(f"curl -s --cacert {PATRONI_CA} https://{patroni}:8008/cluster"))["members"]
     roles = {m["name"]: m["role"] for m in members}
     own = [n for n, r in roles.items() if n.startswith(f"{site}-") and r in ("leader", "sync_standby")]
     assert len(own) == 1, roles

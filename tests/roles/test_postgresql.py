@@ -24,6 +24,8 @@ PATRONI_CONFIG = "/etc/patroni/config.yml"
 PG_HBA = "/var/lib/postgresql/15/puente/pg_hba.conf"
 BACKUP_DIR = "/var/backups/postgresql"
 REST_PORT = 8008
+# Patroni's REST API is HTTPS, its certificate signed by the CA the role installs on each member.
+REST_CA = "/etc/patroni/ssl/ca.crt"
 APP_DB, APP_USER = "puente", "puente_api"
 REPLICATION_USER, SUPERUSER = "replicator", "postgres"
 # The backup timer runs daily: a newest backup older than a day and a margin means it stopped working.
@@ -89,8 +91,8 @@ def psql(node) -> Callable[..., str]:
 
 def rest(node, host: str, path: str) -> tuple[int, str]:
     """GET Patroni's REST API of `host` from the node itself: (HTTP status, body)."""
-    url = f"http://{address(host)}:{REST_PORT}{path}"
-    cmd = node(host).run("curl -s -w '\\n%%{http_code}' --max-time 3 %s", url)
+    url = f"https://{address(host)}:{REST_PORT}{path}"
+    cmd = node(host).run("curl -s -w '\\n%%{http_code}' --max-time 3 --cacert %s %s", REST_CA, url)
     body, _, status = cmd.stdout.rpartition("\n")
     return int(status or 0), body
 
@@ -279,13 +281,25 @@ def test_patroni_config_is_private_and_service_enabled(node, host) -> None:
 def test_patroni_rest_writes_need_credentials(node, host) -> None:
     """A write endpoint without credentials is refused before anything is read (a failover request that
     names no candidate would otherwise be answered 400, doing nothing); GET health checks stay open."""
-    url = f"http://{address(host)}:{REST_PORT}/failover"
+    url = f"https://{address(host)}:{REST_PORT}/failover"
     code = node(host).check_output(
-        "curl -s -o /dev/null -m 5 -w '%%{http_code}' -X POST -H 'Content-Type: application/json' -d '{}' %s",
+        "curl -s -o /dev/null -m 5 -w '%%{http_code}' --cacert %s -X POST "
+        "-H 'Content-Type: application/json' -d '{}' %s",
+        REST_CA,
         url,
     )
     assert code == "401", f"POST /failover without credentials: HTTP {code}"
     assert rest(node, host, "/health")[0] == 200
+
+
+@pytest.mark.parametrize("host", DB_NODES)
+def test_patroni_rest_is_https_only_with_a_certificate_for_the_member(node, host) -> None:
+    """rest() verifies the certificate against the CA and the member's address; plain HTTP gets no answer."""
+    assert rest(node, host, "/liveness")[0] == 200
+    plain = node(host).run(
+        "curl -s -o /dev/null -m 3 -w '%%{http_code}' http://%s:%s/liveness", address(host), str(REST_PORT)
+    )
+    assert plain.stdout != "200", plain.stdout
 
 
 @pytest.mark.parametrize("host", DB_NODES)

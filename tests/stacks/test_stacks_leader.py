@@ -49,7 +49,7 @@ def test_targets_are_checked_on_patronis_rest_api(prod: Recording, group: str, p
     assert (inputs["port"], inputs["protocol"], inputs["targetType"]) == (5432.0, "TCP", "ip")
     check = inputs["healthCheck"]
     assert (check["protocol"], check["port"], check["path"], check["matcher"]) == (
-        "HTTP",
+        "HTTPS",
         "8008",
         path,
         "200",

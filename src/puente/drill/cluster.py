@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from puente.drill.topology import PATRONI_PORT, DbMember
+from puente.drill.topology import PATRONI_CA, PATRONI_PORT, DbMember
 from puente.shell import CommandError, run
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -49,10 +49,12 @@ def _json_tail(out: str) -> Any:
     raise ValueError(f"no JSON in: {out[-400:]!r}")
 
 
+# Patroni's REST API is HTTPS, verified against the CA its node's certificate comes from (roles/postgresql).
 _HTTP_GET = (
-    "import json,sys,urllib.request,urllib.error\n"
+    "import json,ssl,sys,urllib.request,urllib.error\n"
+    "ctx=ssl.create_default_context(cafile=sys.argv[2])\n"
     "try:\n"
-    "    r=urllib.request.urlopen(sys.argv[1],timeout=2); code=r.status; body=r.read().decode()\n"
+    "    r=urllib.request.urlopen(sys.argv[1],timeout=2,context=ctx); code=r.status; body=r.read().decode()\n"
     "except urllib.error.HTTPError as e:\n"
     "    code=e.code; body=e.read().decode()\n"
     "print(json.dumps({'status':code,'body':body}))\n"
@@ -60,7 +62,7 @@ _HTTP_GET = (
 
 
 def http_get_inside(node: str, url: str) -> tuple[int, str]:
-    out = _json_tail(_exec(node, ["python3", "-c", _HTTP_GET, url]))
+    out = _json_tail(_exec(node, ["python3", "-c", _HTTP_GET, url, PATRONI_CA]))
     return int(out["status"]), str(out["body"])
 
 
@@ -69,7 +71,7 @@ def patroni_cluster(members: Sequence[DbMember]) -> list[dict[str, Any]]:
     problems = []
     for m in members:
         try:
-            status, body = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/cluster")
+            status, body = http_get_inside(m.name, f"https://{m.ip}:{PATRONI_PORT}/cluster")
             if status == 200:
                 return list(json.loads(body).get("members", []))
             problems.append(f"{m.name}: HTTP {status}")
@@ -80,7 +82,7 @@ def patroni_cluster(members: Sequence[DbMember]) -> list[dict[str, Any]]:
 
 def _is_primary(m: DbMember) -> bool:
     try:
-        status, _ = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/primary")
+        status, _ = http_get_inside(m.name, f"https://{m.ip}:{PATRONI_PORT}/primary")
     except (CommandError, ValueError, OSError, subprocess.TimeoutExpired):
         return False
     return status == 200
@@ -90,7 +92,7 @@ def patroni_ttl(members: Sequence[DbMember]) -> int | None:
     """The leader key's TTL from Patroni's dynamic configuration (GET /config), None if unknown."""
     for m in members:
         try:
-            status, body = http_get_inside(m.name, f"http://{m.ip}:{PATRONI_PORT}/config")
+            status, body = http_get_inside(m.name, f"https://{m.ip}:{PATRONI_PORT}/config")
             if status == 200:
                 return int(json.loads(body).get("ttl", 30))
         except (CommandError, ValueError, OSError, subprocess.TimeoutExpired):

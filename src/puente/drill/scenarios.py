@@ -387,7 +387,7 @@ PATRONI_CONFIG = "/etc/patroni/config.yml"
 # Runs inside the leader's node: Patroni's REST write endpoints need the credentials of its own config
 # (restapi.authentication) when the role set them; GET endpoints stay open.
 _SWITCHOVER = (
-    "import base64,json,sys,urllib.request,yaml\n"
+    "import base64,json,ssl,sys,urllib.request,yaml\n"
     "auth=(yaml.safe_load(open(sys.argv[4])).get('restapi') or {}).get('authentication')\n"
     "h={'Content-Type':'application/json'}\n"
     "if auth:\n"
@@ -398,7 +398,8 @@ _SWITCHOVER = (
     # Patroni 3.0.2 may reset the connection once the leader demotes (measured in the two-site lab):
     # the switchover happened or not, the drill's cluster checks say which.
     "try:\n"
-    "    print(json.dumps({'status':urllib.request.urlopen(req,timeout=60).status}))\n"
+    "    ctx=ssl.create_default_context(cafile=sys.argv[5])\n"
+    "    print(json.dumps({'status':urllib.request.urlopen(req,timeout=60,context=ctx).status}))\n"
     "except (ConnectionResetError,__import__('http.client').client.RemoteDisconnected) as e:\n"
     "    print(json.dumps({'status':None,'error':type(e).__name__}))\n"
 )
@@ -450,9 +451,13 @@ def _failback_plan(topo: topology.Topology) -> tuple[str | None, str]:
 
 def _switchover(topo: topology.Topology, leader: str, candidate: str) -> None:
     by_name = {m.name: m for m in topo.db_members}
-    url = f"http://{by_name[leader].ip}:{topology.PATRONI_PORT}/switchover"
+    url = f"https://{by_name[leader].ip}:{topology.PATRONI_PORT}/switchover"
     say(f"switchover {leader} -> {candidate} (POST {url})")
-    cluster._exec(leader, ["python3", "-c", _SWITCHOVER, url, leader, candidate, PATRONI_CONFIG], timeout=90)
+    cluster._exec(
+        leader,
+        ["python3", "-c", _SWITCHOVER, url, leader, candidate, PATRONI_CONFIG, topology.PATRONI_CA],
+        timeout=90,
+    )
 
 
 # How long the set-up switchover may take to settle (measured: ~3 s for the switch, 5-30 s for the old

@@ -13,6 +13,8 @@ SECONDARY_SITE = "cloud"
 WITNESS_SITE = "witness"
 CA_FILE = paths.CA_DIR / "ca.crt"
 PATRONI_PORT = 8008
+# Patroni's REST API is HTTPS; the CA that signed its certificate, on every database node (roles/postgresql).
+PATRONI_CA = "/etc/patroni/ssl/ca.crt"
 
 
 class TopologyError(RuntimeError):

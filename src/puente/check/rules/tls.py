@@ -27,6 +27,11 @@ TLS_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "each etcd member's certificate (serverAuth and clientAuth), key and the CA bundle; etcd refuses "
         "peers and clients without a certificate",
     ),
+    "haproxy": (
+        "",
+        ("haproxy_postgresql_check_ca_src",),
+        "the CA the load balancer's PostgreSQL checks verify Patroni's HTTPS REST API against",
+    ),
     "postgresql": (
         "postgresql_tls_mode",
         ("postgresql_ssl_cert_src", "postgresql_ssl_key_src", "postgresql_ssl_ca_src"),
@@ -34,6 +39,10 @@ TLS_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "the CA bundle",
     ),
 }
+
+
+# where the production example sets each role's files
+GROUP_FILES = {"gateway": "gateways", "haproxy": "loadbalancers"}
 
 
 def check(d: Deployment) -> list[Finding]:
@@ -44,7 +53,10 @@ def check(d: Deployment) -> list[Finding]:
             if role not in TLS_INPUTS:
                 continue
             mode_var, files, _ = TLS_INPUTS[role]
-            mode = str(d.value(name, mode_var, "provided"))
+            mode = str(d.value(name, mode_var, "provided")) if mode_var else "provided"
+            enabled = str(d.value(name, "haproxy_postgresql_enabled", True)).lower()
+            if role == "haproxy" and enabled == "false":
+                continue
             if mode == "lab_ca":
                 if not d.is_lab:
                     lab_ca[role].append(name)
@@ -56,10 +68,10 @@ def check(d: Deployment) -> list[Finding]:
         Finding(
             "tls-certificate",
             f"role {role}, host(s) {hosts_phrase(hosts)}",
-            f"{var} is not set, and {TLS_INPUTS[role][0]} is provided: {TLS_INPUTS[role][2]} come from your "
-            "PKI as files on the control machine.",
+            f"{var} is not set: {TLS_INPUTS[role][2]} come from your PKI as files on the control machine"
+            + (f" ({TLS_INPUTS[role][0]} is provided)." if TLS_INPUTS[role][0] else "."),
             f"set {var} (a path on the control machine) for these hosts, as "
-            f"inventories/production/group_vars/{'gateways' if role == 'gateway' else role}.yml does.",
+            f"inventories/production/group_vars/{GROUP_FILES.get(role, role)}.yml does.",
         )
         for (role, var), hosts in sorted(missing.items())
     ]
