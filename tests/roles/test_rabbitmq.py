@@ -1,11 +1,13 @@
 """Role `rabbitmq`: the message broker on the lab's rabbitmq group (onprem-mq1).
 
-What the role promises: rabbitmq-server running and enabled; AMQP on the node's address only, no
-management listener; an absolute memory alarm; no `guest`; the API's vhost (quorum by default) and user
+What the role promises: rabbitmq-server running and enabled; AMQPS only (TLS on 5671 with a certificate
+of the lab CA for the node's address, verified by the clients), no plain AMQP listener, no management
+listener; an absolute memory alarm; no `guest`; the API's vhost (quorum by default) and user
 with permissions on exactly its own exchanges and queues; the API's queue a quorum queue dead-lettering
 (at-least-once) into the dead-letter queue; a message published as the API user reaches the queue and,
-rejected, the dead-letter queue, where the API user reads it back; AMQP from anywhere but the API nodes
-of its site is dropped; a second run changes nothing; bad input stops the play before any change.
+rejected, the dead-letter queue, where the API user reads it back; AMQPS from anywhere but the API nodes
+of its site is dropped, and plain AMQP from anywhere (the API nodes included); a second run changes
+nothing; bad input stops the play before any change.
 
 AMQP clients run in the network namespace of a lab node (``nsenter``), so the broker and its firewall
 see a real API node (or a non-API node) connecting - never the host.
@@ -37,19 +39,24 @@ USER = "puente_api"
 EXCHANGE, ROUTING_KEY = "puente.shipments", "shipment.created"
 QUEUE, DLX, DLQ = "puente.labels", "puente.dlx", "puente.labels.dlq"
 WATERMARK_BYTES = 256 * 1024 * 1024  # inventories/lab/group_vars/lab/overrides.yml: 256MiB
+AMQPS, AMQP = 5671, 5672
+LAB_CA = REPO / ".cache" / "lab" / "ca" / "ca.crt"  # what the API nodes verify the broker with
 
 # Runs inside a node's network namespace with the toolkit's Python (pika is pinned for the API).
 # argv[1] = scenario; env PUENTE_TEST_PASSWORD; prints one JSON object.
 AMQP_CLIENT = r"""
-import json, os, sys, time, uuid
+import json, os, ssl, sys, time, uuid
 import pika, pika.exceptions
 
 scenario, host, vhost, user = sys.argv[1:5]
 password = os.environ.get("PUENTE_TEST_PASSWORD", "")
 
 def connect(u, p):
+    # AMQPS as the API connects: the broker's certificate verified against the lab CA, for its address
+    ca = ssl.create_default_context(cafile=os.environ["PUENTE_TEST_CA"])
+    tls = pika.SSLOptions(ca, server_hostname=host)
     return pika.BlockingConnection(pika.ConnectionParameters(
-        host=host, port=5672, virtual_host=vhost, credentials=pika.PlainCredentials(u, p),
+        host=host, port=5671, virtual_host=vhost, credentials=pika.PlainCredentials(u, p), ssl_options=tls,
         socket_timeout=5, connection_attempts=1, blocked_connection_timeout=10))
 
 def drain(ch, queue, wanted_id, seconds, reject):
@@ -102,7 +109,7 @@ elif scenario == "guest":
 elif scenario == "tcp":
     import socket
     try:
-        socket.create_connection((host, 5672), timeout=3).close()
+        socket.create_connection((host, int(sys.argv[5])), timeout=3).close()
         print(json.dumps({"connected": True}))
     except OSError as exc:
         print(json.dumps({"connected": False, "error": type(exc).__name__}))
@@ -116,9 +123,8 @@ def in_node_netns(node_name: str, *args: str, env: dict[str, str] | None = None)
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     argv = ["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c", AMQP_CLIENT, *args]
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}, check=False
-    )
+    env = {**os.environ, "PUENTE_TEST_CA": str(LAB_CA), **(env or {})}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert proc.returncode == 0, f"AMQP client in {node_name} failed:\n{proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -148,10 +154,10 @@ def test_running_and_enabled(node: Callable) -> None:
 def test_listeners_only_where_intended(node: Callable) -> None:
     status = ctl_json(node, "status")
     listeners = {(item["protocol"], item["interface"], item["port"]) for item in status["listeners"]}
-    # AMQP on the node's address only; no AMQPS (TLS off in the lab), no management/HTTP listener.
+    # AMQPS on the node's address only; no plain AMQP, no management/HTTP listener.
     # Inter-node port 25672 listens (Erlang distribution, needed by the CLI) but the firewall admits
     # it only from other brokers, and there are none in the lab.
-    assert {lst for lst in listeners if lst[0] != "clustering"} == {("amqp", MQ_IP, 5672)}, listeners
+    assert {lst for lst in listeners if lst[0] != "clustering"} == {("amqp/ssl", MQ_IP, AMQPS)}, listeners
     assert "15672" not in node(MQ).check_output("ss -Hltn")
 
 
@@ -172,7 +178,9 @@ def test_config_file_modes(node: Callable) -> None:
         f = node(MQ).file(path)
         assert (f.user, f.group, f.mode) == ("root", "rabbitmq", 0o640), path
     conf = node(MQ).file("/etc/rabbitmq/rabbitmq.conf").content_string
-    assert f"listeners.tcp.default = {MQ_IP}:5672" in conf
+    assert "listeners.tcp = none" in conf and f"listeners.ssl.default = {MQ_IP}:{AMQPS}" in conf
+    key = node(MQ).file("/etc/rabbitmq/tls/server.key")
+    assert (key.user, key.group, key.mode) == ("root", "rabbitmq", 0o640)
 
 
 def test_guest_absent_and_only_the_api_user(node: Callable) -> None:
@@ -247,10 +255,16 @@ def test_guest_cannot_log_in() -> None:
 
 
 @pytest.mark.parametrize(
-    ("client", "reachable"), [(API_NODE, True), (OTHER_NODE, False), (OTHER_SITE_API_NODE, False)]
+    ("client", "port", "reachable"),
+    [
+        (API_NODE, AMQPS, True),
+        (OTHER_NODE, AMQPS, False),
+        (OTHER_SITE_API_NODE, AMQPS, False),
+        (API_NODE, AMQP, False),  # plain AMQP from nowhere, not even the API nodes
+    ],
 )
-def test_amqp_only_from_api_nodes(client: str, reachable: bool) -> None:
-    result = in_node_netns(client, "tcp", MQ_IP, VHOST, USER)
+def test_amqps_only_and_only_from_api_nodes(client: str, port: int, reachable: bool) -> None:
+    result = in_node_netns(client, "tcp", MQ_IP, VHOST, USER, str(port))
     assert result["connected"] is reachable, result
 
 
