@@ -27,3 +27,15 @@ def test_the_lab_ca_outside_the_lab_is_refused(tmp_path: Path) -> None:
     proc = run_check("-i", filled)
     assert proc.returncode == 2, proc.stdout
     assert "postgresql_tls_mode is lab_ca outside the lab" in proc.stdout
+
+
+def test_production_without_the_brokers_certificate_paths_is_refused(tmp_path: Path) -> None:
+    filled = copy_filled(tmp_path)
+    rabbitmq = filled / "group_vars" / "rabbitmq.yml"
+    kept = [line for line in rabbitmq.read_text().splitlines() if not line.startswith("rabbitmq_tls_")]
+    rabbitmq.write_text("\n".join(kept) + "\n")
+    proc = run_check("-i", filled)
+    assert proc.returncode == 2, proc.stdout
+    for var in ("rabbitmq_tls_certificate_src", "rabbitmq_tls_key_src"):
+        assert f"{var} is not set: each broker's AMQPS certificate" in proc.stdout
+    assert "inventories/production/group_vars/rabbitmq.yml" in proc.stdout

@@ -32,6 +32,11 @@ TLS_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("haproxy_postgresql_check_ca_src",),
         "the CA the load balancer's PostgreSQL checks verify Patroni's HTTPS REST API against",
     ),
+    "rabbitmq": (
+        "rabbitmq_tls_mode",
+        ("rabbitmq_tls_certificate_src", "rabbitmq_tls_key_src"),
+        "each broker's AMQPS certificate chain (for the address the API connects to) and key",
+    ),
     "postgresql": (
         "postgresql_tls_mode",
         ("postgresql_ssl_cert_src", "postgresql_ssl_key_src", "postgresql_ssl_ca_src"),
@@ -56,6 +61,8 @@ def check(d: Deployment) -> list[Finding]:
             mode = str(d.value(name, mode_var, "provided")) if mode_var else "provided"
             enabled = str(d.value(name, "haproxy_postgresql_enabled", True)).lower()
             if role == "haproxy" and enabled == "false":
+                continue
+            if role == "rabbitmq" and str(d.value(name, "rabbitmq_tls_enabled", True)).lower() == "false":
                 continue
             if mode == "lab_ca":
                 if not d.is_lab:
