@@ -103,7 +103,9 @@ def test_read_frontend_sends_sessions_to_the_sites_own_leader_or_synchronous_sta
     """Reads stay on the site: its own member that holds every acknowledged commit (the Patroni leader,
     or the synchronous standby), never the other site's, never the asynchronous (`nosync`) replica."""
     patroni = DB_SERVERS[f"{site}-db1"]
-    members = json.loads(node(edge).check_output(f"curl -s --cacert {PATRONI_CA} https://{patroni}:8008/cluster"))["members"]
+    members = json.loads(
+        node(edge).check_output(f"curl -s --cacert {PATRONI_CA} https://{patroni}:8008/cluster")
+    )["members"]
     roles = {m["name"]: m["role"] for m in members}
     own = [n for n, r in roles.items() if n.startswith(f"{site}-") and r in ("leader", "sync_standby")]
     assert len(own) == 1, roles
@@ -226,3 +228,20 @@ def test_a_vanished_api_nodes_session_and_its_locks_end_within_5_s(node: Callabl
             if servers_state(node, "api")["onprem-api1"]["op"] == 2:
                 break
             time.sleep(1)
+
+
+@pytest.mark.parametrize(("edge", "edge_ip"), [(EDGE, EDGE_IP), ("cloud-edge1", "10.89.2.10")])
+@pytest.mark.parametrize("port", [5432, 5433])
+def test_a_member_behind_the_balancer_passes_verify_full_for_the_balancers_address(
+    node: Callable, edge: str, edge_ip: str, port: int
+) -> None:
+    """HAProxy passes PostgreSQL's TLS through (TCP): whichever member answers, its certificate is valid for
+    the load balancer's address the API connects to (libpq's sslmode=verify-full), and for no other."""
+    probe = (
+        "echo | timeout 5 openssl s_client -starttls postgres -connect {ip}:{port} -verify_ip {name} "
+        f"-CAfile {PATRONI_CA} -verify_return_error 2>&1"
+    )
+    good = node(edge).run(probe.format(ip=edge_ip, port=port, name=edge_ip))
+    assert "Verify return code: 0 (ok)" in good.stdout, good.stdout[-500:]
+    bad = node(edge).run(probe.format(ip=edge_ip, port=port, name="192.0.2.1"))
+    assert "IP address mismatch" in bad.stdout, bad.stdout[-500:]
