@@ -164,3 +164,12 @@ def test_amqps_against_a_plain_amqp_port_fails_instead_of_talking_plain_text(rab
             broker.declare()
     finally:
         broker.close()
+
+
+def test_amqps_with_a_missing_ca_file_is_a_broker_error_not_a_crash(tmp_path: Any) -> None:
+    """The readiness check and the relay treat it as the broker being unreachable (503, retried)."""
+    from puente_api.brokers import BrokerError, connect
+
+    url = settings.parse_broker_url(f"amqps://puente@mq.internal/puente?cacertfile={tmp_path}/absent.pem")
+    with pytest.raises(BrokerError, match="cannot load the CA file"):
+        connect(url)

@@ -22,7 +22,10 @@ SOCKET_TIMEOUT = 5
 
 
 def _tls(url: BrokerURL) -> pika.SSLOptions:
-    context = ssl.create_default_context(cafile=url.ca_file or None)  # CERT_REQUIRED, host name checked
+    try:
+        context = ssl.create_default_context(cafile=url.ca_file or None)  # CERT_REQUIRED, host name checked
+    except (OSError, ssl.SSLError) as exc:  # a missing or unreadable CA: a broker failure, never a 500
+        raise BrokerError(f"RabbitMQ TLS: cannot load the CA file {url.ca_file!r}: {exc}") from exc
     return pika.SSLOptions(context, server_hostname=url.host)
 
 
