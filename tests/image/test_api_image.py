@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,26 @@ def node_env(api_node: Node, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return env_file
 
 
+def _ca_mounts(env_file: Path, api_node: Node, folder: Path) -> list[str]:
+    """The CA files the URLs name (amqps' ?cacertfile=, libpq's sslrootcert=) copied from the node and
+    mounted read-only at the same paths in the container (on EKS, a mounted ConfigMap would hold them)."""
+    mounts = []
+    for i, path in enumerate(sorted(set(_CA_PARAM.findall(env_file.read_text())))):
+        copy = folder / f"ca-{i}.crt"
+        copy.write_text(podman("exec", api_node.name, "cat", path) + "\n")
+        mounts += ["--volume", f"{copy}:{path}:ro"]
+    return mounts
+
+
+_CA_PARAM = re.compile(r"(?:cacertfile|sslrootcert)=(/[^&\s]+)")
+
+
 @pytest.fixture(scope="module")
-def container(image: str, api_node: Node, node_env: Path) -> Iterator[str]:
+def container(
+    image: str, api_node: Node, node_env: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     podman("rm", "--force", "--ignore", "--time", "0", NAME)  # left by an interrupted run
+    mounts = _ca_mounts(node_env, api_node, tmp_path_factory.mktemp("api-image-ca"))
     try:
         podman(
             "run", "--detach", "--name", NAME,
@@ -128,6 +146,7 @@ def container(image: str, api_node: Node, node_env: Path) -> Iterator[str]:
             "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=64m,mode=1777",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--env-file", str(node_env),
+            *mounts,
             image, "serve", "--host", "127.0.0.1", "--port", str(PORT),
         )  # fmt: skip
         yield NAME
@@ -139,7 +158,7 @@ def container(image: str, api_node: Node, node_env: Path) -> Iterator[str]:
 
 @pytest.mark.lab
 def test_readyz_is_200_against_the_labs_database_and_broker(container: str, api_node: Node) -> None:
-    url = f"http://127.0.0.1:{PORT}/readyz"
+    url = f"http://127.0.0.1:{PORT}/readyz/details"
     out = podman("exec", container, "python3", "-c", PROBE, url, str(READY_TIMEOUT))
     answer = json.loads(out.strip().splitlines()[-1])
     assert answer["status"] == 200, answer
