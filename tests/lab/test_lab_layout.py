@@ -44,6 +44,7 @@ ALLOWED = {
     "postgresql_tls_mode": "ca",
     "postgresql_ca_dir": "ca",
     "haproxy_postgresql_check_ca_src": "ca",
+    "api_database_ca_src": "ca",
     "rabbitmq_tls_mode": "ca",
     "rabbitmq_ca_dir": "ca",
     "puente_broker_ca_src": "ca",
