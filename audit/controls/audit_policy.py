@@ -34,6 +34,11 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
 PATRONI_REST_PORT = 8008
 # Patroni's REST API is HTTPS, its certificate signed by the CA roles/postgresql installs on each member.
 PATRONI_REST_CA = "/etc/patroni/ssl/ca.crt"
+# etcd's client and peer ports, and where roles/etcd keeps the member's certificate, key and CA.
+ETCD_PORTS = (2379, 2380)
+ETCD_TLS_DIR = "/etc/etcd/tls"
+# The API's runtime settings (roles/api): its database URLs.
+API_RUNTIME_FILE = "/etc/puente/api.env"
 
 # Directories that hold a service's code, configuration or data, by inventory group: nothing in them may
 # be writable by every user.

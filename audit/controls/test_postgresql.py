@@ -118,3 +118,27 @@ def test_patroni_rest_refuses_unauthenticated_changes(host):
             "curl -s -o /dev/null -m 5 -w '%%{http_code}' -X POST -H 'Content-Type: application/json' "
             "-d '{}' --cacert %s https://%s:%s/failover", PATRONI_REST_CA, target, str(PATRONI_REST_PORT))
         assert code == "401", f"POST /failover without credentials on {target}: HTTP {code}, not 401"
+
+
+@control(
+    id="PUENTE-PG-06", title="Patroni's REST API is HTTPS only, with a certificate valid for the member",
+    impact=0.8,
+    rationale="""Its answers decide where the load balancers send writes and reads, and its write endpoints
+    carry the `patroni` password. It must speak TLS only, with a certificate the CA signed for the address
+    the members, patronictl and the load balancers use (verified here as they verify it: chain, address).""",
+    refs={"nist": ["SC-8", "SC-8(1)", "SC-23"]}, groups=["postgresql"],
+)
+def test_patroni_rest_is_https_with_a_valid_certificate(host):
+    listening = host.snapshot("ss -Hltn sport = :%s", str(PATRONI_REST_PORT))
+    addresses = sorted({line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines() if line.strip()})
+    assert addresses, f"nothing listens on port {PATRONI_REST_PORT}"
+    for address in addresses:
+        url = f"{address}:{PATRONI_REST_PORT}/liveness"
+        verified = host.run(
+            "curl -s -o /dev/null -m 5 -w '%%{http_code}' --cacert %s https://%s", PATRONI_REST_CA, url)
+        assert verified.stdout == "200", (
+            f"https://{url} with the CA: curl exit {verified.rc}, HTTP {verified.stdout or '-'} "
+            "(60 = certificate not valid for this address or not signed by the CA)")
+        plain = host.run("curl -s -o /dev/null -m 5 -w '%%{http_code}' http://%s", url)
+        assert plain.stdout != "200", f"http://{url} answered 200 in plain HTTP"
+
