@@ -26,7 +26,8 @@ LAB_INVENTORY = "inventories/lab"
 ARTIFACTS = ROOT / "reports" / "audit"
 # The controls the breaks below must trip (pytest -k over the catalogue's test names).
 BREAK_CONTROLS = ("test_ssh_key_only or test_firewall_ports_match_roles or test_listening_ports_match_roles "
-                  "or test_api_secrets_file_mode or test_gateway_refuses_unauthenticated")
+                  "or test_api_secrets_file_mode or test_gateway_refuses_unauthenticated "
+                  "or test_etcd_refuses or test_patroni_rest_is_https or test_api_database_urls_verify_full")
 
 
 def audit(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
@@ -144,11 +145,22 @@ def forged_client_id_passed_on(node: str) -> Iterator[None]:
         node_exec(node, f"mv {conf}.audit-break {conf} && systemctl reload nginx", check=False)
 
 
+@contextlib.contextmanager
+def file_edited(node: str, path: str, sed: str, then: str) -> Iterator[None]:
+    """A configuration file edited with sed (then `then`, e.g. a restart), put back afterwards."""
+    try:
+        node_exec(node, f"cp -p {path} {path}.audit-break && sed -i {shlex.quote(sed)} {path} && {then}")
+        yield
+    finally:
+        node_exec(node, f"mv {path}.audit-break {path} && {then}", check=False)
+
+
 @pytest.mark.destructive
 def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory):
     api_nodes = onprem("api_nodes")
     ssh_victim, secret_victim, port_victim = api_nodes[-1], api_nodes[0], onprem("dns")[0]
     gateway_victim = onprem("gateways")[0]
+    etcd_victim, patroni_victim = hosts_in("witness")[0], onprem("postgresql")[-1]
     port = 4444
     out = tmp_path_factory.mktemp("lab-broken")
     with contextlib.ExitStack() as stack:
@@ -156,6 +168,18 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         stack.enter_context(port_opened(port_victim, port))
         stack.enter_context(secret_readable(secret_victim, "/etc/puente/api-secrets.env"))
         stack.enter_context(forged_client_id_passed_on(gateway_victim))
+        # nothing in clear between sites: etcd without client-certificate authentication (the witness: the
+        # cluster keeps its quorum), Patroni's REST API without its certificate (the nosync replica), the
+        # API asking only for sslmode=require
+        stack.enter_context(file_edited(
+            etcd_victim, "/etc/default/etcd",
+            's/ETCD_CLIENT_CERT_AUTH="true"/ETCD_CLIENT_CERT_AUTH="false"/; /^ETCD_TRUSTED_CA_FILE=/d',
+            "systemctl restart etcd"))
+        stack.enter_context(file_edited(
+            patroni_victim, "/etc/patroni/config.yml", "/^  certfile:/d; /^  keyfile:/d",
+            "systemctl reload patroni && sleep 3"))
+        stack.enter_context(file_edited(
+            ssh_victim, "/etc/puente/api.env", "s/sslmode=verify-full/sslmode=require/g", "true"))
         proc, doc = audit(out, "-k", BREAK_CONTROLS)
     assert proc.returncode == 1, "a broken node must fail the audit"
 
@@ -165,6 +189,9 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         ("PUENTE-FW-03", "", port_victim, f":{port}"),
         ("PUENTE-API-03", "", secret_victim, "0o644"),
         ("PUENTE-AUTH-01", "forged-client-id", gateway_victim, "401, not 400"),
+        ("PUENTE-ETCD-01", "", etcd_victim, "without a certificate"),
+        ("PUENTE-PG-06", "", patroni_victim, "with the CA"),
+        ("PUENTE-API-04", "", ssh_victim, "sslmode=require"),
     ]
     for control, params, victim, seen in expectations:
         results = [r for r in doc["results"] if r["control_id"] == control and r["params"].startswith(params)]
@@ -176,7 +203,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
             f"{control} on {victim}: the evidence does not show {seen!r}:\n{evidence[:2000]}")
     row = {h["host"]: h for h in doc["summary"]["hosts"]}
     assert {h for h, r in row.items() if r["status"] == "failed"} == {
-        ssh_victim, port_victim, secret_victim, gateway_victim}
+        ssh_victim, port_victim, secret_victim, gateway_victim, etcd_victim, patroni_victim}
     html = (out / "report.html").read_text()
     assert f"<strong>{ssh_victim}</strong>" in html
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -187,7 +214,8 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
 def test_breaks_were_undone(lab, tmp_path_factory):
     """After the test above restored the nodes, the same controls pass again everywhere."""
     out = tmp_path_factory.mktemp("lab-restored")
-    victims = ",".join([*onprem("api_nodes"), *onprem("dns"), *onprem("gateways")])
+    victims = ",".join([*onprem("api_nodes"), *onprem("dns"), *onprem("gateways"), *onprem("postgresql"),
+                        *hosts_in("witness")])
     proc, doc = audit(out, "--limit", victims, "-k", BREAK_CONTROLS)
     assert {r["host"] for r in doc["results"]} == set(victims.split(","))
     still = [f"{r['control_id']} {r['host']}" for r in doc["results"] if r["status"] != "passed"]
