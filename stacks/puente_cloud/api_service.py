@@ -24,6 +24,11 @@ RUN_AS = 10001
 # Background processes of the API (outbox relay, queue worker, idempotency-key reaper): one container
 # each, in one Deployment; they have no port, hence no HTTP probe.
 BACKGROUND = ("relay", "worker", "reaper")
+# Where every container finds the CA the database's certificates are verified with: the database URLs'
+# sslrootcert=, the path the on-prem nodes use (roles/api: api_database_ca_file) and the image test mounts.
+DATABASE_CA_FILE = "/etc/puente/database-ca.crt"
+DATABASE_CA_CONFIG_MAP = "puente-api-database-ca"
+DATABASE_CA_KEY = "database-ca.crt"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class ApiServiceArgs:
     # Variables of templates/api/runtime.env.j2 and secrets.env.j2 (may be Outputs).
     runtime_vars: Mapping[str, pulumi.Input[Any]]
     secret_vars: Mapping[str, pulumi.Input[Any]]
+    # PEM of the CA the database's certificates are verified with (a ConfigMap, at DATABASE_CA_FILE).
+    database_ca: str
     health_path: str = "/healthz"
     ready_path: str = "/readyz"
 
@@ -93,15 +100,23 @@ class ApiService(Component):
             string_data=secret_env,
             opts=ns_opts,
         )
-        # Pods restart when the rendered settings change (the names of the objects do not).
-        checksum = pulumi.Output.all(runtime, secret_env).apply(
+        # Not a secret: a CA certificate. Mounted read-only by every container (all of them connect).
+        database_ca = k8s.core.v1.ConfigMap(
+            self.child("database-ca"),
+            metadata=self._meta(DATABASE_CA_CONFIG_MAP),
+            data={DATABASE_CA_KEY: args.database_ca},
+            opts=ns_opts,
+        )
+        # Pods restart when the rendered settings or the CA change (the names of the objects do not; a
+        # subPath mount does not follow a ConfigMap's updates).
+        checksum = pulumi.Output.all(runtime, secret_env, args.database_ca).apply(
             lambda v: hashlib.sha256(repr(v).encode()).hexdigest()
         )
         env_from = [
             {"configMapRef": {"name": "puente-api-runtime"}},
             {"secretRef": {"name": "puente-api-secrets"}},
         ]
-        dep_opts = self.opts(provider=args.provider, depends_on=[ns, config_map, secret])
+        dep_opts = self.opts(provider=args.provider, depends_on=[ns, config_map, secret, database_ca])
 
         api_container = {
             **self._container(
@@ -242,7 +257,15 @@ class ApiService(Component):
                 "readOnlyRootFilesystem": True,
                 "capabilities": {"drop": ["ALL"]},
             },
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            "volumeMounts": [
+                {"name": "tmp", "mountPath": "/tmp"},
+                {
+                    "name": "database-ca",
+                    "mountPath": DATABASE_CA_FILE,
+                    "subPath": DATABASE_CA_KEY,
+                    "readOnly": True,
+                },
+            ],
         }
 
     def _pod(
@@ -262,7 +285,17 @@ class ApiService(Component):
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": containers,
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            "volumes": [
+                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                {
+                    "name": "database-ca",
+                    "configMap": {
+                        "name": DATABASE_CA_CONFIG_MAP,
+                        "items": [{"key": DATABASE_CA_KEY, "path": DATABASE_CA_KEY}],
+                        "defaultMode": 0o444,
+                    },
+                },
+            ],
             "topologySpreadConstraints": [
                 {
                     "maxSkew": 1,

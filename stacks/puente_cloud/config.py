@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,8 @@ class DatabaseConfig:
     publicly_accessible: bool
     allowed_cidrs: tuple[str, ...]
     patroni: PatroniConfig | None
+    # PEM: the CA(s) that signed the certificates of the members the API connects to (sslmode=verify-full).
+    ca_certificate: str = ""
 
 
 @dataclass(frozen=True)
@@ -481,6 +484,7 @@ def _database(
             "publiclyAccessible",
             "allowedCidrs",
             "patroni",
+            "caCertificate",
         }
     )
     mode = r.choice("mode", DB_MODES, "rds")
@@ -533,7 +537,51 @@ def _database(
         # Who besides the API may reach PostgreSQL (on-prem replication, operators); default on-prem.
         allowed_cidrs=r.cidrs("allowedCidrs", list(network.onprem_cidrs)),
         patroni=patroni,
+        ca_certificate=_ca_certificate(r),
     )
+
+
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----([A-Za-z0-9+/=\s]*?)-----END \1-----")
+
+
+def ca_bundle_problem(text: str) -> str:
+    """Why `text` is not a usable CA bundle (PEM certificates, each one a CA), or "" when it is. Parsed by
+    OpenSSL (Python's ssl, as libpq's OpenSSL will read the file the URL's sslrootcert= names)."""
+    blocks = _PEM_BLOCK.findall(text)
+    if not blocks:
+        return (
+            "is not PEM: paste the CA certificate(s), -----BEGIN CERTIFICATE----- ... "
+            "-----END CERTIFICATE-----"
+        )
+    others = sorted({kind for kind, _ in blocks if kind != "CERTIFICATE"})
+    if others:
+        return f"holds {', '.join(others)} PEM blocks: only the CA's certificate(s) belong here (never a key)"
+    if _PEM_BLOCK.sub("", text).strip():
+        return "holds text outside its PEM blocks: only -----BEGIN/END CERTIFICATE----- blocks"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=text)
+    except ssl.SSLError as exc:
+        return f"does not parse as X.509 certificate(s) ({exc.reason or exc})"
+    stats = context.cert_store_stats()
+    if stats["x509_ca"] != stats["x509"]:
+        return (
+            f"{stats['x509'] - stats['x509_ca']} of its certificates is not a CA (basicConstraints CA:TRUE): "
+            "give the CA that signed the members' certificates, not a member's own certificate"
+        )
+    return ""
+
+
+def _ca_certificate(r: _Reader) -> str:
+    """database.caCertificate: the CA bundle (PEM) the API verifies the database's certificates with
+    (sslmode=verify-full): the CA of the Patroni members' certificates, or Amazon RDS's bundle for RDS."""
+    text = r.text("caCertificate")
+    if not text or placeholders.marker_phrases(text):
+        return text  # missing: "is required"; a CHANGE-ME marker: listed with the other placeholders
+    problem = ca_bundle_problem(text)
+    if problem:
+        r.fail("caCertificate", problem)
+    return text
 
 
 # The addresses an NLB accepts as IP targets outside its VPC (RFC 1918 and RFC 6598).

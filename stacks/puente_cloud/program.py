@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 
 from . import outputs as out
-from .api_service import NAMESPACE, SERVICE_ACCOUNT, ApiService, ApiServiceArgs
+from .api_service import DATABASE_CA_FILE, NAMESPACE, SERVICE_ACCOUNT, ApiService, ApiServiceArgs
 from .base import Tags
 from .compute import Cluster, ClusterArgs
 from .config import StackConfig
@@ -168,6 +168,8 @@ def _api(
             },
             # SQS is reached with the pods' IAM role (EKS Pod Identity): no broker password in the cloud.
             secret_vars={"api_database_password": cfg.database_password, "api_broker_password": ""},
+            # mounted at DATABASE_CA_FILE, the URLs' sslrootcert=
+            database_ca=cfg.database.ca_certificate,
             health_path="/healthz",
             ready_path=policy.path,
         ),
@@ -176,7 +178,14 @@ def _api(
 
 
 def _database_url(cfg: StackConfig, host: str, port: int) -> str:
-    return f"postgresql://{cfg.database.username}@{host}:{port}/{cfg.database.name}"
+    """As on-prem (roles/api defaults, api_database_url): TLS with sslmode=verify-full, so libpq checks the
+    certificate's chain against the stack's CA (database.caCertificate, mounted at DATABASE_CA_FILE) and
+    that it names `host` — the leader endpoint's DNS name (Patroni: the members' certificates name it,
+    puente_cloud_db_address) or the RDS instance's address (Amazon's certificates name it)."""
+    return (
+        f"postgresql://{cfg.database.username}@{host}:{port}/{cfg.database.name}"
+        f"?sslmode=verify-full&sslrootcert={DATABASE_CA_FILE}"
+    )
 
 
 def export_all(values: dict[str, Any]) -> None:

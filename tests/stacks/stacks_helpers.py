@@ -58,6 +58,16 @@ def stack_config(
     return project, config
 
 
+def runtime_data(rec: Recording) -> dict[str, str]:
+    """The API's runtime settings: the data of the ConfigMap rendered from templates/api/runtime.env.j2."""
+    (cm,) = [
+        r
+        for r in rec.of_type("kubernetes:core/v1:ConfigMap")
+        if r.inputs["metadata"]["name"] == "puente-api-runtime"
+    ]
+    return dict(cm.inputs["data"])
+
+
 def cli_outputs(rec: Recording) -> dict[str, Any]:
     """What `pulumi stack output --json` prints for the stack (secrets masked, no --show-secrets)."""
     return {k: ("[secret]" if k in rec.secret_outputs else v) for k, v in rec.outputs.items()}

@@ -47,6 +47,7 @@ def test_the_shipped_examples_are_refused_listing_every_placeholder(stack: str) 
     assert "puente:cluster.publicAccessCidrs[0]: 203.0.113.0/24 is a documentation network" in message
     assert "puente.example.com is in example.com, a documentation domain" in message
     assert "puente:database.patroni.sshPublicKey: this ssh-ed25519 public key is an example" in message
+    assert "puente:database.caCertificate: the value is still the placeholder 'CHANGE-ME'" in message
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,95 @@ def test_an_image_tag_is_refused_pointing_at_the_digest() -> None:
         "puente:api.imageTag: is no longer read: the image is deployed by digest; set imageDigest" in message
     )
     assert "not a known setting" not in message
+
+
+def _certificate(ca: bool, common_name: str = "Puente tests") -> str:
+    """A self-signed certificate (PEM), a CA or a server's own; its key is thrown away."""
+    import datetime
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _private_key() -> str:
+    serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+def _corrupted(pem: str) -> str:
+    lines = pem.splitlines()
+    lines[2] = "A" * len(lines[2])  # valid base64, broken DER
+    return "\n".join(lines) + "\n"
+
+
+CA_KEY = "puente:database.caCertificate"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (DELETE, f"{CA_KEY}: is required"),
+        ("", f"{CA_KEY}: must be a non-empty string"),
+        ("CHANGE-ME", f"{CA_KEY}: the value is still the placeholder 'CHANGE-ME'"),
+        ("<the CA of your PKI>", f"{CA_KEY}: the value is still the placeholder"),
+        ("/etc/ssl/puente-ca.crt", f"{CA_KEY}: is not PEM: paste the CA certificate(s)"),
+        (lambda: _corrupted(_certificate(ca=True)), f"{CA_KEY}: does not parse as X.509 certificate(s)"),
+        (lambda: _certificate(ca=False), f"{CA_KEY}: 1 of its certificates is not a CA"),
+        (
+            lambda: _certificate(ca=True) + _private_key(),
+            f"{CA_KEY}: holds PRIVATE KEY PEM blocks: only the CA's certificate(s) belong here (never a key)",
+        ),
+        (
+            lambda: "subject=CN=Puente\n" + _certificate(ca=True),
+            f"{CA_KEY}: holds text outside its PEM blocks",
+        ),
+    ],
+)
+def test_the_database_ca_must_be_pem_ca_certificates(value: Any, expected: str) -> None:
+    """database.caCertificate: what the API verifies the database's certificates with (verify-full). Not a
+    secret, but refused unless it parses as PEM CA certificate(s), before any resource is declared."""
+    message = _refused("dev", {CA_KEY: value() if callable(value) else value})
+    assert expected in message, message
+    assert len([line for line in message.splitlines() if CA_KEY in line]) == 1
+
+
+def test_a_bundle_of_several_cas_is_accepted() -> None:
+    """Amazon's RDS bundle, or a PKI's root and intermediate: several CA certificates in one value."""
+    bundle = _certificate(ca=True, common_name="root") + _certificate(ca=True, common_name="intermediate")
+    recording = run_stack("dev", {CA_KEY: bundle})
+    (ca,) = [
+        r
+        for r in recording.of_type("kubernetes:core/v1:ConfigMap")
+        if r.inputs["metadata"]["name"] == "puente-api-database-ca"
+    ]
+    assert ca.inputs["data"] == {"database-ca.crt": bundle}
 
 
 def test_a_placeholder_password_is_refused_without_echoing_it() -> None:

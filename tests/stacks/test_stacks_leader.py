@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from puente_cloud import outputs
 from puente_cloud.config import ConfigError
-from stacks_helpers import DELETE, run_stack
+from stacks_helpers import DELETE, run_stack, runtime_data
 
 from puente.pulumikit import RecordedResource, Recording
 
@@ -113,17 +113,23 @@ def test_the_api_and_the_outputs_name_the_endpoint_not_a_member(prod: Recording)
     host = prod.outputs[outputs.DB_ADDRESS]
     assert host.startswith("leader-nlb-") and host.endswith(".elb.amazonaws.com")
     assert prod.outputs[outputs.DB_ENDPOINT] == f"{host}:5432"
-    data = prod.one("kubernetes:core/v1:ConfigMap").inputs["data"]
-    assert data["PUENTE_DATABASE_URL"] == f"postgresql://puente@{host}:5432/puente"
-    assert data["PUENTE_DATABASE_READ_URL"] == f"postgresql://puente@{host}:5433/puente"
+    data = runtime_data(prod)
+    tls = "sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt"
+    assert data["PUENTE_DATABASE_URL"] == f"postgresql://puente@{host}:5432/puente?{tls}"
+    assert data["PUENTE_DATABASE_READ_URL"] == f"postgresql://puente@{host}:5433/puente?{tls}"
     members = {n["address"] for n in prod.outputs[outputs.CLOUD_NODES].values()}
     assert not any(m in data["PUENTE_DATABASE_URL"] for m in members)
 
 
 def test_rds_mode_has_no_leader_endpoint(cloud_only: Recording) -> None:
     assert [r.name for r in cloud_only.of_type(NLB)] == ["edge-alb"]
-    data = cloud_only.one("kubernetes:core/v1:ConfigMap").inputs["data"]
+    data = runtime_data(cloud_only)
     assert data["PUENTE_DATABASE_READ_URL"] == ""
+    # RDS: verified against the CA of the stack (Amazon's RDS bundle), for the instance's own address
+    host = cloud_only.outputs[outputs.DB_ADDRESS]
+    assert data["PUENTE_DATABASE_URL"] == (
+        f"postgresql://puente@{host}:5432/puente?sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt"
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from puente_cloud import outputs
 from puente_cloud.failover import load as load_failover
-from stacks_helpers import DELETE, cloud_config_errors, filled, run_stack
+from stacks_helpers import DELETE, REPO, cloud_config_errors, filled, run_stack, runtime_data
 
 from puente import pulumikit, templating
 from puente.pulumikit import Recording
@@ -369,7 +369,7 @@ def test_a_cloud_only_stack_has_no_failover_pair(cloud_only: Recording) -> None:
 def test_kubernetes_objects_go_through_the_explicit_provider(any_stack: Recording) -> None:
     provider = any_stack.one("pulumi:providers:kubernetes")
     k8s_objects = [r for r in any_stack.custom() if r.type.startswith("kubernetes:")]
-    assert len(k8s_objects) == 9
+    assert len(k8s_objects) == 10
     assert all(r.provider_urn == provider.urn for r in k8s_objects)
     cluster = any_stack.one("aws:eks/cluster:Cluster")
     assert cluster.inputs["encryptionConfig"]["resources"] == ["secrets"]
@@ -378,7 +378,7 @@ def test_kubernetes_objects_go_through_the_explicit_provider(any_stack: Recordin
 
 def test_kubernetes_objects_are_valid_for_the_cluster_version(any_stack: Recording) -> None:
     version = any_stack.one("aws:eks/cluster:Cluster").inputs["version"]
-    assert pulumikit.validate_kubernetes(any_stack, version) == 9
+    assert pulumikit.validate_kubernetes(any_stack, version) == 10
 
 
 def test_api_deployment_is_probed_hardened_and_scaled(prod: Recording) -> None:
@@ -411,8 +411,11 @@ def test_api_deployment_is_probed_hardened_and_scaled(prod: Recording) -> None:
     assert _named(prod, "aws:lb/targetGroup:TargetGroup", "edge-api").inputs["port"] == 30080.0
 
 
+VERIFY_FULL = "sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt"
+
+
 def test_configmap_and_secret_are_the_shared_templates_rendered(dev: Recording) -> None:
-    data = dev.one("kubernetes:core/v1:ConfigMap").inputs["data"]
+    data = runtime_data(dev)
     # the leader endpoint (internal NLB), never a fixed member: :5432 the leader, :5433 leader or sync standby
     nlb = _named(dev, "aws:lb/loadBalancer:LoadBalancer", "leader-nlb")
     host = dev.outputs[outputs.DB_ADDRESS]
@@ -423,8 +426,8 @@ def test_configmap_and_secret_are_the_shared_templates_rendered(dev: Recording) 
             {
                 "api_site": "cloud",
                 "api_site_role": "secondary",
-                "api_database_url": f"postgresql://puente@{host}:5432/puente",
-                "api_database_read_url": f"postgresql://puente@{host}:5433/puente",
+                "api_database_url": f"postgresql://puente@{host}:5432/puente?{VERIFY_FULL}",
+                "api_database_read_url": f"postgresql://puente@{host}:5433/puente?{VERIFY_FULL}",
                 "api_broker_url": "sqs://puente-dev-events.fifo?region=eu-west-1",
                 "api_idempotency_ttl_seconds": 86400,
                 "api_max_body_bytes": 65536,
@@ -472,3 +475,58 @@ def test_before_the_image_is_pushed_everything_but_the_api_is_declared() -> None
     assert not any(r.type == "puente:compute:ApiService" for r in rec.resources)
     assert rec.one("aws:ecr/repository:Repository").inputs["imageTagMutability"] == "IMMUTABLE"
     assert set(rec.outputs) == set(outputs.ALL) and rec.errors == []
+
+
+def _query(url: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def test_every_api_container_verifies_the_database_with_the_stacks_ca(any_stack: Recording) -> None:
+    """Both URLs ask for verify-full with sslrootcert= the file every container mounts read-only from the
+    CA ConfigMap (database.caCertificate): the API, its migrate init container and the background ones."""
+    data = runtime_data(any_stack)
+    urls = [data["PUENTE_DATABASE_URL"], data["PUENTE_DATABASE_READ_URL"] or data["PUENTE_DATABASE_URL"]]
+    assert [_query(u) for u in urls] == [
+        {"sslmode": "verify-full", "sslrootcert": "/etc/puente/database-ca.crt"}
+    ] * 2
+    (ca,) = [
+        r
+        for r in any_stack.of_type("kubernetes:core/v1:ConfigMap")
+        if r.inputs["metadata"]["name"] == "puente-api-database-ca"
+    ]
+    assert ca.inputs["metadata"]["namespace"] == "puente"
+    assert ca.inputs["data"] == {"database-ca.crt": filled("dev")["puente:database.caCertificate"]}
+    containers = []
+    for d in any_stack.of_type("kubernetes:apps/v1:Deployment"):
+        pod = d.inputs["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["database-ca"]["configMap"]["name"] == "puente-api-database-ca"
+        for c in [*pod["containers"], *pod.get("initContainers", [])]:
+            containers.append(c["name"])
+            (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/etc/puente/database-ca.crt"]
+            assert mount == {
+                "name": "database-ca",
+                "mountPath": "/etc/puente/database-ca.crt",
+                "subPath": "database-ca.crt",
+                "readOnly": True,
+            }
+    assert sorted(containers) == ["api", "migrate", "reaper", "relay", "worker"]
+
+
+def test_the_database_urls_ask_what_the_onprem_nodes_ask(dev: Recording) -> None:
+    """The TLS half of the URL is one fact on both sites: the cloud's query string is the `api` role's
+    (roles/api defaults: api_database_url, api_database_ca_file), so the CA sits at the same path as on the
+    on-prem nodes and in the image test."""
+    from puente_cloud.api_service import DATABASE_CA_FILE
+
+    defaults = yaml.safe_load((REPO / "roles" / "api" / "defaults" / "main.yml").read_text())
+    assert defaults["api_database_ca_file"] == DATABASE_CA_FILE == "/etc/puente/database-ca.crt"
+    data = runtime_data(dev)
+    for key, url in (
+        ("api_database_url", data["PUENTE_DATABASE_URL"]),
+        ("api_database_read_url", data["PUENTE_DATABASE_READ_URL"]),
+    ):
+        onprem = defaults[key].split("?", 1)[1].replace("{{ api_database_ca_file }}", DATABASE_CA_FILE)
+        assert url.split("?", 1)[1] == onprem
