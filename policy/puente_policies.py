@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pulumi_policy import (
     PolicyResource,
@@ -19,6 +20,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 REQUIRED_TAGS = ("Owner", "CostCenter", "Project", "Environment")
 ANYWHERE = ("0.0.0.0/0", "::/0")
@@ -338,6 +340,129 @@ def hpa_and_pdb_present(args: StackValidationArgs, report: ReportViolation) -> N
             meta(p)[0] == ns and _labels_match(_get(p.props, "spec", "selector") or {}, labels) for p in pdbs
         ):
             report(f"Deployment {ns}/{name} has no PodDisruptionBudget selecting its pods", d.urn)
+
+
+# --- the API's database connections ---------------------------------------------------------------------
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+DATABASE_URL_KEYS = ("PUENTE_DATABASE_URL", "PUENTE_DATABASE_READ_URL")
+# Where the API finds the database's CA on both sites (roles/api: api_database_ca_file; stacks/: mounted).
+DATABASE_CA_FILE = "/etc/puente/database-ca.crt"
+_UNKNOWN = object()
+
+
+def _config_map_data(maps: Mapping[tuple[Any, Any], PolicyResource], ns: Any, name: Any) -> Any:
+    """The data of ConfigMap ns/name in the stack: a dict, None when the stack has no such ConfigMap, or
+    _UNKNOWN during a preview that has not computed it yet (the URLs hold the leader endpoint's name)."""
+    cm = maps.get((ns, name))
+    if cm is None:
+        return None
+    try:
+        return dict(_get(cm.props, "data") or {})
+    except UnknownValueError:
+        return _UNKNOWN
+
+
+def _database_urls(container: Mapping[str, Any], ns: Any, maps: Mapping[Any, PolicyResource]) -> list[Any]:
+    """(key, URL or _UNKNOWN) for each database URL the container gets, from `env` or `envFrom` ConfigMaps."""
+    found: list[Any] = []
+    for env in _items(container.get("env")):
+        if env.get("name") in DATABASE_URL_KEYS:
+            try:
+                found.append((env.get("name"), env.get("value") or ""))
+            except UnknownValueError:
+                found.append((env.get("name"), _UNKNOWN))
+    for source in _items(container.get("envFrom")):
+        data = _config_map_data(maps, ns, _get(source, "configMapRef", "name"))
+        if data is _UNKNOWN:
+            found.append((f"ConfigMap {_get(source, 'configMapRef', 'name')}", _UNKNOWN))
+        elif data:
+            found += [(k, data[k]) for k in DATABASE_URL_KEYS if k in data]
+    return found
+
+
+def _mounts_ca(
+    container: Mapping[str, Any],
+    volumes: Mapping[Any, Any],
+    path: str,
+    ns: Any,
+    maps: Mapping[Any, PolicyResource],
+) -> str:
+    """ "" when the container mounts a CA certificate read-only at `path` (a ConfigMap's key holding PEM,
+    or a Secret), else what is wrong."""
+    mounts = [m for m in _items(container.get("volumeMounts")) if m.get("mountPath") == path]
+    if not mounts:
+        return f"mounts nothing at {path}"
+    mount = mounts[0]
+    if mount.get("readOnly") is not True:
+        return f"mounts {path} without readOnly: true"
+    volume = volumes.get(mount.get("name")) or {}
+    if volume.get("secret"):
+        return ""
+    name = _get(volume, "configMap", "name")
+    if not name:
+        return f"mounts {path} from volume {mount.get('name')!r}, not from a ConfigMap holding the CA"
+    key = mount.get("subPath") or ""
+    for item in _items(_get(volume, "configMap", "items")):
+        if item.get("path") == key:
+            key = item.get("key")
+    data = _config_map_data(maps, ns, name)
+    if data is None:
+        return f"mounts {path} from ConfigMap {name}, which the stack does not declare"
+    if data is not _UNKNOWN and "-----BEGIN CERTIFICATE-----" not in str(data.get(key) or ""):
+        return f"mounts {path} from ConfigMap {name}, whose key {key!r} holds no PEM certificate"
+    return ""
+
+
+def database_tls_verified(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every container given a database URL (API Deployments) connects with sslmode=verify-full and finds
+    the URL's sslrootcert= mounted read-only from the CA's ConfigMap. During a preview where the URLs are
+    still unknown (the leader endpoint's name), the mount is judged at DATABASE_CA_FILE."""
+    maps = {
+        (_get(r.props, "metadata", "namespace"), _get(r.props, "metadata", "name")): r
+        for r in args.resources
+        if r.resource_type == CONFIG_MAP
+    }
+    for d in args.resources:
+        if d.resource_type != DEPLOYMENT:
+            continue
+        ns, name = _get(d.props, "metadata", "namespace"), _get(d.props, "metadata", "name")
+        pod = _get(d.props, "spec", "template", "spec") or {}
+        volumes = {v.get("name"): v for v in _items(pod.get("volumes"))}
+        for c in [*_items(pod.get("initContainers")), *_containers(d.props)]:
+            paths = set()
+            for key, url in _database_urls(c, ns, maps):
+                if url is _UNKNOWN:
+                    paths.add(DATABASE_CA_FILE)
+                    continue
+                if not url:
+                    continue  # empty read URL: reads take PUENTE_DATABASE_URL
+                query = parse_qs(urlsplit(url).query)
+                mode = (query.get("sslmode") or ["(none: libpq's prefer)"])[-1]
+                if mode != "verify-full":
+                    report(
+                        f"Deployment {ns}/{name}: container {c.get('name')}'s {key} asks for sslmode={mode}, "
+                        "not verify-full",
+                        d.urn,
+                    )
+                    continue
+                root = (query.get("sslrootcert") or [""])[-1]
+                if not root:
+                    report(
+                        f"Deployment {ns}/{name}: container {c.get('name')}'s {key} names no sslrootcert= "
+                        "(the CA file to verify the database with)",
+                        d.urn,
+                    )
+                    continue
+                paths.add(root)
+            for path in sorted(paths):
+                problem = _mounts_ca(c, volumes, path, ns, maps)
+                if problem:
+                    report(
+                        f"Deployment {ns}/{name}: container {c.get('name')} connects to the database but "
+                        f"{problem}",
+                        d.urn,
+                    )
 
 
 # --- the database endpoint -----------------------------------------------------------------------------
@@ -716,6 +841,14 @@ POLICIES = [
         readiness_details_not_public,
         "Add a web ACL rule blocking /readyz/details unless the source is in an IP set of the monitoring "
         "networks.",
+    ),
+    _sp(
+        "database-tls-verified",
+        "Containers given a database URL connect with sslmode=verify-full and mount the URL's sslrootcert= "
+        "(the database's CA) read-only from a ConfigMap holding it.",
+        database_tls_verified,
+        "End PUENTE_DATABASE_URL/_READ_URL with ?sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt "
+        "and mount the CA's ConfigMap there (subPath, readOnly) in every container (database.caCertificate).",
     ),
     _sp(
         "hpa-and-pdb-present",

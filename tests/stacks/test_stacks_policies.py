@@ -115,6 +115,32 @@ def _deployment_without_hpa_and_pdb() -> None:
     )
 
 
+def _database_client(url: str) -> None:
+    """A background container (no port: no probe, HPA or PDB expected) given a database URL."""
+    labels = {"app": "x"}
+    k8s.apps.v1.Deployment(
+        "d",
+        metadata={"name": "x", "namespace": "n"},
+        spec={
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": "i",
+                            "env": [{"name": "PUENTE_DATABASE_URL", "value": url}],
+                            "securityContext": HARDENED,
+                            "resources": RESOURCES,
+                        }
+                    ]
+                },
+            },
+        },
+    )
+
+
 # A public edge shaped like the stacks': internet-facing ALB -> HTTPS listener -> the API's target group,
 # its web ACL, and API Gateway -> VPC link -> that listener. Each keyword breaks one thing.
 REMOVE_CLIENT_ID = {"overwrite:path": "$request.path", "remove:header.x-client-id": "''"}
@@ -280,6 +306,11 @@ FAILING: dict[str, tuple[Callable[[], Any], set[str]]] = {
         {"pods-hardened", "hpa-and-pdb-present"},
     ),
     "hpa-and-pdb-present": (_deployment_without_hpa_and_pdb, {"hpa-and-pdb-present"}),
+    # libpq's default (prefer): TLS if offered, nothing verified, and no CA mounted
+    "database-tls-verified": (
+        lambda: _database_client("postgresql://puente@db:5432/puente"),
+        {"database-tls-verified"},
+    ),
     # a TCP check: every member passes it, so writes would reach standbys
     "database-endpoint-follows-leader": (
         lambda: aws.lb.TargetGroup(
@@ -451,6 +482,86 @@ BROKEN_STACK: dict[str, tuple[str, str, Callable[[dict[str, Any]], None], str]] 
 }
 
 
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def _url(key: str, replace: str, by: str) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        assert replace in inputs["data"][key]
+        inputs["data"][key] = inputs["data"][key].replace(replace, by)
+
+    return change
+
+
+def _ca_mount(container: str, change_mount: Callable[[list[dict[str, Any]]], None]) -> Any:
+    def change(inputs: dict[str, Any]) -> None:
+        pod = inputs["spec"]["template"]["spec"]
+        (c,) = [c for c in [*pod["containers"], *pod.get("initContainers", [])] if c["name"] == container]
+        change_mount(c["volumeMounts"])
+
+    return change
+
+
+def _drop_ca(mounts: list[dict[str, Any]]) -> None:
+    mounts[:] = [m for m in mounts if m["name"] != "database-ca"]
+
+
+def _writable_ca(mounts: list[dict[str, Any]]) -> None:
+    for m in mounts:
+        if m["name"] == "database-ca":
+            m.pop("readOnly")
+
+
+TLS = "?sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt"
+BROKEN_STACK.update(
+    {
+        "the API's database URL asks for no TLS": (
+            CONFIG_MAP,
+            "api-runtime",
+            _url("PUENTE_DATABASE_URL", TLS, ""),
+            "database-tls-verified",
+        ),
+        "the API's read URL only requires TLS": (
+            CONFIG_MAP,
+            "api-runtime",
+            _url("PUENTE_DATABASE_READ_URL", "verify-full", "require"),
+            "database-tls-verified",
+        ),
+        "the API's database URL names a CA file nobody mounts": (
+            CONFIG_MAP,
+            "api-runtime",
+            _url("PUENTE_DATABASE_URL", "/etc/puente/database-ca.crt", "/etc/ssl/other-ca.crt"),
+            "database-tls-verified",
+        ),
+        "the worker does not mount the CA": (
+            DEPLOYMENT,
+            "api-background",
+            _ca_mount("worker", _drop_ca),
+            "database-tls-verified",
+        ),
+        "the migrate init container does not mount the CA": (
+            DEPLOYMENT,
+            "api-api",
+            _ca_mount("migrate", _drop_ca),
+            "database-tls-verified",
+        ),
+        "the API mounts the CA writable": (
+            DEPLOYMENT,
+            "api-api",
+            _ca_mount("api", _writable_ca),
+            "database-tls-verified",
+        ),
+        "the CA's ConfigMap holds no certificate": (
+            CONFIG_MAP,
+            "api-database-ca",
+            _set("data", {"database-ca.crt": ""}),
+            "database-tls-verified",
+        ),
+    }
+)
+
+
 def _broken(rec: Recording, type_: str, name: str, change: Callable[[dict[str, Any]], None]) -> Recording:
     """A copy of `rec` with one resource's inputs changed (the recording itself is shared by the session)."""
     resources = []
@@ -473,6 +584,76 @@ def test_the_real_edge_broken_in_one_place_fails(
     assert policy_pack.analyze(dev) == []
     violations = policy_pack.analyze(_broken(dev, type_, name, change))
     assert {v.policy for v in violations} == set(policy.split()), violations
+
+
+def test_a_database_client_verifying_its_server_passes(policy_pack: PolicyPackServer) -> None:
+    """The failing case with the URL fixed and the CA mounted: no violation (the policy's positive twin)."""
+
+    def program() -> None:
+        k8s.core.v1.ConfigMap(
+            "ca",
+            metadata={"name": "ca", "namespace": "n"},
+            data={"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
+        )
+        labels = {"app": "x"}
+        k8s.apps.v1.Deployment(
+            "d",
+            metadata={"name": "x", "namespace": "n"},
+            spec={
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "worker",
+                                "image": "i",
+                                "env": [
+                                    {
+                                        "name": "PUENTE_DATABASE_URL",
+                                        "value": "postgresql://puente@db:5432/puente"
+                                        "?sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt",
+                                    }
+                                ],
+                                "securityContext": HARDENED,
+                                "resources": RESOURCES,
+                                "volumeMounts": [
+                                    {
+                                        "name": "ca",
+                                        "mountPath": "/etc/puente/database-ca.crt",
+                                        "subPath": "ca.crt",
+                                        "readOnly": True,
+                                    }
+                                ],
+                            }
+                        ],
+                        "volumes": [{"name": "ca", "configMap": {"name": "ca"}}],
+                    },
+                },
+            },
+        )
+
+    assert policy_pack.analyze(_run(program)) == []
+
+
+def test_the_database_tls_violation_names_the_container_and_what_is_missing(
+    dev: Recording, policy_pack: PolicyPackServer
+) -> None:
+    broken = _broken(dev, DEPLOYMENT, "api-background", _ca_mount("worker", _drop_ca))
+    violations = policy_pack.analyze(broken)
+    assert [v.message.splitlines()[-1] for v in violations if v.policy == "database-tls-verified"] == [
+        "Deployment puente/puente-api-background: container worker connects to the database but mounts "
+        "nothing at /etc/puente/database-ca.crt"
+    ], violations
+    violations = policy_pack.analyze(
+        _broken(dev, CONFIG_MAP, "api-runtime", _url("PUENTE_DATABASE_URL", TLS, ""))
+    )
+    # every container of both Deployments gets the URL: api, migrate, relay, worker, reaper
+    assert len(violations) == 5
+    assert all(
+        "PUENTE_DATABASE_URL asks for sslmode=(none: libpq's prefer), not verify-full" in v.message
+        for v in violations
+    ), violations
 
 
 def test_the_real_api_gateway_route_without_its_integration_fails(
