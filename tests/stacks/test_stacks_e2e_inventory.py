@@ -243,3 +243,28 @@ def test_without_the_stack_no_cloud_source_is_opened() -> None:
         5432: ["postgresql", "loadbalancers", "api_nodes"],
         8008: ["postgresql", "loadbalancers"],
     }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="roles/postgresql's default postgresql_tls_subject_alt_names adds 'DNS:' ~ "
+    "puente_cloud_db_endpoint, the dbEndpoint output (host:port), not puente_cloud_db_address (the host "
+    "the cloud API's URL names): to fix in roles/postgresql/defaults/main.yml; then remove this mark",
+)
+def test_every_member_certificate_names_the_host_the_cloud_api_verifies(
+    prod: Recording, deployment: Any
+) -> None:
+    """sslmode=verify-full: the cloud API's URLs name the leader endpoint (the internal NLB's DNS name,
+    dbAddress); the NLB passes TLS through, so every member's certificate (lab_ca default SANs) must
+    name exactly that host, as it names each HAProxy's address for the on-prem API."""
+    from urllib.parse import urlsplit
+
+    from stacks_helpers import runtime_data
+
+    data = runtime_data(prod)
+    hosts = {urlsplit(data[k]).hostname for k in ("PUENTE_DATABASE_URL", "PUENTE_DATABASE_READ_URL")}
+    assert hosts == {prod.outputs[outputs.DB_ADDRESS]}
+    for host in deployment.members("postgresql"):
+        names = deployment.template(host, deployment.value(host, "postgresql_tls_subject_alt_names"))
+        assert f"DNS:{prod.outputs[outputs.DB_ADDRESS]}" in names, (host, names)
