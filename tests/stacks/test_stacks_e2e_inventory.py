@@ -245,13 +245,6 @@ def test_without_the_stack_no_cloud_source_is_opened() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="roles/postgresql's default postgresql_tls_subject_alt_names adds 'DNS:' ~ "
-    "puente_cloud_db_endpoint, the dbEndpoint output (host:port), not puente_cloud_db_address (the host "
-    "the cloud API's URL names): to fix in roles/postgresql/defaults/main.yml; then remove this mark",
-)
 def test_every_member_certificate_names_the_host_the_cloud_api_verifies(
     prod: Recording, deployment: Any
 ) -> None:
