@@ -106,8 +106,11 @@ def test_secrets_root_only_and_runtime_settings_without_secrets(node: Callable, 
     assert secrets.contains("^PUENTE_BROKER_PASSWORD=.")
     runtime = host.file("/etc/puente/api.env")
     assert runtime.mode == 0o644
-    assert runtime.contains("^PUENTE_DATABASE_URL=postgresql://puente_api@10.89.1.10:5432/puente$")
-    assert runtime.contains("^PUENTE_DATABASE_READ_URL=postgresql://puente_api@10.89.1.10:5433/puente$")
+    settings = dict(line.split("=", 1) for line in runtime.content_string.splitlines() if "=" in line)
+    # through this site's load balancer, the member's certificate verified against its address
+    tls = "?sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt"
+    assert settings["PUENTE_DATABASE_URL"] == f"postgresql://puente_api@10.89.1.10:5432/puente{tls}"
+    assert settings["PUENTE_DATABASE_READ_URL"] == f"postgresql://puente_api@10.89.1.10:5433/puente{tls}"
     assert not runtime.contains("PASSWORD")
 
 
