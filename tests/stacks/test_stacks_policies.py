@@ -115,29 +115,32 @@ def _deployment_without_hpa_and_pdb() -> None:
     )
 
 
-def _database_client(url: str) -> None:
-    """A background container (no port: no probe, HPA or PDB expected) given a database URL."""
+def _database_client(url: str, ca_mount: bool = False) -> None:
+    """A background container (no port: no probe, HPA or PDB expected) given a database URL; with
+    ``ca_mount``, a CA ConfigMap mounted read-only at /etc/puente/database-ca.crt."""
     labels = {"app": "x"}
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": "i",
+        "env": [{"name": "PUENTE_DATABASE_URL", "value": url}],
+        "securityContext": HARDENED,
+        "resources": RESOURCES,
+    }
+    pod: dict[str, Any] = {"containers": [container]}
+    if ca_mount:
+        k8s.core.v1.ConfigMap(
+            "ca",
+            metadata={"name": "ca", "namespace": "n"},
+            data={"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
+        )
+        container["volumeMounts"] = [
+            {"name": "ca", "mountPath": "/etc/puente/database-ca.crt", "subPath": "ca.crt", "readOnly": True}
+        ]
+        pod["volumes"] = [{"name": "ca", "configMap": {"name": "ca"}}]
     k8s.apps.v1.Deployment(
         "d",
         metadata={"name": "x", "namespace": "n"},
-        spec={
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": "i",
-                            "env": [{"name": "PUENTE_DATABASE_URL", "value": url}],
-                            "securityContext": HARDENED,
-                            "resources": RESOURCES,
-                        }
-                    ]
-                },
-            },
-        },
+        spec={"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod}},
     )
 
 
@@ -590,47 +593,9 @@ def test_a_database_client_verifying_its_server_passes(policy_pack: PolicyPackSe
     """The failing case with the URL fixed and the CA mounted: no violation (the policy's positive twin)."""
 
     def program() -> None:
-        k8s.core.v1.ConfigMap(
-            "ca",
-            metadata={"name": "ca", "namespace": "n"},
-            data={"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
-        )
-        labels = {"app": "x"}
-        k8s.apps.v1.Deployment(
-            "d",
-            metadata={"name": "x", "namespace": "n"},
-            spec={
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "worker",
-                                "image": "i",
-                                "env": [
-                                    {
-                                        "name": "PUENTE_DATABASE_URL",
-                                        "value": "postgresql://puente@db:5432/puente"
-                                        "?sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt",
-                                    }
-                                ],
-                                "securityContext": HARDENED,
-                                "resources": RESOURCES,
-                                "volumeMounts": [
-                                    {
-                                        "name": "ca",
-                                        "mountPath": "/etc/puente/database-ca.crt",
-                                        "subPath": "ca.crt",
-                                        "readOnly": True,
-                                    }
-                                ],
-                            }
-                        ],
-                        "volumes": [{"name": "ca", "configMap": {"name": "ca"}}],
-                    },
-                },
-            },
+        _database_client(
+            "postgresql://puente@db:5432/puente?sslmode=verify-full&sslrootcert=/etc/puente/database-ca.crt",
+            ca_mount=True,
         )
 
     assert policy_pack.analyze(_run(program)) == []
