@@ -1,5 +1,5 @@
-"""``puente drill site-failover | node-loss --target api|db|witness | partition | failback | baseline``
-and ``puente drill restore``."""
+"""``puente drill site-failover | node-loss --target api|db|witness | partition | failback | baseline``,
+``puente drill restore`` and ``puente drill html DIR``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from puente.drill import faults, preflight, report, scenarios, topology
+from puente.drill import faults, html_report, preflight, report, scenarios, topology
 from puente.drill.client import LoadShape
 
 
@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2, default=str) if args.json else report.table(result))
     if not args.json:
         print(f"\nfull report: {result['output_dir']}/report.json")
+        print(f"timeline (HTML): {result['html']}")
     return 0 if result["passed"] else 1
 
 
@@ -89,6 +90,18 @@ def _restore(args: argparse.Namespace) -> int:
     if not removed:
         print(f"no nft table {faults.TABLE_NAME}: nothing to restore")
     return 0
+
+
+def _html(args: argparse.Namespace) -> int:
+    """(Re)write report.html of drills already run, from their report.json (and attempts.jsonl)."""
+    rc = 0
+    for out in args.dirs:
+        try:
+            print(html_report.render_dir(out))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"puente drill html: {out}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            rc = 2
+    return rc
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -125,3 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("restore", help="remove the nft tables (puente_wan) an interrupted drill left")
     p.set_defaults(func=_restore)
+
+    p = sub.add_parser("html", help="(re)write report.html of drills already run, from their report.json")
+    p.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="a drill's output directory")
+    p.set_defaults(func=_html)

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from puente.drill import cluster, faults, preflight, report, topology
+from puente.drill import cluster, dnswatch, faults, html_report, preflight, report, timeline, topology
 from puente.drill.attempts import AttemptLog, dump_jsonl
 from puente.drill.client import ClientConfig, DrillClient, Load, LoadShape
 from puente.drill.resolver import DnsError
@@ -135,16 +135,24 @@ def run_drill(
 
     clock = client.clock
     t0 = clock()
+    t0_unix = time.time()  # the wall clock of t = 0, to place Alertmanager's timestamps on the timeline
     say(
         f"client {client.config.client_id} -> https://{client.config.name} (DNS {client.config.dns_server}); "
         f"warm-up {opts.warmup:g} s, fault {opts.hold:g} s, then {opts.after:g} s; results in {out}"
     )
     load = Load(client, opts.shape)
     sampler = cluster.PrimarySampler(topo.db_members) if topo.db_members else None
+    dns_watch = dnswatch.DnsSampler(
+        client.config.dns_server, client.config.dns_port, client.config.name, clock=clock
+    )
     lifted = False
     late: dict[str, Any] | None = None
     try:
         load.start()
+        # both sampled from the start, so the page shows the steady state before the fault too
+        dns_watch.start()
+        if sampler:
+            sampler.start()
         warm_until = clock() + opts.warmup
         late_key = ""
         if fault.late_key:
@@ -152,8 +160,6 @@ def run_drill(
             late_key = create_key(f"{client.config.client_id}-late", [paths.INVENTORY], label="drill")
             late = {"created_at": clock() - t0}
         time.sleep(max(0.0, warm_until - clock()))
-        if sampler:
-            sampler.start()
         fault_at = clock() - t0
         say(f"t={fault_at:.1f} s: {fault.name}")
         fault.inject()
@@ -170,8 +176,14 @@ def run_drill(
         if not lifted:
             fault.lift()
         load.stop()
-        max_leaders = sampler.stop() if sampler else None
+        dns_samples = dns_watch.stop()
+        if sampler:
+            sampler.stop()
     ended_at = clock() - t0
+    rounds = [(t - t0, names) for t, names in sampler.rounds] if sampler else None
+    max_leaders = (
+        max((len(p) for t, p in rounds if t >= fault_at), default=None) if rounds is not None else None
+    )
     say(f"t={ended_at:.1f} s: load stopped after {len(log)} attempts; waiting for the cluster to settle")
 
     members_after = (
@@ -218,8 +230,18 @@ def run_drill(
         result["passed"] = all(c["ok"] for c in result["checks"])
     result["cluster_before"] = members_before
     result["cluster_after"] = members_after
+    result["timeline"]["t0_unix"] = round(t0_unix, 3)
+    result["series"] = timeline.series(
+        attempts,
+        ended_at=ended_at,
+        dns=[replace(d, t=d.t - t0) for d in dns_samples],
+        leaders=rounds,
+        site_of_address=topo.edges,
+        site_of_member={m.name: m.site for m in topo.db_members},
+    )
     dump_jsonl(attempts, out / "attempts.jsonl")
     (out / "report.json").write_text(json.dumps(result, indent=2, default=str))
+    result["html"] = str(html_report.write(out, result))
     result["output_dir"] = str(out)
     return result
 
