@@ -292,7 +292,8 @@ def _alerts(
         y = top + i * ALERT_H
         fired, resolved = a.get("fired_at"), a.get("resolved_at")
         name = str(a.get("alertname"))
-        body = _lane_name(y, ALERT_H, name[:22])
+        short = name if len(name) <= 20 else name[:19] + "…"
+        body = _text(X0 - 8, y + ALERT_H / 2 + 4, short, "alert-name", "end")
         if fired is not None:
             x0, x1 = x(fired), x(end if resolved is None else resolved)
             when = f"+{num(fired - fault_at)} s" if fired >= fault_at else f"{num(fired - fault_at)} s"

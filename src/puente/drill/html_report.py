@@ -55,6 +55,7 @@ svg { width: 100%; height: auto; display: block; }
 svg text { font: 12px system-ui, sans-serif; fill: #333; }
 svg .tick { font-size: 11px; fill: #555; }
 svg .panel-name, svg .lane-name { font-weight: 600; }
+svg .alert-name { font-size: 11px; }
 svg .note { fill: #555; font-style: italic; }
 svg .on-colour { fill: #fff; font-size: 11px; }
 svg .grid { stroke: #e3e5e8; } svg .vgrid { stroke: #eef0f2; }
