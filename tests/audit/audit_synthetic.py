@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -107,13 +106,3 @@ def make_synthetic(root: Path) -> Synthetic:
     s.waivers.write_text(waivers_yaml("2030-01-01"))
     return s
 
-
-CHROMIUM = shutil.which("chromium")
-
-
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM, "Debian's chromium is not installed (scripts/bootstrap.sh installs it)"
-    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--hide-scrollbars", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)

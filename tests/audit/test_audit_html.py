@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from audit_synthetic import CHROMIUM, chromium
+from headless_chromium import CHROMIUM, chromium
 
 from puente.shell import ROOT
 

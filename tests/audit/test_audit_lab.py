@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audit_synthetic import CHROMIUM, chromium
+from headless_chromium import CHROMIUM, chromium
 
 from puente.shell import ROOT, run
 
