@@ -17,7 +17,7 @@ APT_PACKAGES=(
   minisign
   # the drill's own tests: a real PowerDNS on loopback, pings across test namespaces
   pdns-server pdns-backend-sqlite3 iputils-ping
-  # the audit's HTML report is rendered in headless Chromium
+  # the audit's and the drills' HTML reports are checked in headless Chromium
   chromium
 )
 
