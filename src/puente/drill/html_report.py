@@ -38,7 +38,8 @@ h1 { font-size: 1.45rem; margin: .2rem 0; }
 h2 { font-size: 1.15rem; margin: 1.4rem 0 .5rem; border-bottom: 2px solid var(--line); }
 .meta { color: #444; font-size: .9rem; }
 .badge { display: inline-block; padding: 0 .6rem; border-radius: .6rem; font-size: .9rem; font-weight: 600;
-  color: #fff; vertical-align: middle; }
+  color: #fff; vertical-align: middle; white-space: nowrap; }
+td:first-child, th:first-child { overflow-wrap: normal; }
 .pass { background: var(--pass); } .fail { background: var(--fail); }
 .cards { display: flex; flex-wrap: wrap; gap: .5rem; margin: .6rem 0; }
 .card { flex: 1 1 9rem; border: 1px solid var(--line); border-top: 4px solid #5f6368; padding: .3rem .6rem; }
@@ -50,8 +51,8 @@ th { background: #f4f5f7; font-weight: 600; }
 .legend { display: flex; flex-wrap: wrap; gap: .2rem 1rem; font-size: .85rem; margin: .3rem 0; padding: 0;
   list-style: none; }
 .legend i { display: inline-block; width: .9rem; height: .9rem; margin-right: .3rem; vertical-align: -.1rem; }
-figure { margin: 0; }
-svg { width: 100%; height: auto; display: block; }
+figure { margin: 0; overflow-x: auto; }
+svg { width: 100%; min-width: 760px; height: auto; display: block; }
 svg text { font: 12px system-ui, sans-serif; fill: #333; }
 svg .tick { font-size: 11px; fill: #555; }
 svg .panel-name, svg .lane-name { font-weight: 600; }
@@ -75,7 +76,8 @@ svg .open { stroke: #000; stroke-dasharray: 3 2; }
 <section id="summary"><div class="cards">$cards</div></section>
 <section id="timeline-section"><h2>Timeline</h2>
 <ul class="legend">$legend</ul>
-<figure>$svg<figcaption class="meta">$how</figcaption></figure>
+<figure>$svg</figure>
+<p class="meta">$how</p>
 </section>
 <section id="alerts"><h2>Alerts</h2>$alerts</section>
 <section id="checks"><h2>Checks</h2>$checks</section>
