@@ -35,6 +35,8 @@ TAGGABLE_TYPES = frozenset(
         "aws:apigatewayv2/stage:Stage",
         "aws:apigatewayv2/vpcLink:VpcLink",
         "aws:cloudwatch/logGroup:LogGroup",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "aws:sns/topic:Topic",
         "aws:dlm/lifecyclePolicy:LifecyclePolicy",
         "aws:ec2/customerGateway:CustomerGateway",
         "aws:ec2/eip:Eip",
@@ -129,6 +131,9 @@ def _unencrypted(resource_type: str, props: Mapping[str, Any]) -> str | None:
         case "aws:ebs/volume:Volume":
             if props.get("encrypted") is not True:
                 return "encrypted must be true"
+        case "aws:sns/topic:Topic":
+            if not _has(props, "kmsMasterKeyId"):
+                return "set kmsMasterKeyId (a key CloudWatch may use, for alarm topics)"
         case "aws:dynamodb/table:Table":
             if _get(props, "serverSideEncryption", "enabled") is not True:
                 return "serverSideEncryption must be enabled"
@@ -256,12 +261,65 @@ def prod_database_resilience(args: ResourceValidationArgs, report: ReportViolati
 # --- queues ---------------------------------------------------------------------------------------------
 def sqs_dead_letter_queue(args: StackValidationArgs, report: ReportViolation) -> None:
     queues = [r for r in args.resources if r.resource_type == "aws:sqs/queue:Queue"]
-    dead_letter_targets = {d.urn for q in queues for d in q.property_dependencies.get("redrivePolicy", [])}
+    dead_letter_targets = {q.urn for q in _dead_letter_queues(queues)}
     for q in queues:
         if q.urn in dead_letter_targets:
             continue  # it is a DLQ
         if not _has(q.props, "redrivePolicy"):  # presence: the DLQ's ARN is unknown during a preview
             report(f"queue {q.name} has no dead-letter queue (redrivePolicy with maxReceiveCount)", q.urn)
+
+
+def _dead_letter_queues(resources: Iterable[PolicyResource]) -> list[PolicyResource]:
+    queues = [r for r in resources if r.resource_type == "aws:sqs/queue:Queue"]
+    targets = {d.urn for q in queues for d in q.property_dependencies.get("redrivePolicy", [])}
+    return [q for q in queues if q.urn in targets]
+
+
+# --- alarms ----------------------------------------------------------------------------------------------
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+# What says a dead-letter queue holds messages (the depth; the oldest message's age needs one to exist).
+DLQ_METRICS = ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage")
+
+
+def dead_letter_queue_alarmed(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A dead-lettered message is an event the workers gave up on; nobody looks at a queue unprompted."""
+    watched = set()
+    for alarm in args.resources:
+        if alarm.resource_type != METRIC_ALARM:
+            continue
+        if alarm.props.get("namespace") == "AWS/SQS" and alarm.props.get("metricName") in DLQ_METRICS:
+            watched |= _urns(alarm, "dimensions")
+    for dlq in _dead_letter_queues(args.resources):
+        if dlq.urn not in watched:
+            report(
+                f"dead-letter queue {dlq.name} has no CloudWatch alarm on its depth "
+                "(AWS/SQS ApproximateNumberOfMessagesVisible, dimension QueueName = its name)",
+                dlq.urn,
+            )
+
+
+def _listed(props: Mapping[str, Any], key: str) -> bool:
+    """Whether the list `key` is set and not empty (its items may still be unknown in a preview)."""
+    if not _has(props, key):
+        return False
+    try:
+        return len(_items(props.get(key))) > 0
+    except UnknownValueError:
+        return True
+
+
+def alarms_notify(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in (METRIC_ALARM, "aws:cloudwatch/compositeAlarm:CompositeAlarm"):
+        return
+    missing = [key for key in ("alarmActions", "okActions") if not _listed(args.props, key)]
+    if args.props.get("actionsEnabled") is False:
+        missing.append("actionsEnabled (false)")
+    if missing:
+        report(
+            f"alarm {args.name} notifies nobody: set {', '.join(missing)} (the alarm topic, for firing "
+            "and clearing)",
+            None,
+        )
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------------
@@ -799,6 +857,19 @@ POLICIES = [
         "Every SQS queue that is not itself a DLQ has a redrive policy to one.",
         sqs_dead_letter_queue,
         "Create a DLQ and set redrive_policy with maxReceiveCount.",
+    ),
+    _sp(
+        "dead-letter-queue-alarmed",
+        "Every dead-letter queue has a CloudWatch alarm on its depth.",
+        dead_letter_queue_alarmed,
+        "Add an aws.cloudwatch.MetricAlarm on AWS/SQS ApproximateNumberOfMessagesVisible with dimension "
+        "QueueName = the DLQ's name (stacks/puente_cloud/alarms.py).",
+    ),
+    _rp(
+        "alarms-notify",
+        "Every CloudWatch alarm notifies someone when it fires and when it clears.",
+        alarms_notify,
+        "Set alarm_actions and ok_actions to the alarm topic, and leave actions_enabled on.",
     ),
     _rp(
         "probes-present",

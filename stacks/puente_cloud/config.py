@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi.runtime
@@ -175,6 +176,19 @@ class DnsConfig:
 
 
 @dataclass(frozen=True)
+class AlarmsConfig:
+    """Who hears the CloudWatch alarms (SNS subscriptions) and the thresholds that are a choice."""
+
+    email_endpoints: tuple[str, ...]
+    https_endpoints: tuple[str, ...]
+    # The oldest dead-lettered message may wait this long for a redrive before its own alarm.
+    dead_letter_max_age_seconds: int
+    # Share of the ALB's requests answered 5xx (by the ALB or the API) that raises the alarm.
+    alb_5xx_percent: int
+    database_cpu_percent: int
+
+
+@dataclass(frozen=True)
 class StackConfig:
     project: str
     stack: str
@@ -188,6 +202,7 @@ class StackConfig:
     database: DatabaseConfig
     queue: QueueConfig
     dns: DnsConfig
+    alarms: AlarmsConfig
     database_password: pulumi.Output[str]
 
     @property
@@ -301,6 +316,9 @@ class _Reader:
 
 
 _REQUIRED = object()
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63})$"
+)
 
 
 def _read_object(cfg: pulumi.Config, name: str, problems: list[str], required: bool = True) -> _Reader:
@@ -680,6 +698,51 @@ def _dns(cfg: pulumi.Config, problems: list[str]) -> DnsConfig:
     return DnsConfig(onprem_gateway_address=gateway, health_check_regions=regions)
 
 
+def _endpoints(r: _Reader, field: str, valid: Any, what: str) -> tuple[str, ...]:
+    values = [str(v) for v in r.items(field, [])]
+    for value in values:
+        if not valid(value):
+            r.fail(field, f"{value!r} is not {what}")
+    if len(set(values)) != len(values):
+        r.fail(field, f"lists an endpoint twice: {values}")
+    return tuple(values)
+
+
+def _https_url(value: str) -> bool:
+    try:
+        url = urlsplit(value)
+    except ValueError:
+        return False
+    return url.scheme == "https" and bool(url.hostname) and not url.username and not url.password
+
+
+def _alarms(cfg: pulumi.Config, problems: list[str]) -> AlarmsConfig:
+    r = _read_object(cfg, "alarms", problems)
+    r.unknown_fields(
+        {"emailEndpoints", "httpsEndpoints", "deadLetterMaxAgeSeconds", "alb5xxPercent", "databaseCpuPercent"}
+    )
+    emails = _endpoints(r, "emailEndpoints", _EMAIL.match, "an e-mail address (name@domain)")
+    urls = _endpoints(
+        r,
+        "httpsEndpoints",
+        _https_url,
+        "an https:// URL with a host and no credentials (SNS posts the alarm there; plain http is refused)",
+    )
+    if r.data and not emails and not urls:
+        r.fail(
+            "emailEndpoints",
+            "an alarm nobody receives is not an alarm: list at least one e-mail address or https endpoint "
+            "(emailEndpoints, httpsEndpoints)",
+        )
+    return AlarmsConfig(
+        email_endpoints=emails,
+        https_endpoints=urls,
+        dead_letter_max_age_seconds=r.integer("deadLetterMaxAgeSeconds", 3600, 300, 1209600),
+        alb_5xx_percent=r.integer("alb5xxPercent", 5, 1, 100),
+        database_cpu_percent=r.integer("databaseCpuPercent", 80, 10, 100),
+    )
+
+
 def _hybrid_needs_patroni(database: DatabaseConfig, dns: DnsConfig, problems: list[str]) -> None:
     """A stack that fails over from the on-prem site must fail over to a copy of its data."""
     if dns.hybrid and database.mode == "rds":
@@ -703,6 +766,7 @@ TOP_LEVEL_KEYS = frozenset(
         "database",
         "queue",
         "dns",
+        "alarms",
         "databasePassword",
     }
 )
@@ -739,6 +803,11 @@ def _placeholders(cfg: pulumi.Config) -> list[Placeholder]:
             value = raw
         for path, text in _walk(value, key):
             found += [Placeholder(path, kind, what) for kind, what in placeholders.all_phrases(text, path)]
+            email = _EMAIL.match(text.strip())
+            domain = placeholders.doc_domain(email.group(1)) if email else ""
+            if domain:  # an e-mail address: its domain is what must be real
+                what = f"{email.group(1)} is in {domain}, a documentation domain (RFC 2606)"  # type: ignore[union-attr]
+                found.append(Placeholder(path, "domain", what))
     return found
 
 
@@ -794,6 +863,7 @@ def load() -> StackConfig:
         database=database,
         queue=_queue(cfg, problems),
         dns=dns,
+        alarms=_alarms(cfg, problems),
         database_password=_password(cfg, problems),
     )
     found = _placeholders(cfg)

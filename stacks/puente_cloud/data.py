@@ -76,6 +76,8 @@ class Database(Component):
         self.port = POSTGRES_PORT
         self.nodes: pulumi.Output[dict[str, dict[str, object]]] = pulumi.Output.from_input({})
         self.member_addresses: list[pulumi.Output[str]] = []  # the cloud Patroni members' private IPs
+        self.members: list[aws.ec2.Instance] = []  # Patroni mode: the cloud members
+        self.instance: aws.rds.Instance | None = None  # RDS mode: the instance
         if cfg.mode == "rds":
             self._rds(cfg, net, args)
         else:
@@ -279,6 +281,7 @@ class Database(Component):
                 opts=self.opts(ignore_changes=["ami"], protect=args.production),
             )
             self.member_addresses.append(instance.private_ip)
+            self.members.append(instance)
             nodes[node] = instance.private_ip.apply(
                 lambda ip, g=groups, v=host_vars: {"address": ip, "groups": g, "vars": v}
             )

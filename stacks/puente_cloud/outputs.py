@@ -29,6 +29,9 @@ HEALTH_CHECK_IDS: Final = "healthCheckIds"
 # {node name: {"address": private IP, "groups": [...]}} for cloud VMs Ansible configures.
 CLOUD_NODES: Final = "cloudNodes"
 REGION: Final = "region"
+# The SNS topics every alarm notifies: {"stack": in the stack's region, "healthChecks": us-east-1's, where
+# Route 53's health-check alarms live (the same topic in a us-east-1 stack)}.
+ALARM_TOPIC_ARNS: Final = "alarmTopicArns"
 
 ALL: Final = (
     ALB_DNS_NAME,
@@ -53,4 +56,5 @@ ALL: Final = (
     HEALTH_CHECK_IDS,
     CLOUD_NODES,
     REGION,
+    ALARM_TOPIC_ARNS,
 )

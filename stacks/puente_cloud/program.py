@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 
 from . import outputs as out
+from .alarms import Alarms, AlarmsArgs
 from .api_service import DATABASE_CA_FILE, NAMESPACE, SERVICE_ACCOUNT, ApiService, ApiServiceArgs
 from .base import Tags
 from .compute import Cluster, ClusterArgs
@@ -68,6 +69,7 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
     )
     db_host: pulumi.Output[str] = database.address
     read_url: pulumi.Input[str] = ""  # RDS: reads take the writes' URL (empty = PUENTE_DATABASE_URL)
+    leader: LeaderEndpoint | None = None
     if cfg.database.patroni is not None and cfg.database.mode == "patroni":
         # The twin of the lab's HAProxy: :5432 follows the leader on either site, :5433 the leader or the
         # synchronous standby, so the API never names a fixed member.
@@ -99,6 +101,22 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         ),
         tags,
     )
+    alarms = Alarms(
+        "alarms",
+        AlarmsArgs(
+            config=cfg.alarms,
+            region=cfg.region,
+            dead_letter_queue=queue.dead_letter,
+            load_balancer=edge.load_balancer,
+            target_group=edge.target_group,
+            health_check_ids=dns.health_check_ids,
+            database=database,
+            allocated_storage_gb=cfg.database.allocated_storage_gb,
+            leader=leader,
+            vpn=network.vpn,
+        ),
+        tags,
+    )
 
     return {
         out.REGION: cfg.region,
@@ -124,6 +142,7 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         out.QUEUE_NAME: queue.queue.name,
         out.DEAD_LETTER_QUEUE_URL: queue.dead_letter.url,
         out.CLOUD_NODES: database.nodes,
+        out.ALARM_TOPIC_ARNS: {"stack": alarms.topic.arn, "healthChecks": alarms.health_check_topic.arn},
     }
 
 

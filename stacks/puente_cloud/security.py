@@ -8,21 +8,63 @@ import pulumi_aws as aws
 from .base import Component
 
 
-def kms_key(owner: Component, suffix: str, description: str) -> aws.kms.Key:
-    """A customer-managed key with yearly rotation, owned by (and named after) `owner`."""
+def kms_key(
+    owner: Component,
+    suffix: str,
+    description: str,
+    *,
+    region: str | None = None,
+    service_users: tuple[str, ...] = (),
+) -> aws.kms.Key:
+    """A customer-managed key with yearly rotation, owned by (and named after) `owner`, in the stack's
+    region or in `region`. `service_users` are AWS service principals that must encrypt with it
+    themselves (CloudWatch publishing to an encrypted SNS topic): the key policy then names them beside
+    the account, whose IAM policies govern every other use (AWS's default key policy)."""
     name = owner.child(suffix)
     key = aws.kms.Key(
         name,
         description=description,
         enable_key_rotation=True,
         deletion_window_in_days=30,
+        policy=_key_policy(service_users) if service_users else None,
+        region=region,
         tags=owner.tags(name),
         opts=owner.opts(),
     )
     aws.kms.Alias(
-        name, name=f"alias/{owner.physical(suffix)}", target_key_id=key.key_id, opts=owner.opts(parent=key)
+        name,
+        name=f"alias/{owner.physical(suffix)}",
+        target_key_id=key.key_id,
+        region=region,
+        opts=owner.opts(parent=key),
     )
     return key
+
+
+def _key_policy(service_users: tuple[str, ...]) -> pulumi.Output[str]:
+    account = aws.get_caller_identity_output().account_id
+    return aws.iam.get_policy_document_output(
+        statements=[
+            {
+                # AWS's default key policy: the account's IAM policies decide.
+                "sid": "AccountIamPolicies",
+                "effect": "Allow",
+                "actions": ["kms:*"],
+                "resources": ["*"],
+                "principals": [
+                    {"type": "AWS", "identifiers": [account.apply(lambda a: f"arn:aws:iam::{a}:root")]}
+                ],
+            },
+            {
+                "sid": "ServicesEncrypt",
+                "effect": "Allow",
+                "actions": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "resources": ["*"],
+                # (the topic's own policy decides who may publish; the service only encrypts for it)
+                "principals": [{"type": "Service", "identifiers": list(service_users)}],
+            },
+        ]
+    ).json
 
 
 def assume_role_policy(service: str) -> pulumi.Output[str]:

@@ -98,7 +98,8 @@ def _queue_without_dlq() -> None:
     aws.sqs.Queue("q", fifo_queue=True, kms_master_key_id="alias/x", tags=TAGS)
 
 
-def _queue_with_dlq() -> None:
+def _queue_with_dlq(alarm: dict[str, Any] | None = None) -> None:
+    """A queue, its DLQ and an alarm on the DLQ's depth (its keywords `alarm` replaced)."""
     dlq = aws.sqs.Queue("dlq", fifo_queue=True, kms_master_key_id="alias/x", tags=TAGS)
     aws.sqs.Queue(
         "q",
@@ -107,6 +108,21 @@ def _queue_with_dlq() -> None:
         tags=TAGS,
         redrive_policy=dlq.arn.apply(lambda a: json.dumps({"deadLetterTargetArn": a, "maxReceiveCount": 5})),
     )
+    topic = aws.sns.Topic("alarms", kms_master_key_id="alias/x", tags=TAGS)
+    depth: dict[str, Any] = dict(
+        namespace="AWS/SQS",
+        metric_name="ApproximateNumberOfMessagesVisible",
+        dimensions={"QueueName": dlq.name},
+        statistic="Maximum",
+        comparison_operator="GreaterThanThreshold",
+        threshold=0,
+        period=300,
+        evaluation_periods=1,
+        alarm_actions=[topic.arn],
+        ok_actions=[topic.arn],
+        tags=TAGS,
+    )
+    aws.cloudwatch.MetricAlarm("dlq-depth", **{**depth, **(alarm or {})})
 
 
 def _deployment_without_hpa_and_pdb() -> None:
@@ -300,6 +316,12 @@ FAILING: dict[str, tuple[Callable[[], Any], set[str]]] = {
         {"prod-database-resilience"},
     ),
     "sqs-dead-letter-queue": (_queue_without_dlq, {"sqs-dead-letter-queue"}),
+    # the alarm watches the main queue, not its DLQ
+    "dead-letter-queue-alarmed": (
+        lambda: _queue_with_dlq({"dimensions": {"QueueName": "q.fifo"}}),
+        {"dead-letter-queue-alarmed"},
+    ),
+    "alarms-notify": (lambda: _queue_with_dlq({"ok_actions": []}), {"alarms-notify"}),
     "probes-present": (
         lambda: _deployment({"securityContext": HARDENED, "resources": RESOURCES}),
         {"probes-present", "hpa-and-pdb-present"},
@@ -563,6 +585,63 @@ BROKEN_STACK.update(
         ),
     }
 )
+
+
+def _unset(key: str) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        inputs.pop(key)
+
+    return change
+
+
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+BROKEN_STACK.update(
+    {
+        "an alarm notifies nobody when it clears": (
+            METRIC_ALARM,
+            "alarms-health-check-onprem",
+            _set("okActions", []),
+            "alarms-notify",
+        ),
+        "an alarm notifies nobody when it fires": (
+            METRIC_ALARM,
+            "alarms-vpn-tunnel1",
+            _unset("alarmActions"),
+            "alarms-notify",
+        ),
+        "an alarm's actions are disabled": (
+            METRIC_ALARM,
+            "alarms-dlq-depth",
+            _set("actionsEnabled", False),
+            "alarms-notify",
+        ),
+        "the alarm topic is not encrypted": (
+            "aws:sns/topic:Topic",
+            "alarms-topic",
+            _unset("kmsMasterKeyId"),
+            "encryption-at-rest",
+        ),
+    }
+)
+
+
+def _without(rec: Recording, type_: str, names: set[str]) -> Recording:
+    """A copy of `rec` without the named resources of `type_`."""
+    kept = [r for r in rec.resources if not (r.type == type_ and r.name in names)]
+    assert len(kept) == len(rec.resources) - len(names), f"not all of {names} in the recording"
+    return dataclasses.replace(rec, resources=kept)
+
+
+def test_the_real_stack_without_an_alarm_on_its_dead_letter_queue_fails(
+    dev: Recording, policy_pack: PolicyPackServer
+) -> None:
+    broken = _without(dev, METRIC_ALARM, {"alarms-dlq-depth", "alarms-dlq-age"})
+    violations = policy_pack.analyze(broken)
+    assert [(v.policy, v.urn.rsplit("::", 1)[1]) for v in violations] == [
+        ("dead-letter-queue-alarmed", "queue-dlq")
+    ], violations
+    # the age alone watches it too (it has a value only while a message waits)
+    assert policy_pack.analyze(_without(dev, METRIC_ALARM, {"alarms-dlq-depth"})) == []
 
 
 def _broken(rec: Recording, type_: str, name: str, change: Callable[[dict[str, Any]], None]) -> Recording:

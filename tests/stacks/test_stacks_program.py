@@ -15,7 +15,7 @@ from stacks_helpers import DELETE, REPO, cloud_config_errors, filled, run_stack,
 from puente import pulumikit, templating
 from puente.pulumikit import Recording
 
-COMPONENT_TOKEN = re.compile(r"^puente:(network|edge|compute|data|queue|dns):[A-Z][A-Za-z]+$")
+COMPONENT_TOKEN = re.compile(r"^puente:(network|edge|compute|data|queue|dns|monitoring):[A-Z][A-Za-z]+$")
 STACK_TYPE = "pulumi:pulumi:Stack"
 
 
@@ -47,6 +47,7 @@ def test_nothing_is_declared_at_import_time() -> None:
                     "data",
                     "queue",
                     "dns",
+                    "alarms",
                     "config",
                     "failover",
                     "security",
@@ -76,6 +77,7 @@ def test_one_component_per_concern(any_stack: Recording) -> None:
             "puente:data:Database",
             "puente:queue:Queue",
             "puente:dns:FailoverDns",
+            "puente:monitoring:Alarms",
             *patroni,
         ]
     )

@@ -142,6 +142,8 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
     if not type_.startswith("aws:"):
         return f"{name}-id", state
     module = type_.split(":")[1].split("/")[0]
+    # pulumi-aws 7: a resource may name its own region (else the provider's)
+    region = str(inputs.get("region") or region)
     physical = str(inputs.get("name") or f"{name}-mock")
     rid = f"{name}-id"
     state.setdefault("arn", _arn(module, region, physical))
@@ -191,7 +193,8 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
         case "aws:rds/instance:Instance":
             host = f"{physical}.abcdefghij.{region}.rds.amazonaws.com"
             port = int(inputs.get("port", 5432))
-            extra = {"address": host, "endpoint": f"{host}:{port}", "port": port}
+            identifier = str(inputs.get("identifier") or f"{name}-mock")
+            extra = {"address": host, "endpoint": f"{host}:{port}", "port": port, "identifier": identifier}
         case "aws:sqs/queue:Queue":
             rid = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{physical}"
             extra = {"url": rid, "arn": _arn("sqs", region, physical), "name": physical}
