@@ -108,7 +108,7 @@ def test_api_keys_apply_on_a_database_of_the_release_before_them(
             "INSERT INTO shipments (id, client_id, sender, recipient, parcels, service)"
             " VALUES (gen_random_uuid(), 'shop-1', '{}', '{}', '[]', 'standard')"
         )
-    assert db.migrate(cfg) == ["0002_api_keys"]
+    assert db.migrate(cfg) == ["0002_api_keys", "0003_label_failed"]
     assert db.migrate(cfg) == []
     with psycopg.connect(url, autocommit=True) as conn:
         key = apikeys.create(conn, "shop-1", "after the upgrade")
@@ -127,3 +127,36 @@ def test_api_keys_apply_on_a_database_of_the_release_before_them(
                 "INSERT INTO api_keys (key_id, client_id, token_sha256) VALUES ('Abcdefgh', 'a b', %s)",
                 (b"x" * 32,),
             )
+
+
+def test_label_failed_applies_on_a_database_of_the_release_before_it(
+    database: tuple[str, settings_mod.Settings], tmp_path: Path
+) -> None:
+    """0003 widens label_status to 'failed' and adds the reason on a database holding shipments; before
+    it 'failed' is refused, after it a reason longer than 500 characters is."""
+    url, cfg = database
+    before = tmp_path / "before"
+    before.mkdir()
+    for name in ("0001_initial.sql", "0002_api_keys.sql"):
+        shutil.copy(SHIPPED / name, before)
+    assert db.migrate(cfg, before) == ["0001_initial", "0002_api_keys"]
+    insert = (
+        "INSERT INTO shipments (id, client_id, sender, recipient, parcels, service, label_status)"
+        " VALUES (gen_random_uuid(), 'shop-1', '{}', '{}', '[]', 'standard', %s) RETURNING id"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(insert, ("ready",))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(insert, ("failed",))
+    assert db.migrate(cfg) == ["0003_label_failed"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(insert, ("failed",)).fetchone()
+        assert row is not None
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE shipments SET label_failure_reason = repeat('x', 501) WHERE id = %s", row)
+        assert conn.execute(
+            "SELECT label_status, count(*) FROM shipments GROUP BY 1 ORDER BY 1"
+        ).fetchall() == [
+            ("failed", 1),
+            ("ready", 1),
+        ]

@@ -1,5 +1,5 @@
-"""``puente-api serve|migrate|relay|worker|reaper|keys`` -- one console script for every process of the API
-and its API key management.
+"""``puente-api serve|migrate|relay|worker|reaper|keys|labels`` -- one console script for every process of
+the API, its API key management and the redrive of dead-lettered labels.
 
 Settings come from the environment (api/README.md lists them); a bad one ends the command with exit
 code 2 and a message naming the variable, before anything starts.
@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 
-from puente_api import keys_cli, logs, settings
+from puente_api import keys_cli, logs, process_metrics, redrive, settings
 
 
 def _serve(args: argparse.Namespace, cfg: settings.Settings) -> int:
@@ -62,6 +62,7 @@ def _migrate(args: argparse.Namespace, cfg: settings.Settings) -> int:
 def _relay(args: argparse.Namespace, cfg: settings.Settings) -> int:
     from puente_api import outbox
 
+    process_metrics.serve(args.metrics_listen)
     outbox.run(cfg, once=args.once)
     return 0
 
@@ -69,6 +70,7 @@ def _relay(args: argparse.Namespace, cfg: settings.Settings) -> int:
 def _worker(args: argparse.Namespace, cfg: settings.Settings) -> int:
     from puente_api import worker
 
+    process_metrics.serve(args.metrics_listen)
     worker.run(cfg, once=args.once)
     return 0
 
@@ -78,6 +80,16 @@ def _reaper(args: argparse.Namespace, cfg: settings.Settings) -> int:
 
     reaper.run(cfg, once=args.once)
     return 0
+
+
+def _listen(raw: str) -> str:
+    if not raw:
+        return raw
+    try:
+        process_metrics.parse_listen(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,8 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--once", action="store_true", help="process one batch (reaper: all that is due) and exit"
         )
+        if name != "reaper":  # a one-shot run by its timer: nothing to scrape
+            p.add_argument(
+                "--metrics-listen",
+                type=_listen,
+                default="",
+                metavar="ADDRESS:PORT",
+                help="serve Prometheus metrics on GET /metrics there (default: none)",
+            )
         p.set_defaults(func=func)
     keys_cli.add_parser(sub)
+    redrive.add_parser(sub)
     return parser
 
 

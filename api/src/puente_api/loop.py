@@ -4,6 +4,7 @@ backing off on errors (database or broker down) instead of crashing."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -11,8 +12,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from puente_api import db
-from puente_api.brokers import Broker
+from puente_api import db, process_metrics
+from puente_api.brokers import Broker, BrokerError
 from puente_api.brokers import connect as connect_broker
 from puente_api.settings import Settings
 
@@ -48,6 +49,7 @@ def forever(name: str, once: Callable[[], int], idle_sleep: float, full_batch: i
             done = once()
             backoff = 0.0
         except Exception as exc:  # keep running through outages; each failure is logged
+            process_metrics.BATCH_ERRORS.labels(name).inc()
             backoff = min(MAX_BACKOFF, backoff * 2 or 0.5)
             log.warning("%s batch failed, retrying in %.1fs: %s: %s", name, backoff, type(exc).__name__, exc)
             stop.wait(backoff)
@@ -72,6 +74,16 @@ def run_with_broker(
     declared = False
 
     def one_batch() -> int:
+        try:
+            return batch()
+        except Exception:
+            # hand back whatever this process holds (the worker's prefetched messages) while it backs
+            # off; a broker that is down has taken them back already
+            with contextlib.suppress(BrokerError):
+                broker.release([])
+            raise
+
+    def batch() -> int:
         nonlocal conn, declared
         if not declared:
             broker.declare()

@@ -115,7 +115,11 @@ class Label(BaseModel):
 class Shipment(BaseModel):
     id: UUID
     status: ShipmentStatus  # type: ignore[valid-type]
-    label_status: Literal["pending", "ready"]
+    label_status: Literal["pending", "ready", "failed"] = Field(
+        description="pending until the worker made the label; failed when its message was dead-lettered "
+        "(label_failure_reason says why; `puente-api labels redrive` tries again)"
+    )
+    label_failure_reason: str | None
     tracking_number: str | None
     service: Literal["standard", "express"]
     reference: str | None

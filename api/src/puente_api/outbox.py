@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from puente_api import process_metrics
 from puente_api.brokers import Broker, OutboundMessage
 from puente_api.loop import run_with_broker
 from puente_api.settings import Settings
@@ -45,6 +46,7 @@ def run_once(conn: psycopg.Connection, broker: Broker, batch_size: int = BATCH_S
             return 0
         broker.publish([message_for(r) for r in rows])
         conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
+    process_metrics.RELAY_PUBLISHED.inc(len(rows))
     log.info("published %d outbox rows", len(rows), extra={"first_id": rows[0][0], "last_id": rows[-1][0]})
     return len(rows)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from puente_api import auth, db, idempotency, metrics, shipments, writes
+from puente_api import auth, backlog, db, idempotency, metrics, shipments, writes
 from puente_api.idempotency import Outcome
 from puente_api.models import Event, EventCreate, Shipment, ShipmentCreate, ShipmentDetail, ShipmentPage
 from puente_api.problems import Problem, unavailable
@@ -231,5 +231,7 @@ async def _readiness(request: Request, scope: str) -> dict[str, str]:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     tags=["operations"],
 )
-async def metrics_endpoint() -> Response:
-    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+async def metrics_endpoint(request: Request) -> Response:
+    """The process' request metrics and the backlog gauges read from the database (backlog.py)."""
+    gauges = await backlog.render(state(request).read_pool)
+    return Response(metrics.render() + gauges, media_type=metrics.CONTENT_TYPE)

@@ -43,8 +43,8 @@ shipment AS (
 )"""
 
 _COLUMNS = (
-    "id, status, label_status, tracking_number, service, reference, sender, recipient, parcels, "
-    "created_at, updated_at"
+    "id, status, label_status, label_failure_reason, tracking_number, service, reference, sender, recipient, "
+    "parcels, created_at, updated_at"
 )
 
 
@@ -57,6 +57,7 @@ def _shipment_doc(row: dict[str, Any]) -> dict[str, Any]:
         "id": str(row["id"]),
         "status": row["status"],
         "label_status": row["label_status"],
+        "label_failure_reason": row["label_failure_reason"],
         "tracking_number": row["tracking_number"],
         "service": row["service"],
         "reference": row["reference"],
@@ -89,6 +90,7 @@ def create(client_id: str, doc: dict[str, Any]) -> GatedWrite:
             "id": shipment_id,
             "status": "created",
             "label_status": "pending",
+            "label_failure_reason": None,
             "tracking_number": None,
             "created_at": now,
             "updated_at": now,

@@ -8,7 +8,12 @@ Both adapters give the same guarantees to the relay and the worker:
 * a message carries ``message_id`` = the outbox row's id, the worker's de-duplication key (SQS also
   uses it as MessageDeduplicationId);
 * ``reject(requeue=False)`` sends a message the worker can never process to the dead-letter queue;
-  messages that keep failing reach it by themselves after ``MAX_DELIVERIES`` attempts.
+  messages that keep failing reach it by themselves after ``MAX_DELIVERIES`` attempts;
+* ``release`` hands back every delivery the process holds (the rest of a failed batch, and on RabbitMQ
+  what the consumer's prefetch brought in) at once, so another worker can take them while this one backs
+  off; each counts as one more delivery towards ``MAX_DELIVERIES``;
+* dead letters stay in the dead-letter queue until ``redrive`` puts them back on the queue (the worker
+  only reads them, to mark their shipments' labels failed).
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ class OutboundMessage:
     message_id: str
     group_id: str  # ordering key: all messages of one shipment (SQS MessageGroupId)
     body: bytes
+    # SQS MessageDeduplicationId when it must differ from message_id (a redriven dead letter: SQS drops
+    # a second message with the first one's id for 5 minutes)
+    dedup_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,10 @@ class Delivery:
     body: bytes
     delivery_count: int
     handle: Any  # adapter-specific (delivery tag, receipt handle)
+    group_id: str = ""
+    # A dead letter's cause as the broker recorded it (RabbitMQ x-death: "rejected", "delivery_limit");
+    # empty when the broker records none (SQS).
+    death_reason: str = ""
 
 
 class BrokerError(RuntimeError):
@@ -63,9 +75,28 @@ class Broker(abc.ABC):
     def reject(self, delivery: Delivery, requeue: bool) -> None:
         """requeue=True: deliver again later; requeue=False: to the dead-letter queue now."""
 
+    def release(self, deliveries: list[Delivery]) -> None:
+        """Requeue ``deliveries`` (received, not settled) and anything else this process holds, at once."""
+        for d in deliveries:
+            self.reject(d, requeue=True)
+
     @abc.abstractmethod
     def dead_letters(self, max_messages: int = 10) -> list[Delivery]:
         """Messages in the dead-letter queue (for operators and tests); acknowledges nothing."""
+
+    @abc.abstractmethod
+    def dead_letter_count(self) -> int:
+        """How many messages wait in the dead-letter queue (the broker's count; SQS's is approximate)."""
+
+    @abc.abstractmethod
+    def receive_dead_letters(self, max_messages: int) -> list[Delivery]:
+        """Take up to ``max_messages`` dead letters; each must then go to :meth:`redrive` or be
+        handed back with :meth:`release`."""
+
+    @abc.abstractmethod
+    def redrive(self, delivery: Delivery) -> None:
+        """Publish a dead letter taken by :meth:`receive_dead_letters` to the queue again (confirmed),
+        then remove it from the dead-letter queue."""
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -4,6 +4,7 @@ dead-letter queue wired with a RedrivePolicy. The same code runs against AWS and
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import boto3
@@ -80,7 +81,7 @@ class SQSBroker(Broker):
                             "MessageBody": m.body.decode(),
                             "MessageGroupId": m.group_id,
                             # SQS drops a second send with this id within 5 minutes (relay retries)
-                            "MessageDeduplicationId": m.message_id,
+                            "MessageDeduplicationId": m.dedup_id or m.message_id,
                             "MessageAttributes": {
                                 "message_id": {"DataType": "String", "StringValue": m.message_id}
                             },
@@ -113,8 +114,9 @@ class SQSBroker(Broker):
             attrs = m.get("MessageAttributes", {})
             message_id = attrs.get("message_id", {}).get("StringValue", "")
             count = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            handle = (m["ReceiptHandle"], m.get("Attributes", {}).get("MessageGroupId", ""))
-            out.append(Delivery(message_id, m["Body"].encode(), count, handle))
+            group = m.get("Attributes", {}).get("MessageGroupId", "")
+            handle = (m["ReceiptHandle"], group, queue)
+            out.append(Delivery(message_id, m["Body"].encode(), count, handle, group_id=group))
         return out
 
     def receive(self, max_messages: int, wait_seconds: float) -> list[Delivery]:
@@ -122,7 +124,9 @@ class SQSBroker(Broker):
 
     def ack(self, delivery: Delivery) -> None:
         try:
-            self.client.delete_message(QueueUrl=self._url(self.queue), ReceiptHandle=delivery.handle[0])
+            self.client.delete_message(
+                QueueUrl=self._url(delivery.handle[2]), ReceiptHandle=delivery.handle[0]
+            )
         except _ERRORS as exc:
             raise BrokerError(f"SQS delete failed: {exc}") from exc
 
@@ -137,7 +141,9 @@ class SQSBroker(Broker):
                 self.client.delete_message(QueueUrl=self._url(self.queue), ReceiptHandle=delivery.handle[0])
             else:
                 self.client.change_message_visibility(
-                    QueueUrl=self._url(self.queue), ReceiptHandle=delivery.handle[0], VisibilityTimeout=0
+                    QueueUrl=self._url(delivery.handle[2]),
+                    ReceiptHandle=delivery.handle[0],
+                    VisibilityTimeout=0,
                 )
         except _ERRORS as exc:
             raise BrokerError(f"SQS reject failed: {exc}") from exc
@@ -145,6 +151,33 @@ class SQSBroker(Broker):
     def dead_letters(self, max_messages: int = 10) -> list[Delivery]:
         # visibility 0: a peek, the messages stay available
         return self._receive(dead_letter_name(self.queue), max_messages, 1, 0)
+
+    def dead_letter_count(self) -> int:
+        try:
+            attrs = self.client.get_queue_attributes(
+                QueueUrl=self._url(dead_letter_name(self.queue)),
+                AttributeNames=["ApproximateNumberOfMessages"],
+            )
+        except _ERRORS as exc:
+            raise BrokerError(f"SQS dead-letter queue unreachable: {exc}") from exc
+        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+    def receive_dead_letters(self, max_messages: int) -> list[Delivery]:
+        return self._receive(dead_letter_name(self.queue), max_messages, 0, VISIBILITY_TIMEOUT)
+
+    def redrive(self, delivery: Delivery) -> None:
+        self._send(
+            self.queue,
+            [
+                OutboundMessage(
+                    delivery.message_id,
+                    delivery.group_id or "redriven",
+                    delivery.body,
+                    dedup_id=f"{delivery.message_id}-redrive-{uuid.uuid4().hex[:12]}",
+                )
+            ],
+        )
+        self.ack(delivery)
 
     def ping(self) -> None:
         try:

@@ -44,8 +44,12 @@ CLIENT_CONNECTION_CHECK_INTERVAL = 1000
 # for the retry. It matters where the server's TCP peer is the API itself (the cloud's NLB passes the
 # connection through); on-prem the peer is HAProxy, which ends a vanished client's sessions the same way
 # (roles/haproxy: haproxy_postgresql_client_keepalive).
-TCP_KEEPALIVE = {"tcp_keepalives_idle": 1, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 2,
-                 "tcp_user_timeout": 4000}
+TCP_KEEPALIVE = {
+    "tcp_keepalives_idle": 1,
+    "tcp_keepalives_interval": 1,
+    "tcp_keepalives_count": 2,
+    "tcp_user_timeout": 4000,
+}
 
 # Session settings of every connection the API and its processes open (bench/ runs pgbench with them).
 OPTIONS = (
