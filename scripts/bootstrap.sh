@@ -17,6 +17,9 @@ APT_PACKAGES=(
   minisign
   # the drill's own tests: a real PowerDNS on loopback, pings across test namespaces
   pdns-server pdns-backend-sqlite3 iputils-ping
+  # promtool and amtool (Debian's Prometheus 2.42 and Alertmanager 0.25): the alert rules' unit tests and
+  # the monitoring configuration's checks (tests/monitoring); their services are never started here
+  prometheus prometheus-alertmanager
   # the audit's and the drills' HTML reports are checked in headless Chromium
   chromium
 )
