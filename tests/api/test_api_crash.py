@@ -122,5 +122,9 @@ def test_every_session_lets_the_server_find_a_vanished_client_within_seconds(set
     view of a TCP session opened as the API opens them (on a Unix socket they would read 0)."""
     with db_mod.connect(settings) as conn:
         shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in db_mod.TCP_KEEPALIVE}
-    assert shown == {"tcp_keepalives_idle": "1", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "2",
-                     "tcp_user_timeout": "4000"}
+    assert shown == {
+        "tcp_keepalives_idle": "1",
+        "tcp_keepalives_interval": "1",
+        "tcp_keepalives_count": "2",
+        "tcp_user_timeout": "4000",
+    }

@@ -182,7 +182,9 @@ def test_what_the_broker_dead_letters_is_marked_failed_and_the_command_redrives_
     assert label_state(db, sid) == ("ready", None)
 
 
-def test_redrive_leaves_what_names_no_shipment(clean: Broker, db: psycopg.Connection) -> None:
+def test_redrive_leaves_what_names_no_shipment_unless_told_to_discard_it(
+    clean: Broker, db: psycopg.Connection
+) -> None:
     clean.publish([OutboundMessage(f"junk-{uuid.uuid4().hex[:8]}", "g", b"not json")])
     assert deliver_all(db, clean) == ["dead-lettered"]
     wait_dead_letters(clean, 1)
@@ -190,6 +192,11 @@ def test_redrive_leaves_what_names_no_shipment(clean: Broker, db: psycopg.Connec
     result = redrive.redrive(db, clean, out)
     assert (len(result.redriven), len(result.skipped)) == (0, 1), out.getvalue()
     wait_dead_letters(clean, 1)  # handed back to the dead-letter queue
+    result = redrive.redrive(db, clean, out, discard_unreadable=True)
+    assert (len(result.redriven), len(result.skipped), len(result.discarded)) == (0, 0, 1), out.getvalue()
+    assert "not json" in out.getvalue().splitlines()[-2]
+    time.sleep(0.5)
+    assert clean.dead_letter_count() == 0
 
 
 def test_sqs_dead_letter_is_redriven_within_the_deduplication_window(

@@ -7,8 +7,9 @@ For each dead letter (``--limit N``: the first N), its shipment's label goes fro
 then removed from the dead-letter queue. A crash in between leaves the message in the dead-letter queue
 (the worker marks the shipment failed again) or publishes it twice (the worker's inbox makes that
 harmless). A message that names no shipment (unreadable) stays in the dead-letter queue and is counted
-as skipped. Prints one line per message and a summary; exit code 0 when nothing was skipped, 1
-otherwise (so a script notices what is left).
+as skipped, unless ``--discard-unreadable``: then its id and first bytes are printed and it is deleted
+(nothing could ever process it). Prints one line per message and a summary; exit code 0 when nothing
+was skipped, 1 otherwise (so a script notices what is left).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ BATCH_SIZE = 50
 class Result:
     redriven: list[str] = field(default_factory=list)  # message ids
     skipped: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)
 
 
 def _redrive_one(conn: psycopg.Connection, broker: Broker, d: Delivery, out: TextIO) -> None:
@@ -47,7 +49,13 @@ def _redrive_one(conn: psycopg.Connection, broker: Broker, d: Delivery, out: Tex
     print(f"redriven: message {d.message_id} shipment {shipment_id}", file=out)
 
 
-def redrive(conn: psycopg.Connection, broker: Broker, out: TextIO, limit: int | None = None) -> Result:
+def redrive(
+    conn: psycopg.Connection,
+    broker: Broker,
+    out: TextIO,
+    limit: int | None = None,
+    discard_unreadable: bool = False,
+) -> Result:
     result = Result()
     seen: set[str] = set()  # a skipped message comes back: meeting it again means the queue was gone through
     while limit is None or len(result.redriven) < limit:
@@ -63,6 +71,11 @@ def redrive(conn: psycopg.Connection, broker: Broker, out: TextIO, limit: int | 
                     raise PoisonMessage("seen already")
                 _redrive_one(conn, broker, d, out)
             except PoisonMessage as exc:
+                if discard_unreadable and d.message_id not in seen:
+                    broker.ack(d)
+                    result.discarded.append(d.message_id)
+                    print(f"discarded: message {d.message_id!r}: {exc}: {d.body[:200]!r}", file=out)
+                    continue
                 skipped.append(d)
                 if d.message_id not in seen:
                     result.skipped.append(d.message_id)
@@ -74,7 +87,8 @@ def redrive(conn: psycopg.Connection, broker: Broker, out: TextIO, limit: int | 
                 raise
             result.redriven.append(d.message_id)
         broker.release(skipped)  # back to the dead-letter queue
-    print(f"redriven {len(result.redriven)}, skipped {len(result.skipped)}", file=out)
+    summary = f"redriven {len(result.redriven)}, skipped {len(result.skipped)}"
+    print(summary + (f", discarded {len(result.discarded)}" if discard_unreadable else ""), file=out)
     return result
 
 
@@ -82,7 +96,7 @@ def _run(args: argparse.Namespace, cfg: Settings) -> int:
     broker = connect_broker(cfg.broker)
     try:
         with db.connect(cfg) as conn:
-            result = redrive(conn, broker, sys.stdout, args.limit)
+            result = redrive(conn, broker, sys.stdout, args.limit, args.discard_unreadable)
     finally:
         broker.close()
     return 1 if result.skipped else 0
@@ -95,4 +109,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "redrive", help="put dead-lettered label messages back on the queue (their shipments: pending)"
     )
     p.add_argument("--limit", type=int, default=None, help="redrive at most this many (default: all)")
+    p.add_argument(
+        "--discard-unreadable",
+        action="store_true",
+        help="delete the dead letters that name no shipment (printed first) instead of leaving them",
+    )
     p.set_defaults(func=_run)
