@@ -58,6 +58,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:eks/podIdentityAssociation:PodIdentityAssociation",
         "aws:iam/instanceProfile:InstanceProfile",
         "aws:iam/role:Role",
+        "aws:iam/user:User",
         "aws:kms/key:Key",
         "aws:lb/listener:Listener",
         "aws:lb/loadBalancer:LoadBalancer",
@@ -159,6 +160,95 @@ def s3_buckets_encrypted(args: StackValidationArgs, report: ReportViolation) -> 
     for r in args.resources:
         if r.resource_type == "aws:s3/bucket:Bucket" and r.urn not in encrypted:
             report(f"bucket {r.name} has no server-side encryption configuration", r.urn)
+
+
+BUCKET = "aws:s3/bucket:Bucket"
+# How the program marks the pgBackRest repository's bucket (stacks/puente_cloud/backup.py: BACKUP_TAG).
+BACKUP_TAG = ("Purpose", "database-backups")
+
+
+def _bucket_settings(resources: Iterable[PolicyResource], type_: str) -> dict[str, list[PolicyResource]]:
+    """Bucket URN -> the resources of `type_` (BucketVersioning, ...) configuring it."""
+    found: dict[str, list[PolicyResource]] = {}
+    for r in resources:
+        if r.resource_type == type_:
+            for dep in r.property_dependencies.get("bucket", []):
+                found.setdefault(dep.urn, []).append(r)
+    return found
+
+
+def _backup_buckets(resources: Iterable[PolicyResource]) -> list[PolicyResource]:
+    key, value = BACKUP_TAG
+    return [r for r in resources if r.resource_type == BUCKET and _get(r.props, "tags", key) == value]
+
+
+def s3_no_public_access(args: StackValidationArgs, report: ReportViolation) -> None:
+    blocks = _bucket_settings(args.resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    for bucket in [r for r in args.resources if r.resource_type == BUCKET]:
+        found = blocks.get(bucket.urn, [])
+        if not any(all(b.props.get(f) is True for f in flags) for b in found):
+            off = sorted({f for b in found for f in flags if b.props.get(f) is not True}) or list(flags)
+            report(
+                f"bucket {bucket.name} may become public: its public access block lacks {', '.join(off)}",
+                bucket.urn,
+            )
+
+
+def backup_bucket_versioned(args: StackValidationArgs, report: ReportViolation) -> None:
+    versioning = _bucket_settings(args.resources, "aws:s3/bucketVersioning:BucketVersioning")
+    for bucket in _backup_buckets(args.resources):
+        if not any(
+            _get(v.props, "versioningConfiguration", "status") == "Enabled"
+            for v in versioning.get(bucket.urn, [])
+        ):
+            report(
+                f"backup bucket {bucket.name} is not versioned: an overwritten or deleted backup is gone",
+                bucket.urn,
+            )
+
+
+def backup_bucket_encrypted_with_kms(args: StackValidationArgs, report: ReportViolation) -> None:
+    configs = _bucket_settings(
+        args.resources,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    )
+    for bucket in _backup_buckets(args.resources):
+        rules = [rule for c in configs.get(bucket.urn, []) for rule in _items(c.props.get("rules"))]
+        if not any(
+            _get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm") in ("aws:kms", "aws:kms:dsse")
+            and _has(_get(rule, "applyServerSideEncryptionByDefault") or {}, "kmsMasterKeyId")
+            for rule in rules
+        ):
+            report(
+                f"backup bucket {bucket.name} is not encrypted with a KMS key of its own (aws:kms and "
+                "kmsMasterKeyId): who may read the backups must be a key policy/IAM decision",
+                bucket.urn,
+            )
+
+
+def backup_bucket_deletion_protected(args: StackValidationArgs, report: ReportViolation) -> None:
+    locks = _bucket_settings(
+        args.resources, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+    )
+    for bucket in _backup_buckets(args.resources):
+        problems = []
+        if bucket.props.get("objectLockEnabled") is not True:
+            problems.append("objectLockEnabled is not true")
+        if bucket.props.get("forceDestroy") is True:
+            problems.append("forceDestroy lets `pulumi destroy` empty it")
+        retention = [
+            _get(lock.props, "rule", "defaultRetention") or {}
+            for lock in locks.get(bucket.urn, [])
+            if lock.props.get("objectLockEnabled") == "Enabled"
+        ]
+        if not any(
+            r.get("mode") in ("COMPLIANCE", "GOVERNANCE") and float(r.get("days") or r.get("years") or 0) >= 1
+            for r in retention
+        ):
+            problems.append("no object lock default retention (days or years) keeps what is written")
+        if problems:
+            report(f"backup bucket {bucket.name} can be emptied: {'; '.join(problems)}", bucket.urn)
 
 
 # --- exposure ------------------------------------------------------------------------------------------
@@ -827,6 +917,31 @@ POLICIES = [
         "Every S3 bucket has a server-side encryption configuration.",
         s3_buckets_encrypted,
         "Add aws.s3.BucketServerSideEncryptionConfiguration for the bucket.",
+    ),
+    _sp(
+        "s3-no-public-access",
+        "Every S3 bucket blocks public ACLs and policies (all four public access block settings).",
+        s3_no_public_access,
+        "Add aws.s3.BucketPublicAccessBlock with all four settings true (security.private_bucket).",
+    ),
+    _sp(
+        "backup-bucket-versioned",
+        "The database backup bucket is versioned.",
+        backup_bucket_versioned,
+        "Add aws.s3.BucketVersioning with status Enabled (stacks/puente_cloud/backup.py).",
+    ),
+    _sp(
+        "backup-bucket-encrypted-with-kms",
+        "The database backup bucket is encrypted with a KMS key (SSE-KMS).",
+        backup_bucket_encrypted_with_kms,
+        "Set the bucket's default encryption to aws:kms with its own key.",
+    ),
+    _sp(
+        "backup-bucket-deletion-protected",
+        "The database backup bucket has S3 Object Lock with a default retention, and no forceDestroy.",
+        backup_bucket_deletion_protected,
+        "Create the bucket with object_lock_enabled and add aws.s3.BucketObjectLockConfiguration with a "
+        "default retention.",
     ),
     _rp(
         "no-public-database",

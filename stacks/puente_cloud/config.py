@@ -189,6 +189,19 @@ class AlarmsConfig:
 
 
 @dataclass(frozen=True)
+class BackupConfig:
+    """The pgBackRest repository's bucket (Patroni mode): where in it, and how long nothing can delete."""
+
+    # pgBackRest's repo path (repo1-path): objects live under this prefix, without its leading slash.
+    path: str
+    # S3 Object Lock's default retention: every version written stays undeletable this long.
+    lock_days: int
+    lock_mode: str
+    # Versions pgBackRest deleted (expire) or replaced are purged this long after, by the lifecycle rule.
+    noncurrent_retention_days: int
+
+
+@dataclass(frozen=True)
 class StackConfig:
     project: str
     stack: str
@@ -203,6 +216,7 @@ class StackConfig:
     queue: QueueConfig
     dns: DnsConfig
     alarms: AlarmsConfig
+    backup: BackupConfig
     database_password: pulumi.Output[str]
 
     @property
@@ -743,6 +757,31 @@ def _alarms(cfg: pulumi.Config, problems: list[str]) -> AlarmsConfig:
     )
 
 
+LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
+_REPO_PATH = re.compile(r"^(/[a-z0-9][a-z0-9._-]*)+$")
+
+
+def _backup(cfg: pulumi.Config, production: bool, problems: list[str]) -> BackupConfig:
+    r = _read_object(cfg, "backup", problems, required=False)
+    r.unknown_fields({"path", "lockDays", "lockMode", "noncurrentRetentionDays"})
+    lock_days = r.integer("lockDays", 14, 1, 3650)
+    if production and lock_days < 7:
+        r.fail("lockDays", f"prod requires at least 7 days of object lock, got {lock_days}")
+    retention = r.integer("noncurrentRetentionDays", max(30, lock_days), 1, 3650)
+    if retention < lock_days:
+        r.fail(
+            "noncurrentRetentionDays",
+            f"must be >= lockDays ({lock_days}): S3 keeps locked versions anyway, so a shorter rule only "
+            "misleads",
+        )
+    return BackupConfig(
+        path=r.text("path", "/pgbackrest", _REPO_PATH),
+        lock_days=lock_days,
+        lock_mode=r.choice("lockMode", LOCK_MODES, "COMPLIANCE" if production else "GOVERNANCE"),
+        noncurrent_retention_days=retention,
+    )
+
+
 def _hybrid_needs_patroni(database: DatabaseConfig, dns: DnsConfig, problems: list[str]) -> None:
     """A stack that fails over from the on-prem site must fail over to a copy of its data."""
     if dns.hybrid and database.mode == "rds":
@@ -767,6 +806,7 @@ TOP_LEVEL_KEYS = frozenset(
         "queue",
         "dns",
         "alarms",
+        "backup",
         "databasePassword",
     }
 )
@@ -864,6 +904,7 @@ def load() -> StackConfig:
         queue=_queue(cfg, problems),
         dns=dns,
         alarms=_alarms(cfg, problems),
+        backup=_backup(cfg, production, problems),
         database_password=_password(cfg, problems),
     )
     found = _placeholders(cfg)

@@ -44,6 +44,10 @@ class DatabaseArgs:
     client_security_group_id: pulumi.Input[str]
     password: pulumi.Input[str]
     production: bool
+    # Patroni mode: the members' instance profile (the backup repository's access) and the S3 gateway
+    # endpoint's prefix list (the repository is reached through it, the members have no internet egress).
+    instance_profile: pulumi.Input[str] | None = None
+    s3_prefix_list_id: pulumi.Input[str] | None = None
 
 
 class Database(Component):
@@ -236,6 +240,19 @@ class Database(Component):
                     f"package mirror {cidr}",
                     cidr_ipv4=cidr,
                 )
+        if args.s3_prefix_list_id is not None:
+            name = f"{self._sg_name}-out-s3"
+            aws.vpc.SecurityGroupEgressRule(
+                name,
+                security_group_id=self.security_group.id,
+                prefix_list_id=args.s3_prefix_list_id,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                description="HTTPS to S3 through the VPC's gateway endpoint (the backup repository)",
+                tags=self.tags(name),
+                opts=self.opts(parent=self.security_group),
+            )
         ami = aws.ec2.get_ami_output(
             most_recent=True,
             owners=[DEBIAN_AMI_OWNER],
@@ -263,6 +280,7 @@ class Database(Component):
                 instance_type=patroni.instance_type,
                 subnet_id=net.private_subnet_ids[i % len(net.private_subnet_ids)],
                 vpc_security_group_ids=[self.security_group.id],
+                iam_instance_profile=args.instance_profile,
                 user_data=user_data,
                 user_data_replace_on_change=False,
                 metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},

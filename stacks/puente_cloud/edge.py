@@ -20,6 +20,7 @@ import pulumi_aws as aws
 
 from .base import Component, Tags
 from .network import Network
+from .security import private_bucket, tls_only
 
 # TLS 1.2+ with TLS 1.3 preferred (AWS's recommended policy for ALBs).
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -205,18 +206,7 @@ class Edge(Component):
         name = self.child("access-logs")
         bucket = aws.s3.Bucket(name, force_destroy=False, tags=self.tags(name), opts=self.opts())
         child = self.opts(parent=bucket)
-        aws.s3.BucketPublicAccessBlock(
-            name,
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            name, bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
-        )
+        private_bucket(self, name, bucket)
         # ALB access logs only support S3-managed keys (SSE-S3), not KMS.
         aws.s3.BucketServerSideEncryptionConfiguration(
             name,
@@ -255,14 +245,7 @@ class Edge(Component):
                             "Action": "s3:PutObject",
                             "Resource": f"{a[0]}/alb/AWSLogs/*",
                         },
-                        {
-                            "Sid": "DenyInsecureTransport",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [a[0], f"{a[0]}/*"],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        },
+                        tls_only(a[0]),
                     ],
                 }
             )

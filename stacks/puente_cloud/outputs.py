@@ -32,6 +32,24 @@ REGION: Final = "region"
 # The SNS topics every alarm notifies: {"stack": in the stack's region, "healthChecks": us-east-1's, where
 # Route 53's health-check alarms live (the same topic in a us-east-1 stack)}.
 ALARM_TOPIC_ARNS: Final = "alarmTopicArns"
+# Patroni mode only: pgBackRest's repository (role pgbackrest: repo1-s3-bucket, -s3-region, -s3-endpoint,
+# repo1-path, -s3-key for the on-prem members; the secret key goes to the vault, docs/CLOUD.md).
+BACKUP_BUCKET: Final = "backupBucket"
+BACKUP_REGION: Final = "backupRegion"
+BACKUP_ENDPOINT: Final = "backupEndpoint"
+BACKUP_PATH: Final = "backupPrefix"
+BACKUP_KEY_ID: Final = "backupKeyId"  # the on-prem members' access key id (not a secret, AWS says)
+BACKUP_SECRET_ACCESS_KEY: Final = "backupSecretAccessKey"  # a Pulumi secret
+BACKUP_KMS_KEY_ARN: Final = "backupKmsKeyArn"
+BACKUP: Final = (
+    BACKUP_BUCKET,
+    BACKUP_REGION,
+    BACKUP_ENDPOINT,
+    BACKUP_PATH,
+    BACKUP_KEY_ID,
+    BACKUP_SECRET_ACCESS_KEY,
+    BACKUP_KMS_KEY_ARN,
+)
 
 ALL: Final = (
     ALB_DNS_NAME,
@@ -57,4 +75,5 @@ ALL: Final = (
     CLOUD_NODES,
     REGION,
     ALARM_TOPIC_ARNS,
+    *BACKUP,
 )

@@ -9,6 +9,7 @@ import pulumi
 from . import outputs as out
 from .alarms import Alarms, AlarmsArgs
 from .api_service import DATABASE_CA_FILE, NAMESPACE, SERVICE_ACCOUNT, ApiService, ApiServiceArgs
+from .backup import BackupRepository, BackupRepositoryArgs
 from .base import Tags
 from .compute import Cluster, ClusterArgs
 from .config import StackConfig
@@ -56,6 +57,12 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         ),
         tags,
     )
+    backup = None
+    if cfg.database.mode == "patroni":
+        # pgBackRest's repository; RDS takes its own backups
+        backup = BackupRepository(
+            "backup", BackupRepositoryArgs(cfg.backup, cfg.region, cfg.production), tags
+        )
     database = Database(
         "database",
         DatabaseArgs(
@@ -64,6 +71,8 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
             client_security_group_id=cluster.cluster_security_group_id,
             password=cfg.database_password,
             production=cfg.production,
+            instance_profile=backup.instance_profile.name if backup else None,
+            s3_prefix_list_id=network.s3_endpoint.prefix_list_id if backup else None,
         ),
         tags,
     )
@@ -118,6 +127,32 @@ def build(cfg: StackConfig, policy: FailoverPolicy) -> dict[str, Any]:
         tags,
     )
 
+    exported = _exports(cfg, network, edge, cluster, queue, database, db_host, dns, alarms, fqdn)
+    if backup is not None:
+        exported |= {
+            out.BACKUP_BUCKET: backup.bucket.bucket,
+            out.BACKUP_REGION: cfg.region,
+            out.BACKUP_ENDPOINT: backup.endpoint,
+            out.BACKUP_PATH: backup.path,
+            out.BACKUP_KEY_ID: backup.onprem_access_key_id,
+            out.BACKUP_SECRET_ACCESS_KEY: backup.onprem_secret_access_key,
+            out.BACKUP_KMS_KEY_ARN: backup.key.arn,
+        }
+    return exported
+
+
+def _exports(
+    cfg: StackConfig,
+    network: Network,
+    edge: Edge,
+    cluster: Cluster,
+    queue: Queue,
+    database: Database,
+    db_host: pulumi.Output[str],
+    dns: FailoverDns,
+    alarms: Alarms,
+    fqdn: str,
+) -> dict[str, Any]:
     return {
         out.REGION: cfg.region,
         out.VPC_ID: network.vpc.id,

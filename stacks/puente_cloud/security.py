@@ -67,6 +67,35 @@ def _key_policy(service_users: tuple[str, ...]) -> pulumi.Output[str]:
     ).json
 
 
+def tls_only(bucket_arn: str) -> dict[str, object]:
+    """The bucket policy statement refusing every request that does not come over TLS."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def private_bucket(owner: Component, name: str, bucket: aws.s3.Bucket) -> None:
+    """No public access of any kind, and the bucket's owner owns every object (ACLs off)."""
+    child = owner.opts(parent=bucket)
+    aws.s3.BucketPublicAccessBlock(
+        name,
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=child,
+    )
+    aws.s3.BucketOwnershipControls(
+        name, bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+    )
+
+
 def assume_role_policy(service: str) -> pulumi.Output[str]:
     """Trust policy letting an AWS service (e.g. eks.amazonaws.com) assume a role."""
     # EKS Pod Identity and EKS Auto Mode (the cluster role) tag the sessions they start.

@@ -125,6 +125,45 @@ def _queue_with_dlq(alarm: dict[str, Any] | None = None) -> None:
     aws.cloudwatch.MetricAlarm("dlq-depth", **{**depth, **(alarm or {})})
 
 
+BACKUP_TAGS = {**TAGS, "Purpose": "database-backups"}
+
+
+def _bucket(*, backup: bool = True, omit: str = "", sse: str = "aws:kms") -> None:
+    """A bucket with every protection; `omit` one of them (public-block, versioning, object-lock)."""
+    bucket = aws.s3.Bucket(
+        "b", object_lock_enabled=omit != "object-lock", tags=BACKUP_TAGS if backup else TAGS
+    )
+    by_default: dict[str, Any] = {"sse_algorithm": sse}
+    if sse.startswith("aws:kms"):
+        by_default["kms_master_key_id"] = "arn:aws:kms:eu-west-1:123456789012:key/x"
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        "b", bucket=bucket.id, rules=[{"apply_server_side_encryption_by_default": by_default}]
+    )
+    if omit != "public-block":
+        aws.s3.BucketPublicAccessBlock(
+            "b",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
+    if omit != "versioning":
+        aws.s3.BucketVersioning("b", bucket=bucket.id, versioning_configuration={"status": "Enabled"})
+    if omit != "object-lock":
+        aws.s3.BucketObjectLockConfiguration(
+            "b",
+            bucket=bucket.id,
+            object_lock_enabled="Enabled",
+            rule={"default_retention": {"mode": "GOVERNANCE", "days": 7}},
+        )
+
+
+def test_a_backup_bucket_with_every_protection_passes(policy_pack: PolicyPackServer) -> None:
+    """The failing buckets below differ from this one by one thing each."""
+    assert policy_pack.analyze(_run(_bucket)) == []
+
+
 def _deployment_without_hpa_and_pdb() -> None:
     _deployment(
         {"readinessProbe": PROBE, "livenessProbe": PROBE, "securityContext": HARDENED, "resources": RESOURCES}
@@ -301,7 +340,18 @@ FAILING: dict[str, tuple[Callable[[], Any], set[str]]] = {
         lambda: aws.rds.Instance("db", **{**SAFE_DB, "storage_encrypted": False}),
         {"encryption-at-rest"},
     ),
-    "s3-buckets-encrypted": (lambda: aws.s3.Bucket("logs", tags=TAGS), {"s3-buckets-encrypted"}),
+    "s3-buckets-encrypted": (
+        lambda: aws.s3.Bucket("logs", tags=TAGS),
+        {"s3-buckets-encrypted", "s3-no-public-access"},
+    ),
+    "s3-no-public-access": (lambda: _bucket(backup=False, omit="public-block"), {"s3-no-public-access"}),
+    "backup-bucket-versioned": (lambda: _bucket(omit="versioning"), {"backup-bucket-versioned"}),
+    # SSE-S3: encrypted, but with a key anyone with s3:GetObject can use
+    "backup-bucket-encrypted-with-kms": (lambda: _bucket(sse="AES256"), {"backup-bucket-encrypted-with-kms"}),
+    "backup-bucket-deletion-protected": (
+        lambda: _bucket(omit="object-lock"),
+        {"backup-bucket-deletion-protected"},
+    ),
     "no-public-database": (
         lambda: aws.rds.Instance("db", **{**SAFE_DB, "publicly_accessible": True}),
         {"no-public-database"},
@@ -623,6 +673,71 @@ BROKEN_STACK.update(
         ),
     }
 )
+
+
+def _sse_s3(inputs: dict[str, Any]) -> None:
+    inputs["rules"] = [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
+
+
+def _no_retention(inputs: dict[str, Any]) -> None:
+    inputs.pop("rule")
+
+
+BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+BROKEN_STACK.update(
+    {
+        "the backup bucket's versioning suspended": (
+            BUCKET_VERSIONING,
+            "backup-bucket",
+            _set("versioningConfiguration", {"status": "Suspended"}),
+            "backup-bucket-versioned",
+        ),
+        "the backup bucket encrypted with S3's key (SSE-S3)": (
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "backup-bucket",
+            _sse_s3,
+            "backup-bucket-encrypted-with-kms",
+        ),
+        "the backup bucket's public policies not restricted": (
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "backup-bucket",
+            _set("restrictPublicBuckets", False),
+            "s3-no-public-access",
+        ),
+        "the access log bucket's public ACLs not blocked": (
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "edge-access-logs",
+            _set("blockPublicAcls", False),
+            "s3-no-public-access",
+        ),
+        "the backup bucket without object lock": (
+            "aws:s3/bucket:Bucket",
+            "backup-bucket",
+            _set("objectLockEnabled", False),
+            "backup-bucket-deletion-protected",
+        ),
+        "the backup bucket's object lock without a default retention": (
+            "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+            "backup-bucket",
+            _no_retention,
+            "backup-bucket-deletion-protected",
+        ),
+        "the backup bucket destroyable with its objects": (
+            "aws:s3/bucket:Bucket",
+            "backup-bucket",
+            _set("forceDestroy", True),
+            "backup-bucket-deletion-protected",
+        ),
+    }
+)
+
+
+def test_the_real_backup_bucket_without_versioning_fails(
+    dev: Recording, policy_pack: PolicyPackServer
+) -> None:
+    violations = policy_pack.analyze(_without(dev, BUCKET_VERSIONING, {"backup-bucket"}))
+    assert {v.policy for v in violations} == {"backup-bucket-versioned"}, violations
+    assert "not versioned: an overwritten or deleted backup is gone" in violations[0].message
 
 
 def _without(rec: Recording, type_: str, names: set[str]) -> Recording:

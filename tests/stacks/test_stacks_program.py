@@ -15,7 +15,9 @@ from stacks_helpers import DELETE, REPO, cloud_config_errors, filled, run_stack,
 from puente import pulumikit, templating
 from puente.pulumikit import Recording
 
-COMPONENT_TOKEN = re.compile(r"^puente:(network|edge|compute|data|queue|dns|monitoring):[A-Z][A-Za-z]+$")
+COMPONENT_TOKEN = re.compile(
+    r"^puente:(network|edge|compute|data|queue|dns|monitoring|backup):[A-Z][A-Za-z]+$"
+)
 STACK_TYPE = "pulumi:pulumi:Stack"
 
 
@@ -48,6 +50,7 @@ def test_nothing_is_declared_at_import_time() -> None:
                     "queue",
                     "dns",
                     "alarms",
+                    "backup",
                     "config",
                     "failover",
                     "security",
@@ -67,7 +70,11 @@ def test_nothing_is_declared_at_import_time() -> None:
 def test_one_component_per_concern(any_stack: Recording) -> None:
     tokens = sorted(r.type for r in _components(any_stack))
     # Patroni mode adds the leader endpoint (the NLB in front of the members of both sites).
-    patroni = ["puente:data:LeaderEndpoint"] if any_stack.outputs[outputs.DB_MODE] == "patroni" else []
+    patroni = (
+        ["puente:data:LeaderEndpoint", "puente:backup:BackupRepository"]
+        if any_stack.outputs[outputs.DB_MODE] == "patroni"
+        else []
+    )
     assert tokens == sorted(
         [
             "puente:network:Network",
@@ -103,8 +110,11 @@ def test_components_register_their_real_outputs(any_stack: Recording) -> None:
 
 
 def test_stack_exports_every_key_the_ansible_side_reads(any_stack: Recording) -> None:
-    assert set(any_stack.outputs) == set(outputs.ALL)
-    assert any_stack.secret_outputs == {outputs.KUBECONFIG}
+    patroni = any_stack.outputs[outputs.DB_MODE] == "patroni"
+    # the backup repository (pgBackRest) is Patroni mode's; RDS keeps its own backups
+    assert set(any_stack.outputs) == set(outputs.ALL) - (set() if patroni else set(outputs.BACKUP))
+    secrets = {outputs.KUBECONFIG} | ({outputs.BACKUP_SECRET_ACCESS_KEY} if patroni else set())
+    assert any_stack.secret_outputs == secrets
     assert any_stack.outputs[outputs.ALB_DNS_NAME].endswith(".elb.amazonaws.com")
     assert len(any_stack.outputs[outputs.VPN_TUNNEL_ADDRESSES]) == 2
     assert any_stack.outputs[outputs.QUEUE_URL].endswith(".fifo")
@@ -202,15 +212,20 @@ def test_edge_has_waf_rate_rule_and_api_gateway_via_vpc_link(dev: Recording) -> 
 
 
 def test_access_log_bucket_is_private_encrypted_and_writable_only_by_elb(dev: Recording) -> None:
-    sse = dev.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    sse = _named(
+        dev,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "edge-access-logs",
+    )
     # ALB access logs accept only S3-managed keys.
     assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
-    block = dev.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    block = _named(dev, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "edge-access-logs").inputs
     assert all(
         block[k] is True
         for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     )
-    statements = json.loads(dev.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])["Statement"]
+    policy = _named(dev, "aws:s3/bucketPolicy:BucketPolicy", "edge-access-logs").inputs["policy"]
+    statements = json.loads(policy)["Statement"]
     write, deny = statements
     assert write["Principal"] == {
         "AWS": "arn:aws:iam::156460612806:root",
@@ -304,7 +319,7 @@ def test_cross_site_option_declares_patroni_members_instead_of_rds(geo: Recordin
     assert (22.0, "10.89.0.0/16") in ports and (22.0, "10.62.0.0/16") not in ports
     assert (2379.0, "10.89.0.0/16") in ports and (8008.0, "10.89.0.0/16") in ports
     egress = {
-        (r.inputs["fromPort"], r.inputs["cidrIpv4"])
+        (r.inputs["fromPort"], r.inputs.get("cidrIpv4") or r.inputs["prefixListId"])
         for r in geo.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
         if r.name.startswith("database-")
     }

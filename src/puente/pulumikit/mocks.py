@@ -215,7 +215,8 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
         case "aws:apigatewayv2/stage:Stage":
             extra = {"invokeUrl": f"https://{name}.execute-api.{region}.amazonaws.com/"}
         case "aws:s3/bucket:Bucket":
-            bucket = str(inputs.get("bucket") or f"{name}-mock")
+            prefix = inputs.get("bucketPrefix")
+            bucket = str(inputs.get("bucket") or (f"{prefix}20261205a1b2c3" if prefix else f"{name}-mock"))
             extra = {
                 "bucket": bucket,
                 "arn": f"arn:aws:s3:::{bucket}",
@@ -224,6 +225,16 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
             rid = bucket
         case "aws:iam/role:Role":
             extra = {"name": physical, "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}"}
+        case "aws:iam/user:User" | "aws:iam/instanceProfile:InstanceProfile":
+            kind = "user" if type_.endswith(":User") else "instance-profile"
+            extra = {
+                "name": physical,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:{kind}{inputs.get('path', '/')}{physical}",
+            }
+        case "aws:iam/accessKey:AccessKey":
+            digest = hashlib.sha256(name.encode()).hexdigest().upper()
+            rid = f"AKIA{digest[:16]}"
+            extra = {"secret": hashlib.sha256(f"secret {name}".encode()).hexdigest()[:40], "status": "Active"}
         case "aws:route53/healthCheck:HealthCheck":
             rid = f"hc-{name}"
         case "aws:ec2/vpc:Vpc":
