@@ -7,13 +7,44 @@ next to the project's other plugins, so ansible.cfg needs no path into a virtual
 
 Select it with `strategy = mitogen_linear` (ansible.cfg) or ANSIBLE_STRATEGY=mitogen_linear; set
 ANSIBLE_STRATEGY=linear to run without it.
+
+One correction to Mitogen 0.3.54: for every task that runs a collection's module (ansible.posix,
+community.*), each forked task worker listed every installed collection again, reading each one's
+metadata (the `ansible` package installs about a hundred): about a fifth of the workers' CPU in a no-op
+run (py-spy, bench/site_noop.py). The list cannot change during a run, so it is made once, here, before
+the first worker is forked, and every worker inherits it.
 """
 
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import ansible.collections.list
 import ansible_mitogen.loaders
+import ansible_mitogen.planner
 import ansible_mitogen.strategy
 
 _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
 
+@functools.cache
+def _collection_dirs() -> tuple[str, ...]:
+    """The installed collections' folders, listed once per run (Mitogen lists them once per task)."""
+    return tuple(path.decode("utf-8") for path in ansible.collections.list.list_collection_dirs())
+
+
+def _load_collections(invocation: Any) -> None:
+    """ansible_mitogen.planner._load_collections, reading the list made once per run."""
+    invocation._extra_sys_paths.update(_collection_dirs())
+
+
+ansible_mitogen.planner._load_collections = _load_collections
+
+
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc,valid-type]
     """The linear strategy, connecting through Mitogen."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _collection_dirs()  # in the controller's process, before any task worker is forked

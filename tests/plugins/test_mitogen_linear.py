@@ -1,0 +1,45 @@
+"""The project's Mitogen strategy shim (plugins/strategy/mitogen_linear.py): its one correction to Mitogen."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def shim() -> ModuleType:
+    from ansible.plugins.loader import init_plugin_loader
+
+    init_plugin_loader()  # as ansible-playbook does first: installs the collection finder
+    path = ROOT / "plugins/strategy/mitogen_linear.py"
+    spec = importlib.util.spec_from_file_location("puente_mitogen_linear", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_collections_are_listed_once(shim: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ansible.collections.list
+    import ansible_mitogen.planner
+
+    assert ansible_mitogen.planner._load_collections is shim._load_collections
+    expected = {path.decode() for path in ansible.collections.list.list_collection_dirs()}
+    assert any(path.endswith("ansible_collections/ansible/posix") for path in expected)
+
+    first = SimpleNamespace(_extra_sys_paths=set())
+    shim._load_collections(first)
+    assert first._extra_sys_paths == expected
+
+    def listed_again() -> None:
+        raise AssertionError("the collections were listed again")
+
+    monkeypatch.setattr(ansible.collections.list, "list_collection_dirs", listed_again)
+    second = SimpleNamespace(_extra_sys_paths={"/already/there"})
+    shim._load_collections(second)
+    assert second._extra_sys_paths == expected | {"/already/there"}
