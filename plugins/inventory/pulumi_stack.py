@@ -25,6 +25,16 @@ description:
   - Every other non-secret output becomes a variable of group C(all) named C(puente_cloud_<output in
     snake_case>), e.g. C(puente_cloud_alb_dns_name), C(puente_cloud_vpn_tunnel_addresses),
     C(puente_cloud_db_endpoint), C(puente_cloud_queue_url).
+  - For a C(vpn) role on the on-prem side, the site-to-site VPN's outputs also become C(vpn_tunnels)
+    (one entry per tunnel, in order, with C(outside_address), C(inside_cidr), C(onprem_inside_address),
+    C(aws_inside_address), the IPsec options such as C(ike_versions), C(phase1_encryption_algorithms),
+    C(phase2_dh_group_numbers), C(dpd_timeout_seconds), C(rekey_margin_time_seconds), and C(psk) when
+    the secret C(vpnPresharedKeys) was read), C(vpn_remote_cidrs) (the VPC) and C(vpn_local_cidrs) (the
+    on-prem networks), variables of group C(all).
+  - Secret outputs are never copied, except those listed in I(secret_outputs) (by default only the VPN's
+    pre-shared keys), read in plain with C(pulumi stack output NAME --json --show-secrets) or from
+    I(secret_output_file). Such a value is in the inventory in plain text (C(ansible-inventory --list)
+    prints it), so roles using it set C(no_log).
   - The config file must be named C(pulumi.yml) or C(pulumi.yaml) (or end with it).
 options:
   plugin:
@@ -51,6 +61,21 @@ options:
     description: Group every cloud host joins.
     type: str
     default: cloud
+  secret_outputs:
+    description:
+      - Secret outputs to read in plain (each becomes C(puente_cloud_<output in snake_case>) too).
+      - C(kubeconfig) is refused. Only outputs the stack has are read.
+    type: list
+    elements: str
+    default: [vpnPresharedKeys]
+  secret_output_file:
+    description:
+      - With I(stack_output_file), the file holding the secret outputs, relative to this config file, as
+        a JSON or YAML object of output names and values (e.g. C(vpnPresharedKeys) and what
+        C(pulumi stack output vpnPresharedKeys --json --show-secrets) prints), best encrypted with
+        C(ansible-vault encrypt) (Ansible decrypts it with the vault password it was given).
+      - Without it, an exported stack gives no secrets (C(vpn_tunnels) then has no C(psk)).
+    type: str
   skip_if_unavailable:
     description:
       - When the Pulumi CLI is missing or cannot read the stack (not logged in), warn once and add no
@@ -77,11 +102,43 @@ CLOUD_NODES = "cloudNodes"
 REQUIRED_OUTPUTS = (CLOUD_NODES, "albDnsName", "vpnTunnelAddresses", "dbEndpoint", "queueUrl", "vpcCidr")
 # How `pulumi stack output --json` prints a secret without --show-secrets.
 SECRET_PLACEHOLDER = "[secret]"
+# Never copied into an inventory, whatever secret_outputs says.
+NEVER_READ = ("kubeconfig",)
+VPN_TUNNELS = "vpnTunnels"
+VPN_PRESHARED_KEYS = "vpnPresharedKeys"
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
+def snake(key: str) -> str:
+    return _CAMEL.sub("_", key).lower()
+
+
 def variable_name(output_key: str) -> str:
-    return "puente_cloud_" + _CAMEL.sub("_", output_key).lower()
+    return "puente_cloud_" + snake(output_key)
+
+
+def vpn_variables(outputs: dict[str, Any]) -> dict[str, Any]:
+    """vpn_tunnels, vpn_remote_cidrs and vpn_local_cidrs from a stack's outputs ({} without a VPN)."""
+    tunnels = outputs.get(VPN_TUNNELS)
+    if tunnels is None:
+        return {}
+    if not isinstance(tunnels, list) or not all(
+        isinstance(t, dict) and t.get("outsideAddress") for t in tunnels
+    ):
+        raise AnsibleParserError(f"pulumi_stack: {VPN_TUNNELS} must be a list of tunnels with outsideAddress")
+    keys = outputs.get(VPN_PRESHARED_KEYS)
+    read = isinstance(keys, list) and len(keys) == len(tunnels)
+    found = []
+    for i, tunnel in enumerate(tunnels):
+        entry = {snake(key): value for key, value in tunnel.items()}
+        if read:
+            entry["psk"] = keys[i]  # type: ignore[index]
+        found.append(entry)
+    return {
+        "vpn_tunnels": found,
+        "vpn_remote_cidrs": [outputs["vpcCidr"]],
+        "vpn_local_cidrs": list(outputs.get("onpremCidrs") or []),
+    }
 
 
 class _Unavailable(Exception):
@@ -101,12 +158,56 @@ class InventoryModule(BaseInventoryPlugin):
         self.inventory.add_group(self.get_option("site_group"))
         try:
             outputs = self._outputs(base)
+            outputs |= self._secrets(base, outputs)
         except _Unavailable as exc:
             if not self.get_option("skip_if_unavailable"):
                 raise AnsibleParserError(str(exc)) from exc
             self.display.warning(f"{exc}; no cloud hosts from {path}")
             return
         self._populate(outputs, path)
+
+    def _secrets(self, base: str, outputs: dict[str, Any]) -> dict[str, Any]:
+        """The secret outputs of `secret_outputs` the stack has, in plain."""
+        wanted = list(self.get_option("secret_outputs") or [])
+        refused = [name for name in wanted if name in NEVER_READ]
+        if refused:
+            raise AnsibleParserError(f"pulumi_stack: {', '.join(refused)} is never copied into an inventory")
+        wanted = [name for name in wanted if outputs.get(name) == SECRET_PLACEHOLDER]
+        if not wanted:
+            return {}
+        if self.get_option("stack_output_file"):
+            exported = self.get_option("secret_output_file")
+            if not exported:
+                return {}
+            file = os.path.join(base, os.path.expanduser(exported))
+            try:  # Ansible's loader: YAML or JSON, ansible-vault encrypted or not
+                data = self.loader.load_from_file(file)
+            except Exception as exc:  # AnsibleError, OSError: the message says which
+                raise AnsibleParserError(
+                    f"pulumi_stack: cannot read secret outputs from {file}: {exc}"
+                ) from exc
+            if not isinstance(data, dict):
+                raise AnsibleParserError(f"pulumi_stack: {file} must hold an object {{output: value}}")
+            return {name: data[name] for name in wanted if name in data}
+        found = {}
+        for name in wanted:
+            argv = [self.get_option("pulumi_command"), "stack", "output", name, "--json", "--show-secrets"]
+            found[name] = self._run([*argv, "--stack", self.get_option("stack")], base)
+        return found
+
+    def _run(self, argv: list[str], base: str) -> Any:
+        """Run the Pulumi CLI in the project directory; its JSON output."""
+        cwd = os.path.join(base, os.path.expanduser(self.get_option("project_dir")))
+        try:
+            done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise _Unavailable(f"pulumi_stack: cannot run {' '.join(argv)}: {exc}") from exc
+        if done.returncode != 0:
+            raise _Unavailable(f"pulumi_stack: {' '.join(argv)} (in {cwd}) failed: {done.stderr.strip()}")
+        try:
+            return json.loads(done.stdout)
+        except ValueError as exc:
+            raise AnsibleParserError(f"pulumi_stack: {' '.join(argv)} printed no JSON: {exc}") from exc
 
     def _outputs(self, base: str) -> dict[str, Any]:
         exported = self.get_option("stack_output_file")
@@ -123,18 +224,9 @@ class InventoryModule(BaseInventoryPlugin):
             stack = self.get_option("stack")
             if not stack:
                 raise AnsibleParserError("pulumi_stack: set `stack` (or `stack_output_file`)")
-            argv = [self.get_option("pulumi_command"), "stack", "output", "--json", "--stack", stack]
-            cwd = os.path.join(base, os.path.expanduser(self.get_option("project_dir")))
-            try:
-                done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=120)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise _Unavailable(f"pulumi_stack: cannot run {' '.join(argv)}: {exc}") from exc
-            if done.returncode != 0:
-                raise _Unavailable(f"pulumi_stack: {' '.join(argv)} (in {cwd}) failed: {done.stderr.strip()}")
-            try:
-                data = json.loads(done.stdout)
-            except ValueError as exc:
-                raise AnsibleParserError(f"pulumi_stack: {' '.join(argv)} printed no JSON: {exc}") from exc
+            data = self._run(
+                [self.get_option("pulumi_command"), "stack", "output", "--json", "--stack", stack], base
+            )
         if not isinstance(data, dict):
             raise AnsibleParserError("pulumi_stack: stack outputs must be a JSON object")
         missing = [k for k in REQUIRED_OUTPUTS if k not in data]
@@ -150,6 +242,8 @@ class InventoryModule(BaseInventoryPlugin):
             if key == CLOUD_NODES or value == SECRET_PLACEHOLDER:
                 continue
             self.inventory.set_variable("all", variable_name(key), value)
+        for name, value in vpn_variables(outputs).items():
+            self.inventory.set_variable("all", name, value)
         nodes = outputs[CLOUD_NODES]
         if not isinstance(nodes, dict):
             raise AnsibleParserError(f"pulumi_stack: {CLOUD_NODES} must be an object in {path}")

@@ -76,6 +76,9 @@ class VpnConfig:
     customer_gateway_ip: str
     bgp_asn: int
     static_routes_only: bool
+    # The tunnels' inside /30s in 169.254.0.0/16 (() = AWS picks them); the on-prem device must not
+    # already use them for another connection.
+    tunnel_inside_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -398,13 +401,46 @@ def _network(cfg: pulumi.Config, region: str, production: bool, problems: list[s
             r.fail("onpremCidrs", f"{c} overlaps vpcCidr {vpc}: the VPN could not route between them")
     vr = r.obj("vpn")
     assert vr is not None
-    vr.unknown_fields({"customerGatewayIp", "bgpAsn", "staticRoutesOnly"})
+    vr.unknown_fields({"customerGatewayIp", "bgpAsn", "staticRoutesOnly", "tunnelInsideCidrs"})
     vpn = VpnConfig(
         customer_gateway_ip=vr.public_ip("customerGatewayIp"),
         bgp_asn=vr.integer("bgpAsn", 65000, 1, 4294967294),
         static_routes_only=vr.flag("staticRoutesOnly", True),
+        tunnel_inside_cidrs=_tunnel_inside_cidrs(vr),
     )
     return NetworkConfig(vpc, tuple(azs), nat == "perAz", onprem, vpn)
+
+
+_LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+# What AWS refuses as a tunnel's inside CIDR (its own link-local services).
+_RESERVED_INSIDE = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/30",
+        "169.254.1.0/30",
+        "169.254.2.0/30",
+        "169.254.3.0/30",
+        "169.254.4.0/30",
+        "169.254.5.0/30",
+        "169.254.169.252/30",
+    )
+)
+
+
+def _tunnel_inside_cidrs(r: _Reader) -> tuple[str, ...]:
+    """network.vpn.tunnelInsideCidrs: optional, then one /30 per tunnel inside 169.254.0.0/16."""
+    cidrs = r.cidrs("tunnelInsideCidrs", [])
+    if not cidrs:
+        return ()
+    nets = [ipaddress.ip_network(c) for c in cidrs]
+    if len(nets) != 2 or nets[0] == nets[1]:
+        r.fail("tunnelInsideCidrs", f"needs two different /30 networks, one per tunnel, got {list(cidrs)}")
+    for net in nets:
+        if net.prefixlen != 30 or not net.subnet_of(_LINK_LOCAL):  # type: ignore[arg-type]
+            r.fail("tunnelInsideCidrs", f"{net} is not a /30 inside 169.254.0.0/16 (what AWS accepts)")
+        elif net in _RESERVED_INSIDE:
+            r.fail("tunnelInsideCidrs", f"{net} is reserved by AWS; choose another /30 of 169.254.0.0/16")
+    return cidrs
 
 
 def _edge(cfg: pulumi.Config, problems: list[str]) -> EdgeConfig:

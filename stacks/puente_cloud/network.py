@@ -11,6 +11,27 @@ import pulumi_aws as aws
 from .base import Component, Tags
 from .config import NetworkConfig
 
+# The IPsec parameters of both tunnels, set explicitly (AWS's defaults accept weaker ones) to what AWS's
+# site-to-site VPN accepts and strongSwan speaks: IKEv2 only; AES-256-GCM, or AES-256 with SHA-256;
+# DH groups 14, 19, 20 (MODP-2048, ECP-256, ECP-384); dead peer detection after 30 s, then restart;
+# rekeying 540 s before the SA expires, fuzzed by up to 100 %; AWS initiates too (startup "start").
+TUNNEL_OPTIONS: dict[str, object] = {
+    "ike_versions": ["ikev2"],
+    "phase1_encryption_algorithms": ["AES256-GCM-16", "AES256"],
+    "phase1_integrity_algorithms": ["SHA2-256"],
+    "phase1_dh_group_numbers": [14, 19, 20],
+    "phase1_lifetime_seconds": 28800,
+    "phase2_encryption_algorithms": ["AES256-GCM-16", "AES256"],
+    "phase2_integrity_algorithms": ["SHA2-256"],
+    "phase2_dh_group_numbers": [14, 19, 20],
+    "phase2_lifetime_seconds": 3600,
+    "dpd_timeout_seconds": 30,
+    "dpd_timeout_action": "restart",
+    "rekey_margin_time_seconds": 540,
+    "rekey_fuzz_percentage": 100,
+    "replay_window_size": 1024,
+    "startup_action": "start",
+}
 # Interface endpoints that let private nodes pull images and talk to AWS APIs without the internet.
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "ec2", "kms")
 
@@ -118,6 +139,7 @@ class Network(Component):
                 "privateSubnetIds": self.private_subnet_ids,
                 "vpnConnectionId": self.vpn.id,
                 "vpnTunnelAddresses": self.vpn_tunnel_addresses,
+                "vpnTunnels": self.vpn_tunnels,
             }
         )
 
@@ -184,8 +206,9 @@ class Network(Component):
             customer_gateway_id=cgw.id,
             type="ipsec.1",
             static_routes_only=cfg.vpn.static_routes_only,
-            tunnel1_ike_versions=["ikev2"],
-            tunnel2_ike_versions=["ikev2"],
+            # the pre-shared keys: AWS generates them (exported as Pulumi secrets, vpnPresharedKeys)
+            **{f"tunnel{i}_{option}": value for i in (1, 2) for option, value in TUNNEL_OPTIONS.items()},
+            **{f"tunnel{i}_inside_cidr": c for i, c in enumerate(cfg.vpn.tunnel_inside_cidrs, start=1)},
             tags=tags(vpn_name),
             opts=self.opts(),
         )
@@ -205,3 +228,28 @@ class Network(Component):
                 opts=self.opts(parent=vgw),
             )
         self.vpn_tunnel_addresses = pulumi.Output.all(self.vpn.tunnel1_address, self.vpn.tunnel2_address)
+        self.vpn_tunnels = pulumi.Output.all(self._tunnel(1), self._tunnel(2))
+        self.vpn_preshared_keys = pulumi.Output.secret(
+            pulumi.Output.all(self.vpn.tunnel1_preshared_key, self.vpn.tunnel2_preshared_key)
+        )
+
+    def _tunnel(self, i: int) -> pulumi.Output[dict[str, object]]:
+        """What the on-prem end of tunnel `i` needs, as the provider reports it (not as requested): its
+        AWS outside address, inside network and both inside addresses, and every IPsec option."""
+
+        def get(attribute: str) -> pulumi.Output[object]:
+            return getattr(self.vpn, f"tunnel{i}_{attribute}")
+
+        return pulumi.Output.all(
+            outsideAddress=get("address"),
+            insideCidr=get("inside_cidr"),
+            # the customer gateway's (on-prem) and the virtual private gateway's (AWS) inside addresses
+            onpremInsideAddress=get("cgw_inside_address"),
+            awsInsideAddress=get("vgw_inside_address"),
+            **{_camel(option): get(option) for option in TUNNEL_OPTIONS},
+        ).apply(lambda values: {"tunnel": i, **values})
+
+
+def _camel(snake: str) -> str:
+    first, *rest = snake.split("_")
+    return first + "".join(part.capitalize() for part in rest)

@@ -13,6 +13,14 @@ VPC_CIDR: Final = "vpcCidr"
 VPN_CONNECTION_ID: Final = "vpnConnectionId"
 # The AWS ends of the two IPsec tunnels, to configure on the on-prem VPN device.
 VPN_TUNNEL_ADDRESSES: Final = "vpnTunnelAddresses"
+# What the on-prem strongSwan needs per tunnel, as AWS reports it: [{"tunnel": 1, "outsideAddress",
+# "insideCidr", "onpremInsideAddress", "awsInsideAddress", "ikeVersions", "phase1EncryptionAlgorithms",
+# ..., "startupAction"}, {... tunnel 2}] (network.py: TUNNEL_OPTIONS).
+VPN_TUNNELS: Final = "vpnTunnels"
+# The two tunnels' pre-shared keys, in tunnel order: a Pulumi secret.
+VPN_PRESHARED_KEYS: Final = "vpnPresharedKeys"
+# The on-prem networks routed over the VPN (network.onpremCidrs); the cloud side's is vpcCidr.
+ONPREM_CIDRS: Final = "onpremCidrs"
 DB_MODE: Final = "dbMode"
 DB_ENDPOINT: Final = "dbEndpoint"
 DB_ADDRESS: Final = "dbAddress"
@@ -59,6 +67,9 @@ ALL: Final = (
     VPC_CIDR,
     VPN_CONNECTION_ID,
     VPN_TUNNEL_ADDRESSES,
+    VPN_TUNNELS,
+    VPN_PRESHARED_KEYS,
+    ONPREM_CIDRS,
     DB_MODE,
     DB_ENDPOINT,
     DB_ADDRESS,

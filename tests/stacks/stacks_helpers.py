@@ -73,6 +73,29 @@ def cli_outputs(rec: Recording) -> dict[str, Any]:
     return {k: ("[secret]" if k in rec.secret_outputs else v) for k, v in rec.outputs.items()}
 
 
+def fake_pulumi(path: Path, rec: Recording, stack: str) -> Path:
+    """A stand-in for the Pulumi CLI (absent here) at `path`, serving `rec`'s outputs as the real one does:
+    `stack output --json --stack STACK` (secrets masked) and `stack output NAME --json --show-secrets
+    --stack STACK` (one output, in plain). Any other call fails the way a wrong call would."""
+    import json
+
+    data = path.with_suffix(".outputs.json")
+    data.write_text(json.dumps({"masked": cli_outputs(rec), "plain": rec.outputs}))
+    path.write_text(f"""#!{sys.executable}
+import json, sys
+data = json.load(open({str(data)!r}))
+args = sys.argv[1:]
+if args == ["stack", "output", "--json", "--stack", {stack!r}]:
+    print(json.dumps(data["masked"]))
+elif args[:2] == ["stack", "output"] and args[3:] == ["--json", "--show-secrets", "--stack", {stack!r}]:
+    print(json.dumps(data["plain"][args[2]]))
+else:
+    sys.exit(f"unexpected call: {{args}}")
+""")
+    path.chmod(0o755)
+    return path
+
+
 def run_stack(
     stack: str,
     overrides: Mapping[str, Any] | None = None,

@@ -11,7 +11,6 @@ applies to the host and of their dependencies: read by puente.check.inventory, s
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 from puente_cloud import outputs
-from stacks_helpers import REPO, cli_outputs
+from stacks_helpers import REPO, fake_pulumi
 
 from puente.pulumikit import Recording
 
@@ -51,16 +50,9 @@ def combined(prod: Recording, tmp_path_factory: pytest.TempPathFactory) -> Itera
     shutil.copytree(FILLED, inventory)
     shutil.copy(REPO / "inventories" / "production" / "pulumi.yml", inventory / "pulumi.yml")
     (root / "Pulumi.yaml").write_text("name: puente\n")  # project_dir: ../.. of the shipped config
-    (root / "outputs.json").write_text(json.dumps(cli_outputs(prod)))
     bin_dir = root / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "pulumi"
-    fake.write_text(f"""#!{sys.executable}
-import sys
-assert sys.argv[1:] == ["stack", "output", "--json", "--stack", "prod"], sys.argv
-sys.stdout.write(open({str(root / "outputs.json")!r}).read())
-""")
-    fake.chmod(0o755)
+    fake_pulumi(bin_dir / "pulumi", prod, "prod")
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from puente_cloud import outputs
-from stacks_helpers import REPO, cli_outputs
+from stacks_helpers import REPO, cli_outputs, fake_pulumi
 
 from puente.pulumikit import Recording
 
@@ -81,16 +81,14 @@ def test_ansible_inventory_cli_reads_an_exported_stack(geo: Recording, tmp_path:
 def test_plugin_runs_the_pulumi_cli_for_the_stack(cloud_only: Recording, tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    (project / "outputs.json").write_text(json.dumps(cli_outputs(cloud_only)))
-    fake = tmp_path / "pulumi"
-    # Stands in for the Pulumi CLI (absent here): checks the arguments and the directory, prints outputs.
-    fake.write_text(f"""#!{sys.executable}
-import os, sys
-assert sys.argv[1:] == ["stack", "output", "--json", "--stack", "dev"], sys.argv
-assert os.path.exists("outputs.json"), os.getcwd()
-sys.stdout.write(open("outputs.json").read())
-""")
-    fake.chmod(0o755)
+    (project / "Pulumi.yaml").write_text("name: puente\n")
+    fake = fake_pulumi(tmp_path / "pulumi", cloud_only, "dev")
+    # the stand-in must run in the project directory
+    fake.write_text(
+        fake.read_text().replace(
+            "args = sys.argv[1:]", "import os\nassert os.path.exists('Pulumi.yaml')\nargs = sys.argv[1:]"
+        )
+    )
     manager = _inventory(_config(tmp_path, stack="dev", project_dir="project", pulumi_command=str(fake)))
     assert manager.groups["cloud"].get_hosts() == []  # RDS mode: no cloud VMs to configure
     variables = manager.groups["all"].get_vars()

@@ -113,7 +113,8 @@ def test_stack_exports_every_key_the_ansible_side_reads(any_stack: Recording) ->
     patroni = any_stack.outputs[outputs.DB_MODE] == "patroni"
     # the backup repository (pgBackRest) is Patroni mode's; RDS keeps its own backups
     assert set(any_stack.outputs) == set(outputs.ALL) - (set() if patroni else set(outputs.BACKUP))
-    secrets = {outputs.KUBECONFIG} | ({outputs.BACKUP_SECRET_ACCESS_KEY} if patroni else set())
+    secrets = {outputs.KUBECONFIG, outputs.VPN_PRESHARED_KEYS}
+    secrets |= {outputs.BACKUP_SECRET_ACCESS_KEY} if patroni else set()
     assert any_stack.secret_outputs == secrets
     assert any_stack.outputs[outputs.ALB_DNS_NAME].endswith(".elb.amazonaws.com")
     assert len(any_stack.outputs[outputs.VPN_TUNNEL_ADDRESSES]) == 2

@@ -9,6 +9,7 @@ outputs (ARNs, DNS names, endpoints) so that `apply` callbacks in the program ru
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -205,6 +206,17 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
         case "aws:ec2/vpnConnection:VpnConnection":
             # Public addresses as AWS assigns them (not documentation ones: puente check refuses those).
             extra = {"tunnel1Address": "34.240.18.11", "tunnel2Address": "52.48.27.22"}
+            for i, default in ((1, "169.254.44.8/30"), (2, "169.254.45.136/30")):
+                # AWS picks a /30 when none is given: .1 is its end (VGW), .2 the customer gateway's
+                inside = ipaddress.ip_network(inputs.get(f"tunnel{i}InsideCidr") or default)
+                digest = hashlib.sha256(f"{name} psk {i}".encode()).hexdigest()
+                extra |= {
+                    f"tunnel{i}InsideCidr": str(inside),
+                    f"tunnel{i}VgwInsideAddress": str(inside.network_address + 1),
+                    f"tunnel{i}CgwInsideAddress": str(inside.network_address + 2),
+                    # 32 characters of letters, digits, . and _, not starting with 0 (AWS's rules)
+                    f"tunnel{i}PresharedKey": inputs.get(f"tunnel{i}PresharedKey") or f"k{digest[:31]}",
+                }
         case "aws:kms/key:Key":
             extra = {"keyId": f"{name}-key-id", "arn": _arn("kms", region, f"key/{name}-key-id")}
         case "aws:apigatewayv2/api:Api":
