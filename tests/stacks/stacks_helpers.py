@@ -68,6 +68,34 @@ def runtime_data(rec: Recording) -> dict[str, str]:
     return dict(cm.inputs["data"])
 
 
+def untagged(value: Any) -> Any:
+    """ansible-inventory marks values from outside as unsafe (never templated): {"__ansible_unsafe": v}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: untagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [untagged(v) for v in value]
+    return value
+
+
+def ansible_inventory(source: Path, *extra: str) -> Any:
+    """`ansible-inventory -i SOURCE --list ...` run from the repository root, so the project's ansible.cfg
+    (inventory_plugins) is what finds the plugin; the completed process."""
+    import os
+    import subprocess
+
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(source), "--list", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},
+    )
+
+
 def cli_outputs(rec: Recording) -> dict[str, Any]:
     """What `pulumi stack output --json` prints for the stack (secrets masked, no --show-secrets)."""
     return {k: ("[secret]" if k in rec.secret_outputs else v) for k, v in rec.outputs.items()}

@@ -12,20 +12,9 @@ from typing import Any
 import pytest
 import yaml
 from puente_cloud import outputs
-from stacks_helpers import REPO, cli_outputs, fake_pulumi
+from stacks_helpers import REPO, ansible_inventory, cli_outputs, fake_pulumi, untagged
 
 from puente.pulumikit import Recording
-
-
-def _untagged(value: Any) -> Any:
-    """ansible-inventory marks values from outside as unsafe (never templated): {"__ansible_unsafe": v}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _untagged(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_untagged(v) for v in value]
-    return value
 
 
 def _config(tmp_path: Path, **options: Any) -> Path:
@@ -49,18 +38,9 @@ def _inventory(source: Path) -> Any:
 def test_ansible_inventory_cli_reads_an_exported_stack(geo: Recording, tmp_path: Path) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps(cli_outputs(geo)))
     source = _config(tmp_path, stack_output_file="outputs.json")
-    # From the repository root, so the project's ansible.cfg (inventory_plugins) is what finds the plugin.
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(source), "--list", "--export"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},
-    )
+    done = ansible_inventory(source, "--export")
     assert done.returncode == 0, done.stderr
-    listing = _untagged(json.loads(done.stdout))
+    listing = untagged(json.loads(done.stdout))
     assert sorted(listing["cloud"]["hosts"]) == ["cloud-db1", "cloud-db2"]
     assert sorted(listing["postgresql"]["hosts"]) == ["cloud-db1", "cloud-db2"]
     assert listing["etcd"]["hosts"] == ["cloud-db1"]

@@ -4,9 +4,7 @@ connection, the stack's outputs, and the inventory plugin turning them into `vpn
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 import yaml
 from puente_cloud import outputs
 from puente_cloud.config import ConfigError
-from stacks_helpers import REPO, cli_outputs, fake_pulumi, run_stack
+from stacks_helpers import ansible_inventory, cli_outputs, fake_pulumi, run_stack, untagged
 
 from puente.pulumikit import Recording
 
@@ -37,17 +35,6 @@ EXPECTED_OPTIONS = {
     "replayWindowSize": 1024,
     "startupAction": "start",
 }
-
-
-def _untagged(value: Any) -> Any:
-    """ansible-inventory marks values from outside as unsafe: {"__ansible_unsafe": v}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _untagged(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_untagged(v) for v in value]
-    return value
 
 
 def test_both_tunnels_are_configured_explicitly_as_aws_and_strongswan_agree(any_stack: Recording) -> None:
@@ -116,21 +103,8 @@ def _vpn_variables(prod: Recording, psk: bool = True) -> dict[str, Any]:
             "inside_cidr": tunnel["insideCidr"],
             "onprem_inside_address": tunnel["onpremInsideAddress"],
             "aws_inside_address": tunnel["awsInsideAddress"],
-            "ike_versions": ["ikev2"],
-            "phase1_encryption_algorithms": ["AES256-GCM-16", "AES256"],
-            "phase1_integrity_algorithms": ["SHA2-256"],
-            "phase1_dh_group_numbers": [14, 19, 20],
-            "phase1_lifetime_seconds": 28800,
-            "phase2_encryption_algorithms": ["AES256-GCM-16", "AES256"],
-            "phase2_integrity_algorithms": ["SHA2-256"],
-            "phase2_dh_group_numbers": [14, 19, 20],
-            "phase2_lifetime_seconds": 3600,
-            "dpd_timeout_seconds": 30,
-            "dpd_timeout_action": "restart",
-            "rekey_margin_time_seconds": 540,
-            "rekey_fuzz_percentage": 100,
-            "replay_window_size": 1024,
-            "startup_action": "start",
+            # the options in Ansible's spelling: phase1DhGroupNumbers -> phase1_dh_group_numbers
+            **{re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in EXPECTED_OPTIONS.items()},
         }
         if psk:
             entry["psk"] = prod.outputs[outputs.VPN_PRESHARED_KEYS][i]
@@ -143,18 +117,9 @@ def _vpn_variables(prod: Recording, psk: bool = True) -> dict[str, Any]:
 
 
 def _ansible_inventory(source: Path, *extra: str) -> dict[str, Any]:
-    """`ansible-inventory --list` from the repository root (the project's ansible.cfg finds the plugin)."""
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(source), "--list", *extra],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},
-    )
+    done = ansible_inventory(source, *extra)
     assert done.returncode == 0, done.stderr
-    return _untagged(json.loads(done.stdout))["_meta"]["hostvars"]
+    return untagged(json.loads(done.stdout))["_meta"]["hostvars"]
 
 
 def _config(tmp_path: Path, **options: Any) -> Path:
@@ -174,6 +139,12 @@ def test_the_prod_stack_feeds_vpn_variables_through_the_cli(prod: Recording, tmp
     some_member = hostvars["cloud-db1"]
     expected = _vpn_variables(prod)
     assert {k: some_member[k] for k in expected} == expected
+    first = some_member["vpn_tunnels"][0]
+    assert (first["phase1_dh_group_numbers"], first["dpd_timeout_seconds"], first["outside_address"]) == (
+        [14, 19, 20],
+        30,
+        prod.outputs[outputs.VPN_TUNNEL_ADDRESSES][0],
+    )
     # the keys' own variable, like every output read; the other secrets stay out
     assert some_member["puente_cloud_vpn_preshared_keys"] == prod.outputs[outputs.VPN_PRESHARED_KEYS]
     assert "puente_cloud_kubeconfig" not in some_member
@@ -205,14 +176,6 @@ def test_the_kubeconfig_is_never_read(prod: Recording, tmp_path: Path) -> None:
     source = _config(
         tmp_path, stack_output_file="outputs.json", secret_outputs=["vpnPresharedKeys", "kubeconfig"]
     )
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(source), "--list"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},
-    )
+    done = ansible_inventory(source)
     assert done.returncode != 0
     assert "kubeconfig is never copied into an inventory" in done.stderr
