@@ -367,8 +367,8 @@ def _dead_letter_queues(resources: Iterable[PolicyResource]) -> list[PolicyResou
 
 # --- alarms ----------------------------------------------------------------------------------------------
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-# What says a dead-letter queue holds messages (the depth; the oldest message's age needs one to exist).
-DLQ_METRICS = ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage")
+# What says at once that a dead-letter queue holds messages (its oldest message's age says it late).
+DLQ_DEPTH = "ApproximateNumberOfMessagesVisible"
 
 
 def dead_letter_queue_alarmed(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -377,7 +377,7 @@ def dead_letter_queue_alarmed(args: StackValidationArgs, report: ReportViolation
     for alarm in args.resources:
         if alarm.resource_type != METRIC_ALARM:
             continue
-        if alarm.props.get("namespace") == "AWS/SQS" and alarm.props.get("metricName") in DLQ_METRICS:
+        if alarm.props.get("namespace") == "AWS/SQS" and alarm.props.get("metricName") == DLQ_DEPTH:
             watched |= _urns(alarm, "dimensions")
     for dlq in _dead_letter_queues(args.resources):
         if dlq.urn not in watched:

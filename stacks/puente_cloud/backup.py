@@ -43,7 +43,10 @@ class BackupRepository(Component):
         cfg = args.config
         self.path = cfg.path
         self.prefix = cfg.path.lstrip("/")  # S3 keys carry no leading slash
-        self.key = kms_key(self, "key", "Encryption at rest of the pgBackRest repository")
+        # without it the backups cannot be read: in prod, Pulumi refuses to delete it, as the bucket
+        self.key = kms_key(
+            self, "key", "Encryption at rest of the pgBackRest repository", protect=args.production
+        )
         bucket_name = self.child("bucket")
         self.bucket = aws.s3.Bucket(
             bucket_name,

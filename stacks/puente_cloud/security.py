@@ -15,11 +15,13 @@ def kms_key(
     *,
     region: str | None = None,
     service_users: tuple[str, ...] = (),
+    protect: bool = False,
 ) -> aws.kms.Key:
     """A customer-managed key with yearly rotation, owned by (and named after) `owner`, in the stack's
     region or in `region`. `service_users` are AWS service principals that must encrypt with it
     themselves (CloudWatch publishing to an encrypted SNS topic): the key policy then names them beside
-    the account, whose IAM policies govern every other use (AWS's default key policy)."""
+    the account, whose IAM policies govern every other use (AWS's default key policy). `protect`: Pulumi
+    refuses to delete it (a key whose loss makes data unreadable)."""
     name = owner.child(suffix)
     key = aws.kms.Key(
         name,
@@ -29,7 +31,7 @@ def kms_key(
         policy=_key_policy(service_users) if service_users else None,
         region=region,
         tags=owner.tags(name),
-        opts=owner.opts(),
+        opts=owner.opts(protect=protect),
     )
     aws.kms.Alias(
         name,

@@ -36,6 +36,9 @@ def test_the_bucket_is_versioned_encrypted_locked_private_and_tls_only(
     rec: Recording = request.getfixturevalue(stack)
     (bucket,) = [b for b in rec.of_type(BUCKET) if b.name == "backup-bucket"]
     assert bucket.inputs["objectLockEnabled"] is True and bucket.inputs["forceDestroy"] is False
+    key = next(k for k in rec.of_type("aws:kms/key:Key") if k.name == "backup-key")
+    # in prod Pulumi refuses to delete the bucket or the key without which the backups are unreadable
+    assert bucket.protect is key.protect is (mode == "COMPLIANCE")
     assert bucket.inputs["tags"]["Purpose"] == "database-backups"
     assert bucket.inputs["bucketPrefix"] == f"puente-{rec.stack}-backup-pgbackrest-"
     versioning = _bucket_setting(rec, "aws:s3/bucketVersioning:BucketVersioning")
@@ -43,7 +46,6 @@ def test_the_bucket_is_versioned_encrypted_locked_private_and_tls_only(
     (sse,) = _bucket_setting(
         rec, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
     ).inputs["rules"]
-    key = next(k for k in rec.of_type("aws:kms/key:Key") if k.name == "backup-key")
     # its own key: nothing else in the stack is encrypted with it
     assert sse == {
         "applyServerSideEncryptionByDefault": {

@@ -755,8 +755,11 @@ def test_the_real_stack_without_an_alarm_on_its_dead_letter_queue_fails(
     assert [(v.policy, v.urn.rsplit("::", 1)[1]) for v in violations] == [
         ("dead-letter-queue-alarmed", "queue-dlq")
     ], violations
-    # the age alone watches it too (it has a value only while a message waits)
-    assert policy_pack.analyze(_without(dev, METRIC_ALARM, {"alarms-dlq-depth"})) == []
+    # the oldest message's age alone speaks too late (after deadLetterMaxAgeSeconds)
+    violations = policy_pack.analyze(_without(dev, METRIC_ALARM, {"alarms-dlq-depth"}))
+    assert [v.policy for v in violations] == ["dead-letter-queue-alarmed"], violations
+    # and the depth alone is enough
+    assert policy_pack.analyze(_without(dev, METRIC_ALARM, {"alarms-dlq-age"})) == []
 
 
 def _broken(rec: Recording, type_: str, name: str, change: Callable[[dict[str, Any]], None]) -> Recording:

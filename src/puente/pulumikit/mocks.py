@@ -296,6 +296,7 @@ class RecordingMonitor(MockMonitor):
                 wire_inputs=wire,
                 outputs=plain(state),
                 id=id_ or "",
+                protect=bool(request.protect),
             )
         )
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)

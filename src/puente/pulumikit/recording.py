@@ -51,6 +51,8 @@ class RecordedResource:
     # What the mocks answered (inputs + synthesized provider outputs).
     outputs: dict[str, Any]
     id: str
+    # ResourceOptions(protect=True): the engine refuses to delete it
+    protect: bool = False
 
     @property
     def provider_urn(self) -> str:
