@@ -64,7 +64,8 @@ options:
   secret_outputs:
     description:
       - Secret outputs to read in plain (each becomes C(puente_cloud_<output in snake_case>) too).
-      - C(kubeconfig) is refused. Only outputs the stack has are read.
+      - C(kubeconfig) is refused. Only outputs the stack has are read. When the CLI cannot show one
+        (e.g. no passphrase for the stack's secrets), a warning says so and the rest is loaded.
     type: list
     elements: str
     default: [vpnPresharedKeys]
@@ -192,7 +193,12 @@ class InventoryModule(BaseInventoryPlugin):
         found = {}
         for name in wanted:
             argv = [self.get_option("pulumi_command"), "stack", "output", name, "--json", "--show-secrets"]
-            found[name] = self._run([*argv, "--stack", self.get_option("stack")], base)
+            try:
+                found[name] = self._run([*argv, "--stack", self.get_option("stack")], base)
+            except _Unavailable as exc:
+                # e.g. the passphrase of the stack's secrets is not in this environment: the cloud hosts
+                # and every other output are still right, only this secret is missing
+                self.display.warning(f"{exc}; {variable_name(name)} and what needs it are left out")
         return found
 
     def _run(self, argv: list[str], base: str) -> Any:

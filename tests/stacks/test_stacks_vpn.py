@@ -179,3 +179,24 @@ def test_the_kubeconfig_is_never_read(prod: Recording, tmp_path: Path) -> None:
     done = ansible_inventory(source)
     assert done.returncode != 0
     assert "kubeconfig is never copied into an inventory" in done.stderr
+
+
+def test_a_secret_the_cli_cannot_show_leaves_the_rest_loaded(prod: Recording, tmp_path: Path) -> None:
+    """E.g. PULUMI_CONFIG_PASSPHRASE missing: the outputs load, the keys do not, a warning says so."""
+    (tmp_path / "Pulumi.yaml").write_text("name: puente\n")
+    (tmp_path / "bin").mkdir()
+    fake = fake_pulumi(tmp_path / "bin" / "pulumi", prod, "prod")
+    fake.write_text(
+        fake.read_text().replace(
+            "args = sys.argv[1:]",
+            "args = sys.argv[1:]\nif '--show-secrets' in args: sys.exit('passphrase must be set')",
+        )
+    )
+    done = ansible_inventory(_config(tmp_path, stack="prod", project_dir=".", pulumi_command=str(fake)))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "passphrase must be set" in done.stderr and "puente_cloud_vpn_preshared_keys and what" in done.stderr
+    )
+    hostvars = untagged(json.loads(done.stdout))["_meta"]["hostvars"]
+    expected = _vpn_variables(prod, psk=False)
+    assert {k: hostvars["cloud-db1"][k] for k in expected} == expected
