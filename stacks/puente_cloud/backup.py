@@ -179,7 +179,7 @@ class BackupRepository(Component):
         )
         key = aws.iam.AccessKey(name, user=self.onprem_user.name, opts=self.opts(parent=self.onprem_user))
         self.onprem_access_key_id = key.id
-        self.onprem_secret_access_key = pulumi.Output.secret(key.secret)
+        self.onprem_secret_access_key: pulumi.Output[str] = pulumi.Output.secret(key.secret)  # type: ignore[arg-type]
 
 
 def _bucket_policy(bucket_arn: str) -> str:

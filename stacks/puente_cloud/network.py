@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -15,7 +16,7 @@ from .config import NetworkConfig
 # site-to-site VPN accepts and strongSwan speaks: IKEv2 only; AES-256-GCM, or AES-256 with SHA-256;
 # DH groups 14, 19, 20 (MODP-2048, ECP-256, ECP-384); dead peer detection after 30 s, then restart;
 # rekeying 540 s before the SA expires, fuzzed by up to 100 %; AWS initiates too (startup "start").
-TUNNEL_OPTIONS: dict[str, object] = {
+TUNNEL_OPTIONS: dict[str, Any] = {
     "ike_versions": ["ikev2"],
     "phase1_encryption_algorithms": ["AES256-GCM-16", "AES256"],
     "phase1_integrity_algorithms": ["SHA2-256"],
@@ -200,7 +201,8 @@ class Network(Component):
             opts=self.opts(),
         )
         vpn_name = self.child("onprem-vpn")
-        self.vpn = aws.ec2.VpnConnection(
+        # (the options are spread from a table, which the SDK's overloads cannot type)
+        self.vpn = aws.ec2.VpnConnection(  # type: ignore[call-overload]
             vpn_name,
             vpn_gateway_id=vgw.id,
             customer_gateway_id=cgw.id,
@@ -229,9 +231,8 @@ class Network(Component):
             )
         self.vpn_tunnel_addresses = pulumi.Output.all(self.vpn.tunnel1_address, self.vpn.tunnel2_address)
         self.vpn_tunnels = pulumi.Output.all(self._tunnel(1), self._tunnel(2))
-        self.vpn_preshared_keys = pulumi.Output.secret(
-            pulumi.Output.all(self.vpn.tunnel1_preshared_key, self.vpn.tunnel2_preshared_key)
-        )
+        keys = pulumi.Output.all(self.vpn.tunnel1_preshared_key, self.vpn.tunnel2_preshared_key)
+        self.vpn_preshared_keys: pulumi.Output[list[str]] = pulumi.Output.secret(keys)  # type: ignore[arg-type]
 
     def _tunnel(self, i: int) -> pulumi.Output[dict[str, object]]:
         """What the on-prem end of tunnel `i` needs, as the provider reports it (not as requested): its

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 
@@ -45,28 +47,28 @@ def kms_key(
 
 def _key_policy(service_users: tuple[str, ...]) -> pulumi.Output[str]:
     account = aws.get_caller_identity_output().account_id
-    return aws.iam.get_policy_document_output(
-        statements=[
-            {
-                # AWS's default key policy: the account's IAM policies decide.
-                "sid": "AccountIamPolicies",
-                "effect": "Allow",
-                "actions": ["kms:*"],
-                "resources": ["*"],
-                "principals": [
-                    {"type": "AWS", "identifiers": [account.apply(lambda a: f"arn:aws:iam::{a}:root")]}
-                ],
-            },
-            {
-                "sid": "ServicesEncrypt",
-                "effect": "Allow",
-                "actions": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                "resources": ["*"],
-                # (the topic's own policy decides who may publish; the service only encrypts for it)
-                "principals": [{"type": "Service", "identifiers": list(service_users)}],
-            },
-        ]
-    ).json
+    # Plain dicts: the account id is an Output, which the typed *Args classes of invokes do not accept.
+    statements: list[Any] = [
+        {
+            # AWS's default key policy: the account's IAM policies decide.
+            "sid": "AccountIamPolicies",
+            "effect": "Allow",
+            "actions": ["kms:*"],
+            "resources": ["*"],
+            "principals": [
+                {"type": "AWS", "identifiers": [account.apply(lambda a: f"arn:aws:iam::{a}:root")]}
+            ],
+        },
+        {
+            "sid": "ServicesEncrypt",
+            "effect": "Allow",
+            "actions": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "resources": ["*"],
+            # (the topic's own policy decides who may publish; the service only encrypts for it)
+            "principals": [{"type": "Service", "identifiers": list(service_users)}],
+        },
+    ]
+    return aws.iam.get_policy_document_output(statements=statements).json
 
 
 def tls_only(bucket_arn: str) -> dict[str, object]:
