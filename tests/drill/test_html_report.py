@@ -292,18 +292,23 @@ def test_chromium_draws_the_data(report: dict[str, Any], tmp_path: Path, width: 
 
 @needs_chromium
 def test_the_probe_sees_a_chart_that_lies(tmp_path: Path):
-    """The check above can fail: a fault window drawn 5 s late and a missing bar are both caught."""
-    report = with_alerts(load(REPORTS[0]))
+    """The check above can fail: a fault window drawn 5 s late, a missing bar and a leader change drawn
+    2 s late are all caught."""
+    report = with_alerts(load(REPORTS[-1]))
+    assert report["series"]["leader"], "the newest fixture samples the leader"
     page = _page(report, tmp_path / "page")
     text = page.read_text()
     x = chart._Scale(max(report["timeline"]["ended_at"], report["series"]["t"][-1] + 1))
     shifted = x(report["timeline"]["fault_at"] + 5)
     text = re.sub(r'(id="fault-window" x=")[0-9.]+', rf"\g<1>{shifted}", text, count=1)
     text = re.sub(r'(data-series="requests/cloud"[^>]*>)<rect[^>]*>.*?</rect>', r"\1", text, count=1)
+    late = re.compile(r'(data-label="cloud-db1"><rect x=")([0-9.]+)')
+    text = late.sub(lambda m: f"{m[1]}{float(m[2]) + 2 * (chart.X1 - chart.X0) / x.end}", text, count=1)
     page.write_text(text)
     found = problems(probe(page, tmp_path / "profile", _PROBE), report)
     assert any(p.startswith("fault window: fault edge") for p in found), found
     assert any(p.startswith("requests/cloud:") for p in found), found
+    assert "leader lane: segments drawn at other times than the samples" in found, found
 
 
 @needs_chromium
