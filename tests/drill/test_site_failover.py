@@ -7,6 +7,8 @@ silent, a Patroni without a leader — is the drill's clear refusal, a failure."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from acceptance import (
     assert_failed_over_and_fenced,
@@ -51,3 +53,15 @@ def test_the_cloud_site_answered_during_the_cut(site_failover_report):
     assert site_failover_report["answered_by"].get(topology.SECONDARY_SITE, 0) > 0, site_failover_report[
         "answered_by"
     ]
+
+
+def test_the_page_shows_the_failover(site_failover_report):
+    """report.html beside report.json, drawn from samples that saw DNS and the leader move to the cloud
+    site (issue 12, item 4; what the page draws is tested in test_html_report.py)."""
+    series = site_failover_report["series"]
+    dns = [s["sites"] for s in series["dns"]["samples"]]
+    leaders = [s["sites"] for s in series["leader"]["samples"]]
+    assert ["onprem"] in dns and ["cloud"] in dns, dns
+    assert ["onprem"] in leaders and ["cloud"] in leaders, leaders
+    page = Path(site_failover_report["html"]).read_text(encoding="utf-8")
+    assert 'id="fault-window"' in page and 'data-lane="leader"' in page
