@@ -144,3 +144,162 @@ def test_reaper_timer_scheduled(node: Callable, name: str) -> None:
     assert host.service("puente-api-reaper.timer").is_enabled
     # the one-shot service itself is only started by the timer
     assert host.check_output("systemctl show -p User --value puente-api-reaper.service") == USER
+
+
+# --- metrics of the relay and the worker, the backlog gauges, a dead-lettered label (issue 12) ----------
+METRICS_PORTS = {"puente-api-relay": 9471, "puente-api-worker": 9472}  # roles/api defaults
+# A command run on an API node as the API's processes run: its user, its environment files.
+AS_THE_API = (
+    "systemd-run --quiet --wait --pipe --collect --uid=puente-api --gid=puente-api"
+    " --property=EnvironmentFile=/etc/puente/api.env --property=EnvironmentFile=/etc/puente/api-secrets.env "
+)
+VENV = "/opt/puente-api/current/venv/bin"
+
+
+def _scrape(host, url: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = host.check_output(f"curl -sf -m 5 {url}")
+    return {
+        s.name
+        + (
+            "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" if s.labels else ""
+        ): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@nodes
+def test_metrics_listeners_on_the_service_address_only(node: Callable, name: str) -> None:
+    listening = {s.split()[3] for s in node(name).check_output("ss -Hltn").splitlines()}
+    for port in METRICS_PORTS.values():
+        assert {a for a in listening if a.endswith(f":{port}")} == {f"{API_NODES[name]}:{port}"}, listening
+
+
+@nodes
+def test_relay_and_worker_serve_their_counters(node: Callable, name: str) -> None:
+    host = node(name)
+    relay = _scrape(host, f"http://{API_NODES[name]}:{METRICS_PORTS['puente-api-relay']}/metrics")
+    worker = _scrape(host, f"http://{API_NODES[name]}:{METRICS_PORTS['puente-api-worker']}/metrics")
+    assert "puente_relay_published_total" in relay
+    assert {'puente_worker_messages_total{outcome="applied"}', "puente_worker_dead_letters"} <= set(worker)
+
+
+@nodes
+@pytest.mark.parametrize("port", sorted(METRICS_PORTS.values()))
+def test_metrics_ports_closed_to_other_sources(name: str, port: int) -> None:
+    # From the machine hosting the lab (no monitoring host): the node's firewall drops the connection.
+    with pytest.raises(OSError), socket.create_connection((API_NODES[name], port), timeout=2):
+        pass
+
+
+# Run on onprem-api1 with the release's Python, as the API's user with its settings: a shipment whose label
+# cannot be rendered (the database takes parcels the API would refuse), written as the API writes it (with
+# its outbox row); a running relay (either site's: both claim outbox rows) and that site's worker
+# dead-letter it; the API says `failed` and why; the data is fixed. Prints one JSON object.
+BREAK_A_LABEL = r"""
+import json, sys, time, urllib.request, uuid
+from psycopg.types.json import Jsonb
+from puente_api import apikeys, db, settings
+
+base = sys.argv[1]
+client = "labtest-" + uuid.uuid4().hex[:8]
+addr = {"name": "Ada", "street": "1 Main St", "city": "Leeds", "postal_code": "LS1 1AA", "country": "GB"}
+good = [{"weight_grams": 800, "length_cm": 20, "width_cm": 10, "height_cm": 5}]
+out = {}
+with db.connect(settings.load()) as conn:
+    key = apikeys.create(conn, client, "lab test: dead-lettered label")
+    sid = uuid.uuid4()
+    started = time.monotonic()
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO shipments (id, client_id, service, sender, recipient, parcels)"
+            " VALUES (%s, %s, 'standard', %s, %s, %s)",
+            (sid, client, Jsonb(addr), Jsonb(addr), Jsonb([{"weight_grams": "heavy"}])),
+        )
+        conn.execute(
+            "INSERT INTO outbox (topic, aggregate_id, payload) VALUES ('shipment.created', %s, %s)",
+            (sid, Jsonb({"shipment_id": str(sid)})),
+        )
+    sql = "SELECT label_status FROM shipments WHERE id = %s"
+    while conn.execute(sql, (sid,)).fetchone()[0] != "failed" and time.monotonic() - started < 30:
+        time.sleep(0.1)
+    out["failed_after_s"] = round(time.monotonic() - started, 2)
+    auth = {"Authorization": f"Bearer {key.token}"}
+    request = urllib.request.Request(f"{base}/v1/shipments/{sid}", headers=auth)
+    out["api"] = json.load(urllib.request.urlopen(request, timeout=5))
+    conn.execute("UPDATE shipments SET parcels = %s WHERE id = %s", (Jsonb(good), sid))
+out |= {"sid": str(sid), "token": key.token, "key_id": key.key_id}
+print(json.dumps(out))
+"""
+
+# The same, after the redrive: waits until the label is made, reads the shipment through the API, revokes
+# the test's key.
+AFTER_THE_REDRIVE = r"""
+import json, sys, time, urllib.request
+from puente_api import db, settings
+
+base, sid, token, key_id = sys.argv[1:5]
+out = {}
+with db.connect(settings.load()) as conn:
+    started = time.monotonic()
+    sql = "SELECT label_status FROM shipments WHERE id = %s"
+    while conn.execute(sql, (sid,)).fetchone()[0] != "ready" and time.monotonic() - started < 30:
+        time.sleep(0.1)
+    out["ready_after_s"] = round(time.monotonic() - started, 2)
+    auth = {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"{base}/v1/shipments/{sid}", headers=auth)
+    out["api"] = json.load(urllib.request.urlopen(request, timeout=5))
+    conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = %s", (key_id,))
+print(json.dumps(out))
+"""
+
+
+def _as_the_api(host, argv: str) -> str:
+    run = host.run(f"{AS_THE_API} {argv}")
+    assert run.rc in (0, 1), run.stderr[-3000:]  # labels redrive: 1 when unreadable dead letters were left
+    return run.stdout
+
+
+def _python(host, script: str, *args: str) -> dict:
+    quoted = script.replace("'", "'\"'\"'")
+    return json.loads(
+        _as_the_api(host, f"{VENV}/python -c '{quoted}' {' '.join(args)}").strip().splitlines()[-1]
+    )
+
+
+def test_a_dead_lettered_label_reads_failed_and_the_redrive_makes_it(node: Callable) -> None:
+    """Issue 12's acceptance, on the lab's PostgreSQL (Patroni, through HAProxy), RabbitMQ (AMQPS) and SQS
+    (moto): each site's relay may publish the label message to its own broker, so the documented redrive
+    runs on an API node of each site, and exactly one of them finds it."""
+    host = node("onprem-api1")
+    base = f"http://{API_NODES['onprem-api1']}:{PORT}"
+    broken = _python(host, BREAK_A_LABEL, base)
+    failed = broken["api"]
+    assert failed["label_status"] == "failed", broken
+    assert (
+        "cannot be rendered" in failed["label_failure_reason"] and "heavy" in failed["label_failure_reason"]
+    )
+    assert failed["label"] is None
+    outputs = {
+        n: _as_the_api(node(n), f"{VENV}/puente-api labels redrive") for n in ("onprem-api1", "cloud-api1")
+    }
+    found = [n for n, out in outputs.items() if f"shipment {broken['sid']}" in out]
+    assert len(found) == 1, outputs
+    after = _python(host, AFTER_THE_REDRIVE, base, broken["sid"], broken["token"], broken["key_id"])
+    print(json.dumps({"failed_after_s": broken["failed_after_s"], "ready_after_s": after["ready_after_s"]}))
+    ready = after["api"]
+    assert (ready["label_status"], ready["label_failure_reason"]) == ("ready", None), after
+    assert ready["tracking_number"] in ready["label"]["content"]
+
+
+def test_api_metrics_carry_the_backlog_gauges(node: Callable) -> None:
+    got = _scrape(node("onprem-api1"), f"http://{API_NODES['onprem-api1']}:{PORT}/metrics")
+    assert got["puente_backlog_up"] == 1
+    assert got["puente_outbox_oldest_waiting_age_seconds"] < 60  # the relays keep up
+    assert {
+        "puente_labels_pending",
+        "puente_labels_failed",
+        "puente_idempotency_keys_oldest_age_seconds",
+    } <= set(got)
