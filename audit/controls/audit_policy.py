@@ -29,7 +29,33 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
                  *(("tcp", port) for port in range(35672, 35683))},
     "dns": {("tcp", 53), ("udp", 53)},
     "sqs": {("tcp", 5000)},
+    # Prometheus (9090) and Alertmanager (9093) of each site (role monitoring); the lab's alert receiver
+    # listens on loopback only.
+    "monitoring": {("tcp", 9090), ("tcp", 9093)},
 }
+# The exporters Prometheus scrapes (role exporters, and the services' own /metrics), by inventory group;
+# a host may also listen and accept on these (added to ALLOWED_PORTS below). Firewalled to the
+# monitoring hosts; the audit checks they are scraped and up (PUENTE-MON-01).
+METRICS_PORTS: dict[str, set[tuple[str, int]]] = {
+    "all": {("tcp", 9100)},                            # node_exporter
+    "postgresql": {("tcp", 9187)},                     # postgres_exporter (Patroni's /metrics: 8008)
+    "etcd": {("tcp", 2381)},                           # etcd's plain /metrics listener
+    "loadbalancers": {("tcp", 8405)},                  # HAProxy's Prometheus exporter
+    "gateways": {("tcp", 9113)},                       # the nginx exporter
+    "rabbitmq": {("tcp", 15692)},                      # rabbitmq_prometheus
+    "dns": {("tcp", 8081)},                            # PowerDNS's webserver (/metrics; /api needs the key)
+    "api_nodes": {("tcp", 9471), ("tcp", 9472)},       # the relay's and the worker's (the API's: 8080)
+}
+for _group, _ports in METRICS_PORTS.items():
+    ALLOWED_PORTS.setdefault(_group, set()).update(_ports)
+# Puente's alert rules every Prometheus must have loaded (issue 12; roles/monitoring/files/rules/).
+MONITORING_ALERTS = frozenset({
+    "PuenteSiteDown", "PuenteDatabaseLeaderChanged", "PuenteDatabaseNoLeader", "PuenteDatabaseNoSyncStandby",
+    "PuenteDatabaseReplicationLag", "PuenteEtcdQuorumAtRisk", "PuenteBackupTooOld", "PuenteOutboxLag",
+    "PuenteDeadLetters", "PuenteCertificateExpiring", "PuenteDiskFilling", "PuenteApiErrorBudgetBurnFast",
+    "PuenteApiErrorBudgetBurnSlow",
+})
+PROMETHEUS_PORT = 9090
 # Patroni's REST API (one of the postgresql ports above): its write endpoints must ask for credentials.
 PATRONI_REST_PORT = 8008
 # Patroni's REST API is HTTPS, its certificate signed by the CA roles/postgresql installs on each member.
@@ -52,6 +78,7 @@ SERVICE_PATHS: dict[str, list[str]] = {
     "etcd": ["/etc/default/etcd", "/var/lib/etcd"],
     "rabbitmq": ["/etc/rabbitmq", "/var/lib/rabbitmq"],
     "dns": ["/etc/powerdns", "/var/lib/powerdns"],
+    "monitoring": ["/etc/prometheus", "/var/lib/prometheus"],
 }
 
 # The API's processes (role api) and its secrets file.

@@ -57,7 +57,7 @@ def test_every_alert_has_a_test():
 @pytest.mark.parametrize(
     ("original", "broken"),
     [
-        ("max by (site, node) (pg_replication_lag) > 30", "max by (site, node) (pg_replication_lag) > 300"),
+        ("(pg_stat_replication_pg_wal_lsn_diff) > 64 *", "(pg_stat_replication_pg_wal_lsn_diff) > 640 *"),
         ("api_write_errors:ratio_rate1h > 14.4 * 0.001", "api_write_errors:ratio_rate1h > 14.4"),
     ],
     ids=["replication-lag-threshold", "fast-burn-threshold"],

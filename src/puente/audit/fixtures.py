@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from puente.audit.evidence import EvidenceHost, Recorder
+from puente.audit.inventory import Inventory
 
 if TYPE_CHECKING:
     from puente.audit.plugin import AuditState
@@ -31,6 +32,15 @@ def evidence(request: pytest.FixtureRequest) -> Recorder:
     recorder = Recorder()
     request.node.stash[EVIDENCE] = recorder
     return recorder
+
+
+@pytest.fixture
+def audit_inventory(request: pytest.FixtureRequest) -> Inventory:
+    """The inventory the audit runs against: a control that checks something about every host (the
+    monitoring control: each node's exporter is scraped) reads the list of hosts here."""
+    state: AuditState = request.config.stash[STATE]
+    assert state.inventory is not None
+    return state.inventory
 
 
 @pytest.fixture

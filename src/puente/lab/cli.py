@@ -9,7 +9,7 @@ import re
 import time
 
 from puente.lab import ansible, image, inventory, lock, nodes, paths, podman, routing, ssh, stamp, wheelhouse
-from puente.lab.status import collect, render
+from puente.lab.status import collect, monitoring_urls, render
 from puente.shell import CommandError, run
 
 
@@ -273,6 +273,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     lab = inventory.load()
     report = collect(lab)
     report["urls"] = gateway_urls(lab)
+    report["monitoring"] = monitoring_urls(lab)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

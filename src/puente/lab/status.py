@@ -79,6 +79,23 @@ def collect(lab: Lab) -> dict[str, Any]:
     return {"nodes": entries}
 
 
+# Role monitoring's ports (its defaults; the lab does not change them): one stable URL per site.
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+
+
+def monitoring_urls(lab: Lab) -> list[dict[str, str]]:
+    """Each site's Prometheus and Alertmanager (group `monitoring`, one host per site)."""
+    return [
+        {
+            "site": node.site.name,
+            "prometheus": f"http://{node.ip}:{PROMETHEUS_PORT}/",
+            "alertmanager": f"http://{node.ip}:{ALERTMANAGER_PORT}/",
+        }
+        for node in lab.in_group("monitoring")
+    ]
+
+
 def render(report: dict[str, Any]) -> str:
     rows = [("NODE", "SITE", "IP", "STATE", "SYSTEMD", "SERVICES", "TCP PORTS", "GROUPS")]
     for n in report["nodes"]:
@@ -99,4 +116,7 @@ def render(report: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("")
     lines += [f"gateway: {u}" for u in report.get("urls", [])]
+    for m in report.get("monitoring", []):
+        lines.append(f"prometheus ({m['site']}): {m['prometheus']}")
+        lines.append(f"alertmanager ({m['site']}): {m['alertmanager']}")
     return "\n".join(lines)
