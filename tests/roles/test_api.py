@@ -10,8 +10,11 @@ balancer and not from elsewhere; the reaper on a timer; /readyz answering 200.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -303,3 +306,21 @@ def test_api_metrics_carry_the_backlog_gauges(node: Callable) -> None:
         "puente_labels_failed",
         "puente_idempotency_keys_oldest_age_seconds",
     } <= set(got)
+
+
+def test_the_redrive_entry_point_runs_once_per_site() -> None:
+    """`include_role name=api tasks_from=redrive` over api_nodes: the first API node of each site runs the
+    command (each site's broker keeps its own dead letters); the other nodes skip it."""
+    repo = Path(__file__).resolve().parents[2]
+    argv = [
+        str(repo / ".venv" / "bin" / "ansible"), "-i", "inventories/lab",
+        "--vault-password-file", "inventories/lab/vault-password.lab-only", "api_nodes", "-b", "-o",
+        "-m", "ansible.builtin.include_role", "-a", "name=api tasks_from=redrive",
+    ]  # fmt: skip
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ran = {line.split(" | ")[0] for line in done.stdout.splitlines() if "rc=" in line and "redriven" in line}
+    skipped = {line.split(" | ")[0] for line in done.stdout.splitlines() if " | SKIPPED" in line}
+    assert ran == {"onprem-api1", "cloud-api1"}, done.stdout[-3000:]
+    assert "onprem-api2" in skipped and not ran & skipped
