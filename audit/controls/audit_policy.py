@@ -29,6 +29,8 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
                  *(("tcp", port) for port in range(35672, 35683))},
     "dns": {("tcp", 53), ("udp", 53)},
     "sqs": {("tcp", 5000)},
+    # The lab's S3 stand-ins of the backup repositories (role lab_s3), HTTPS.
+    "backup_s3": {("tcp", 9000)},
     # Prometheus (9090) and Alertmanager (9093) of each site (role monitoring); the lab's alert receiver
     # listens on loopback only.
     "monitoring": {("tcp", 9090), ("tcp", 9093)},
@@ -74,10 +76,11 @@ SERVICE_PATHS: dict[str, list[str]] = {
     "gateways": ["/etc/nginx"],
     "loadbalancers": ["/etc/haproxy"],
     "api_nodes": ["/opt/puente-api", "/etc/puente"],
-    "postgresql": ["/etc/patroni", "/var/lib/postgresql", "/var/backups/postgresql"],
+    "postgresql": ["/etc/patroni", "/var/lib/postgresql", "/etc/pgbackrest", "/var/lib/pgbackrest"],
     "etcd": ["/etc/default/etcd", "/var/lib/etcd"],
     "rabbitmq": ["/etc/rabbitmq", "/var/lib/rabbitmq"],
     "dns": ["/etc/powerdns", "/var/lib/powerdns"],
+    "backup_s3": ["/opt/lab-s3"],
     "monitoring": ["/etc/prometheus", "/var/lib/prometheus"],
 }
 
@@ -85,8 +88,15 @@ SERVICE_PATHS: dict[str, list[str]] = {
 API_UNITS = ["puente-api", "puente-api-relay", "puente-api-worker"]
 API_SECRETS_FILE = "/etc/puente/api-secrets.env"
 
-# Backups run daily (postgresql-backup.timer); 26 h leaves room for a slow run, not for a missed day.
-BACKUP_MAX_AGE_HOURS = 26
+# Backups (role pgbackrest): a full one weekly (8 days leaves a day for a slow or retried run), WAL shipped
+# within archive_timeout (5 min is five times it), a restore drill proven weekly (puente drill restore
+# records its result on every member).
+PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf"
+PGBACKREST_TIMERS = ["pgbackrest-full.timer", "pgbackrest-diff.timer", "pgbackrest-verify.timer"]
+FULL_BACKUP_MAX_AGE_DAYS = 8
+ARCHIVE_MAX_LAG_MINUTES = 5
+RESTORE_DRILL_MAX_AGE_DAYS = 7
+RESTORE_DRILL_RESULT = "/var/lib/pgbackrest/last-restore-drill.json"
 # A certificate that expires within this many days fails: time to renew without an outage.
 CERT_MIN_DAYS_LEFT = 30
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from audit_policy import BACKUP_MAX_AGE_HOURS, PATRONI_REST_CA, PATRONI_REST_PORT
+from audit_policy import PATRONI_REST_CA, PATRONI_REST_PORT, PGBACKREST_CONF, PGBACKREST_TIMERS
 
 from puente.audit import control
 
@@ -79,24 +79,32 @@ def test_replication_role_least_privilege(host):
 
 @control(
     id="PUENTE-PG-04",
-    title=f"A complete backup newer than {BACKUP_MAX_AGE_HOURS} h exists, and the timer is on",
+    title="Backups are scheduled into encrypted repositories off the database host",
     impact=0.8,
-    rationale="""Replication copies mistakes and deletions at once; only a recent physical backup restores
-    yesterday's data. The timer makes the next one happen.""",
-    refs={"nist": ["CP-9", "CP-10"]}, groups=["postgresql"],
+    rationale="""Replication copies mistakes and deletions at once; only backups and the WAL archive restore
+    yesterday's data, and only if they survive the loss of the database hosts and cannot be read by whoever
+    reaches the storage. Every pgBackRest repository must be remote (object storage or a repository host)
+    and encrypted, the configuration that holds the keys readable by root and postgres only, and the
+    backup and verify timers on.""",
+    refs={"nist": ["CP-9", "CP-9(8)", "CP-10", "SC-28(1)"]}, groups=["postgresql"],
 )
-def test_recent_backup(host, evidence):
-    script = host.file("/usr/local/sbin/postgresql-backup").content_string
-    backup_dir = next((line.split("=", 1)[1].strip("'\"") for line in script.splitlines()
-                       if line.startswith("backup_dir=")), "")
-    assert backup_dir, "cannot find backup_dir in the backup script"
-    assert host.service("postgresql-backup.timer").is_enabled
-    recent = host.check_output(
-        "find %s -mindepth 2 -maxdepth 2 -name base.tar.gz -size +1k -mmin -%s "
-        "-printf '%%TY-%%Tm-%%Td %%TH:%%TM %%s %%p\\n'",
-        backup_dir, str(BACKUP_MAX_AGE_HOURS * 60))
-    assert recent, f"no base.tar.gz newer than {BACKUP_MAX_AGE_HOURS} h under {backup_dir}"
-    assert host.file(backup_dir).mode & 0o007 == 0, f"{backup_dir} is accessible to every user"
+def test_backups_scheduled_encrypted_off_host(host):
+    conf = host.file(PGBACKREST_CONF)
+    assert conf.exists, f"no {PGBACKREST_CONF}: role pgbackrest not applied"
+    assert conf.mode & 0o007 == 0, f"{PGBACKREST_CONF} is readable by every user (mode {conf.mode:o})"
+    # only the option names the control needs: the file also holds the keys and passphrases (no evidence)
+    listed = host.check_output("grep -E '^repo[0-9]+-(type|host|path|cipher-type)=' %s || true",
+                               PGBACKREST_CONF)
+    options = dict(line.split("=", 1) for line in listed.splitlines() if "=" in line)
+    repos = sorted({k.split("-", 1)[0] for k in options})
+    assert repos, "no repository configured"
+    for repo in repos:
+        kind = options.get(f"{repo}-type", "posix")
+        assert kind in ("s3", "gcs", "azure") or f"{repo}-host" in options, (
+            f"{repo} is a {kind} repository on this host, not off it")
+        assert options.get(f"{repo}-cipher-type") == "aes-256-cbc", f"{repo} is not encrypted"
+    for timer in PGBACKREST_TIMERS:
+        assert host.service(timer).is_enabled, f"{timer} is not enabled"
 
 
 @control(

@@ -24,6 +24,10 @@ vault_api_database_password: plain-api-db-1e8f6a2d
 vault_api_broker_password: plain-api-mq-7c3d9b5a
 vault_powerdns_api_key: plain-pdns-4f2a8e6c1b
 vault_postgresql_restapi_password: plain-restapi-3b9e5d7a
+vault_pgbackrest_repo1_cipher_pass: plain-repo1-cipher-6e1a9c4d
+vault_pgbackrest_repo2_cipher_pass: plain-repo2-cipher-2b7f5d8e
+vault_pgbackrest_repo1_s3_key_secret: plain-repo1-s3-8d3c1f6a
+vault_pgbackrest_repo2_s3_key_secret: plain-repo2-s3-4a9e2b7c
 """
 
 
@@ -69,3 +73,17 @@ def test_a_vault_password_committed_in_a_production_inventory_is_refused(tmp_pat
     (filled / "vault-password.lab-only").write_text(FILLED_VAULT_PASSWORD.read_text())
     finding = one(check(filled), "[vault-password-committed]")
     assert "vault-password.lab-only: a vault password file sits in the inventory" in finding
+
+
+def test_a_backup_passphrase_still_change_me_is_refused(tmp_path: Path) -> None:
+    """The production example's pgBackRest secrets (vault.yml.example: CHANGE-ME) are caught by the same
+    rule: a repository encrypted with a published passphrase is not encrypted."""
+    filled = copy_filled(tmp_path)
+    assert check(filled, [FILLED_VAULT_PASSWORD]) == []
+    vault_edit(
+        filled / "group_vars" / "all" / "vault.yml",
+        FILLED_VAULT_PASSWORD,
+        lambda d: d.update(vault_pgbackrest_repo1_cipher_pass="CHANGE-ME"),
+    )
+    finding = one(check(filled, [FILLED_VAULT_PASSWORD]), "[secret-placeholder]")
+    assert "vault_pgbackrest_repo1_cipher_pass" in finding and "CHANGE-ME" in finding

@@ -2,7 +2,7 @@
 
 What the role promises, checked on the running nodes: one leader and a streaming synchronous replica,
 replication of a committed row, least-privilege pg_hba (no trust, app user only from its sources),
-TLS, a replication role without superuser, a recent backup, idempotence, honest check mode and — marked
+TLS, a replication role without superuser, idempotence, honest check mode and — marked
 destructive — a switchover when the leader's Patroni stops, with the old leader rejoining as a replica.
 """
 
@@ -22,14 +22,11 @@ pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
 PATRONI_CONFIG = "/etc/patroni/config.yml"
 PG_HBA = "/var/lib/postgresql/15/puente/pg_hba.conf"
-BACKUP_DIR = "/var/backups/postgresql"
 REST_PORT = 8008
 # Patroni's REST API is HTTPS, its certificate signed by the CA the role installs on each member.
 REST_CA = "/etc/patroni/ssl/ca.crt"
 APP_DB, APP_USER = "puente", "puente_api"
 REPLICATION_USER, SUPERUSER = "replicator", "postgres"
-# The backup timer runs daily: a newest backup older than a day and a margin means it stopped working.
-BACKUP_MAX_AGE_S = 26 * 3600
 
 # Speaks just enough of the PostgreSQL protocol (SSLRequest, TLS, StartupMessage) to learn what the
 # server's pg_hba decides for (user, database) from the node it runs on, without any password: an
@@ -336,25 +333,7 @@ def test_no_debian_default_cluster(node) -> None:
         )
 
 
-# --- backups ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("host", DB_NODES)
-def test_backup_present_and_recent(node, host) -> None:
-    newest = node(host).check_output(
-        "find %s -mindepth 1 -maxdepth 1 -type d -name '[0-9]*T[0-9]*Z' -printf '%%T@ %%p\\n'"
-        " | sort -n | tail -1",
-        BACKUP_DIR,
-    )
-    assert newest, f"no completed backup in {BACKUP_DIR} on {host}"
-    mtime, path = newest.split(" ", 1)
-    now = float(node(host).check_output("date +%s"))
-    assert now - float(mtime) < BACKUP_MAX_AGE_S, f"newest backup {path} on {host} is older than a day"
-    for name in ("base.tar.gz", "pg_wal.tar.gz", "backup_manifest"):
-        assert node(host).file(f"{path}/{name}").size > 0, f"{path}/{name} missing or empty"
-    assert node(host).file(BACKUP_DIR).mode == 0o700
-    timer = node(host).service("postgresql-backup.timer")
-    assert timer.is_enabled and timer.is_running
+# Backups: role pgbackrest (tests/roles/test_pgbackrest.py).
 
 
 # --- failover (destructive) ------------------------------------------------------------------------
