@@ -373,7 +373,7 @@ def run_plan(
         except KeyboardInterrupt:
             rec.update(error="interrupted (Ctrl-C)", interrupted=True, seconds=round(time.monotonic() - t, 1))
             runs.append(rec)
-            say(f"[{i}/{len(steps)}] interrupted; if a fault may be left in place: puente drill restore")
+            say(f"[{i}/{len(steps)}] interrupted; if a fault may be left in place: puente drill cleanup")
             return runs, True
         except Exception as exc:  # recorded, and the plan goes on
             rec["error"] = f"{type(exc).__name__}: {exc}"[:4000]

@@ -1,5 +1,5 @@
 """``puente drill site-failover | node-loss --target api|db|witness | partition | failback | baseline``,
-``puente drill restore`` and ``puente drill html DIR``."""
+``puente drill restore [--latest]`` (restore_cli), ``puente drill cleanup`` and ``puente drill html DIR``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from puente.drill import faults, html_report, preflight, report, scenarios, topology
+from puente.drill import faults, html_report, preflight, report, restore_cli, scenarios, topology
 from puente.drill.client import LoadShape
 
 
@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result["passed"] else 1
 
 
-def _restore(args: argparse.Namespace) -> int:
+def _cleanup(args: argparse.Namespace) -> int:
     """Remove the nft tables an interrupted drill left (the drill itself always restores)."""
     removed = faults.restore_all()
     if not removed:
@@ -136,8 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _common(p)
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("restore", help="remove the nft tables (puente_wan) an interrupted drill left")
-    p.set_defaults(func=_restore)
+    p = sub.add_parser("cleanup", help="remove the nft tables (puente_wan) an interrupted drill left")
+    p.set_defaults(func=_cleanup)
+
+    restore_cli.register(sub)
 
     p = sub.add_parser("html", help="(re)write report.html of drills already run, from their report.json")
     p.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="a drill's output directory")

@@ -55,7 +55,7 @@ class _NftFault:
         if self.active():
             raise RuntimeError(
                 f"table {TABLE_NAME} already exists (a previous drill did not restore?): check it with "
-                f"`nft list tables`, then `puente drill restore`"
+                f"`nft list tables`, then `puente drill cleanup`"
             )
         self._nft("-f", "-", input_text=self.ruleset())
 

@@ -126,6 +126,6 @@ def check_no_cut(cut: faults.WanCut | faults.NodePartition) -> list[str]:
     if cut.active():
         return [
             f"a WAN cut or partition is still in place (nft table {faults.TABLE_NAME}): "
-            "`puente drill restore` removes it"
+            "`puente drill cleanup` removes it"
         ]
     return []
