@@ -14,9 +14,10 @@ from puente.shell import CommandError
 
 def _table(result: dict) -> str:
     f, rows = result["figures"], result["rows"]
+    when = ("target", result["target_time"]) if result["mode"] == "time" else ("loss at", result["loss_at"])
     lines = [
         f"restore drill ({result['mode']}): {'PASS' if result['passed'] else 'FAIL'}",
-        f"  target            {result.get('target_time') or result.get('loss_at')}",
+        f"  {when[0]:<18}{when[1]}",
         f"  restore           {f['restore_seconds']} s (pgbackrest restore) + {f['recovery_seconds']} s "
         f"(WAL replay, promotion) = {f['restore_and_recovery_seconds']} s",
         f"  size restored     {f['size_bytes'] / 1e6:.1f} MB ({f['mb_per_s']} MB/s)",
@@ -27,7 +28,11 @@ def _table(result: dict) -> str:
         f"{rows['present_after_t']} of {rows['written_after_t']} later ones present",
     ]
     if "plain" in f:
-        lines.append(f"  plain restore     {f['plain']['restore_seconds']} s ({f['plain']['mb_per_s']} MB/s)")
+        plain = f["plain"]
+        lines.append(
+            f"  plain restore     {plain['restore_seconds']} s of backup {plain['backup']}, "
+            f"{plain['size_bytes'] / 1e6:.1f} MB ({plain['mb_per_s']} MB/s)"
+        )
     if "lost_window_seconds" in f:
         lines.append(f"  writes lost over  {f['lost_window_seconds']} s before the loss")
     lines += [f"  [{'PASS' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in result["checks"]]

@@ -160,7 +160,7 @@ def run(opts: RestoreOptions) -> dict[str, Any]:
         figures.update(_restore(target, opts, None if opts.latest else _iso(t_unix)))
         restored = restore_check.parse_rows(restore_node.psql(target.name, topo.db_name, sql))
         if opts.compare_plain:
-            figures["plain"] = _plain_restore(target, opts)
+            figures["plain"] = _plain_restore(target, opts, leader, t_unix)
     finally:
         if paused:
             say("the members come back: podman unpause " + " ".join(paused))
@@ -249,13 +249,26 @@ def _restore(target: restore_node.RestoreNode, opts: RestoreOptions, to: str | N
     }
 
 
-def _plain_restore(target: restore_node.RestoreNode, opts: RestoreOptions) -> dict[str, Any]:
-    """The same backup restored plainly (to its own consistency point, no WAL beyond): the baseline MB/s."""
+def _plain_restore(
+    target: restore_node.RestoreNode, opts: RestoreOptions, leader: str, t_unix: float
+) -> dict[str, Any]:
+    """The backup the drill restored from (the newest that ended before T in the repository read), restored
+    plainly (to its own consistency point, no WAL beyond): the baseline MB/s."""
+    repo = opts.repo or 1
+    done = [
+        b for b in _backups(leader) if b["database"]["repo-key"] == repo and b["timestamp"]["stop"] < t_unix
+    ]
+    label = max(done, key=lambda b: b["timestamp"]["stop"])["label"]
     data_dir = f"/var/lib/postgresql/15/{restore_node.STANZA}"
     restore_node.stop(target, data_dir)
-    seconds = restore_node.restore(target, target=None, repo=opts.repo, backup_set="latest")
+    seconds = restore_node.restore(target, target=None, repo=repo, backup_set=label)
     size = restore_node.data_size(target, data_dir)
-    return {"restore_seconds": round(seconds, 2), "size_bytes": size, "mb_per_s": _rate(size, seconds)}
+    return {
+        "backup": label,
+        "restore_seconds": round(seconds, 2),
+        "size_bytes": size,
+        "mb_per_s": _rate(size, seconds),
+    }
 
 
 def _rate(size: int, seconds: float) -> float | None:
