@@ -72,13 +72,30 @@ def test_running_and_enabled(node: Callable) -> None:
     assert svc.is_running and svc.is_enabled
 
 
+# Listeners on the DNS node that are not PowerDNS's: sshd, and the lab's monitoring host (node_exporter,
+# Prometheus, Alertmanager, the lab's alert receiver: tests/roles/test_monitoring.py).
+OTHER_PORTS = (":22", ":9100", ":9090", ":9093", ":9099")
+
+
 def test_listeners_only_where_intended(node: Callable) -> None:
-    # ss cannot name pdns's sockets from outside its sandbox: judge every listener but sshd's.
+    # ss cannot name pdns's sockets from outside its sandbox: judge every listener but the others'.
     out = node(DNS_NODE).check_output("ss -Hlntu")
     rows = sorted(
-        (f[0], f[4]) for f in (line.split() for line in out.splitlines()) if not f[4].endswith(":22")
+        (f[0], f[4]) for f in (line.split() for line in out.splitlines()) if not f[4].endswith(OTHER_PORTS)
     )
-    assert rows == sorted([("tcp", "127.0.0.1:8081"), ("tcp", f"{DNS_IP}:53"), ("udp", f"{DNS_IP}:53")]), out
+    # the webserver (the role's API) on loopback; its /metrics relayed on the node's address (systemd's
+    # pdns-metrics-proxy.socket, for the Prometheus servers)
+    expected = [("tcp", "127.0.0.1:8081"), ("tcp", f"{DNS_IP}:8081")]
+    expected += [("tcp", f"{DNS_IP}:53"), ("udp", f"{DNS_IP}:53")]
+    assert rows == sorted(expected), out
+
+
+def test_metrics_relayed_on_the_node_address(node: Callable) -> None:
+    out = node(DNS_NODE).check_output("curl -s -m 5 http://%s:8081/metrics", DNS_IP)
+    assert "pdns_auth_" in out or "udp_queries" in out, out[:300]
+    status = "curl -s -o /dev/null -w '%%{http_code}' -m 5 http://%s:8081/api/v1/servers"
+    api = node(DNS_NODE).run(status, DNS_IP)
+    assert api.stdout == "401", "the API behind the relay still asks for its key"
 
 
 @pytest.mark.parametrize(
