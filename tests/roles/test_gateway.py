@@ -192,7 +192,10 @@ def test_nginx_running_and_listening_only_on_80_and_443(node) -> None:
     edge = node(EDGE)
     assert edge.service("nginx").is_running and edge.service("nginx").is_enabled
     ports = _nginx_ports(edge)
-    assert ports == {80, 443}, ports
+    # 8090: stub_status for the nginx exporter (role exporters), on loopback only
+    assert ports == {80, 443, 8090}, ports
+    stub = {line.split()[3] for line in edge.check_output("ss -Hltn sport = :8090").splitlines()}
+    assert stub == {"127.0.0.1:8090"}, stub
 
 
 def _nginx_ports(edge) -> set[int]:

@@ -61,11 +61,16 @@ def test_running_with_a_valid_configuration(node: Callable) -> None:
 
 def test_listeners_only_where_intended(node: Callable) -> None:
     # HAProxy's listeners (handed from master to worker) show no owning process in `ss`: compare the
-    # node's whole set of IPv4 listeners instead; sshd and nginx are the only others on the edge.
+    # node's whole set of IPv4 listeners instead; sshd, nginx (its stub_status on loopback too) and the
+    # exporters (node, nginx: role exporters) are the only others on the edge.
     out = node(EDGE).check_output("ss -Hltn4")
     addrs = {line.split()[3] for line in out.splitlines()}
-    haproxy = addrs - {"0.0.0.0:22", "0.0.0.0:80", "0.0.0.0:443"}
-    assert haproxy == {"127.0.0.1:8080", "127.0.0.1:8404", f"{EDGE_IP}:5432", f"{EDGE_IP}:5433"}, out
+    others = {"0.0.0.0:22", "0.0.0.0:80", "0.0.0.0:443", "127.0.0.1:8090"}
+    others |= {f"{EDGE_IP}:9100", f"{EDGE_IP}:9113"}
+    haproxy = addrs - others
+    # 8405: the built-in Prometheus exporter (/metrics only), firewalled to the monitoring hosts
+    expected = {"127.0.0.1:8080", "127.0.0.1:8404", f"{EDGE_IP}:5432", f"{EDGE_IP}:5433", f"{EDGE_IP}:8405"}
+    assert haproxy == expected, out
 
 
 def test_admin_socket_root_and_haproxy_only(node: Callable) -> None:
