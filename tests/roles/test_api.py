@@ -324,3 +324,18 @@ def test_the_redrive_entry_point_runs_once_per_site() -> None:
     skipped = {line.split(" | ")[0] for line in done.stdout.splitlines() if " | SKIPPED" in line}
     assert ran == {"onprem-api1", "cloud-api1"}, done.stdout[-3000:]
     assert "onprem-api2" in skipped and not ran & skipped
+
+
+MONITORING_HOST = "onprem-dns1"  # group `monitoring` (inventories/lab/hosts.yml): a Prometheus server
+OTHER_HOST = "onprem-db1"  # in no monitoring network
+
+
+@pytest.mark.parametrize("port", sorted(METRICS_PORTS.values()))
+def test_metrics_reachable_from_the_monitoring_hosts_only(node: Callable, port: int) -> None:
+    """Role common's firewall opens the listeners to the monitoring hosts (roles/puente:
+    puente_monitoring_exporters), and to nobody else."""
+    url = f"http://{API_NODES['onprem-api1']}:{port}/metrics"
+    seen = node(MONITORING_HOST).run(f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' {url}")
+    assert seen.stdout == "200", seen
+    refused = node(OTHER_HOST).run(f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' {url}")
+    assert refused.rc != 0 and refused.stdout in ("", "000"), refused
