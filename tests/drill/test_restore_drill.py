@@ -42,6 +42,15 @@ def test_nothing_written_after_t_is_restored(report) -> None:
     assert report["deleted"] > 0 and report["passed"], report["checks"]
 
 
+def test_the_runbook_steps_ran(report) -> None:
+    """docs/RESTORE.md steps 3 and 4: the deleted rows put back from the restored database, and a member's
+    data rebuilt from the repository as a standby."""
+    steps = report["runbook"]
+    assert steps["table_rows_put_back"] == report["rows"]["restored_rows"] > 0, steps
+    assert steps["table_rows_differing_after"] == 0
+    assert steps["standby_rebuilt_seconds"] > 0
+
+
 def test_the_figures_are_reported(report) -> None:
     f = report["figures"]
     assert f["restore_seconds"] > 0 and f["recovery_seconds"] > 0 and f["size_bytes"] > 10_000_000

@@ -159,6 +159,8 @@ def run(opts: RestoreOptions) -> dict[str, Any]:
             _pgbackrest(leader, "check")
         figures.update(_restore(target, opts, None if opts.latest else _iso(t_unix)))
         restored = restore_check.parse_rows(restore_node.psql(target.name, topo.db_name, sql))
+        if not opts.latest:
+            result["runbook"] = _runbook_steps(target, topo, leader, cut.client_id, restored, t_unix)
         if opts.compare_plain:
             figures["plain"] = _plain_restore(target, opts, leader, t_unix)
     finally:
@@ -169,6 +171,24 @@ def run(opts: RestoreOptions) -> dict[str, Any]:
             restore_node.remove(target)
     verdict = restore_check.judge(exp, snapshot, restored, None if opts.latest else t_unix)
     result.update(_analyse(opts, verdict, exp, figures, t_mono, t_unix))
+    if "runbook" in result:
+        steps = result["runbook"]
+        result["checks"] += [
+            {
+                "name": "table_put_back_next_to_the_running_cluster",
+                "ok": steps["table_rows_put_back"] == len(restored)
+                and steps["table_rows_differing_after"] == 0,
+                "detail": f"{steps['table_rows_put_back']} of {len(restored)} restored rows put back into "
+                f"the running database, {steps['table_rows_differing_after']} differ there afterwards",
+            },
+            {
+                "name": "member_rebuilt_from_the_repository",
+                "ok": True,
+                "detail": f"a standby restored with --type=standby replayed up to the leader's archived WAL "
+                f"in {steps['standby_rebuilt_seconds']} s",
+            },
+        ]
+        result["passed"] = all(c["ok"] for c in result["checks"])
     result["client_id"] = cut.client_id
     if paused:
         result["cluster_after"] = cluster.wait_settled(topo.db_members, 120.0, need_sync=False)
@@ -246,6 +266,33 @@ def _restore(target: restore_node.RestoreNode, opts: RestoreOptions, to: str | N
         "last_replayed_commit_unix": float(replay.strip()) if replay.strip() else None,
         "recovery_log": log,
         "wal_replayed_bytes": restore_check.wal_bytes(log["redo_start"], log["redo_done"]),
+    }
+
+
+def _runbook_steps(
+    target: restore_node.RestoreNode,
+    topo: topology.Topology,
+    leader: str,
+    client_id: str,
+    restored: dict[str, restore_check.Row],
+    t_unix: float,
+) -> dict[str, Any]:
+    """docs/RESTORE.md steps 3 and 4 on the drill's rows and node: the deleted rows put back into the running
+    database from the restored one (then read back: every restored row there with its restored content),
+    and the node rebuilt from the repository as a standby that replays up to the leader's archived WAL."""
+    put_back = restore_node.copy_table_back(target, leader, topo.db_name, f"client_id = '{client_id}'")
+    sql = restore_check.DIGEST_SQL.format(client=client_id)
+    now = restore_check.parse_rows(restore_node.psql(leader, topo.db_name, sql))
+    differ = sorted(i for i, row in restored.items() if now.get(i, row).digest != row.digest or i not in now)
+    say(f"one table next to the running cluster: {put_back} rows put back, {len(differ)} differ")
+    standby_s = restore_node.rebuild_as_standby(
+        target, f"/var/lib/postgresql/15/{restore_node.STANZA}", leader
+    )
+    say(f"a member rebuilt from the repository as a standby in {standby_s:.1f} s")
+    return {
+        "table_rows_put_back": put_back,
+        "table_rows_differing_after": len(differ),
+        "standby_rebuilt_seconds": round(standby_s, 1),
     }
 
 

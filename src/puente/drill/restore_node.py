@@ -184,6 +184,7 @@ def data_size(node: RestoreNode, data_dir: str) -> int:
     return int(out.split()[-2]) if out.split() else 0
 
 
+_PODMAN_WARNING = re.compile(r'^time="[^"]*" level=')
 _REDO_START = re.compile(r"redo starts at ([0-9A-F]+/[0-9A-F]+)")
 _REDO_DONE = re.compile(r"redo done at ([0-9A-F]+/[0-9A-F]+)")
 _STOPPING = re.compile(r"recovery stopping before commit of transaction \d+, time (.+)$", re.M)
@@ -199,3 +200,54 @@ def parse_log(text: str) -> dict[str, str | None]:
         "stopped_before_commit_at": (m.group(1).strip() if (m := _STOPPING.search(text)) else None),
         "last_completed_transaction_at": last[-1].strip() if last else None,
     }
+
+
+def copy_table_back(node: RestoreNode, member: str, db: str, where: str) -> int:
+    """docs/RESTORE.md step 3: the rows of ``shipments`` matching ``where`` from the restored database put
+    back into the running one (the leader ``member``), next to what is there: rows whose id is present are
+    left alone. Returns how many rows went back."""
+    dump = as_postgres(
+        node.name,
+        f"psql -XAtq -d {db} -c " + shlex.quote(f"\\copy (SELECT * FROM shipments WHERE {where}) TO STDOUT"),
+    )
+    # podman's own warnings share the captured output: they are not rows
+    rows = "".join(line + "\n" for line in dump.splitlines() if not _PODMAN_WARNING.match(line))
+    out = sh(
+        member,
+        f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {db} "
+        "-c 'CREATE TEMP TABLE shipments_restored (LIKE shipments)' "
+        "-c '\\copy shipments_restored FROM pstdin' "
+        "-c 'WITH put AS (INSERT INTO shipments OVERRIDING SYSTEM VALUE SELECT * FROM shipments_restored r "
+        "WHERE NOT EXISTS (SELECT 1 FROM shipments s WHERE s.id = r.id) RETURNING 1) "
+        "SELECT count(*) FROM put'",
+        input_text=rows,
+    )
+    return int(out.strip().splitlines()[-1])
+
+
+def rebuild_as_standby(node: RestoreNode, data_dir: str, member: str, timeout: float = 300.0) -> float:
+    """docs/RESTORE.md step 4: a member's data rebuilt from the repository (``--type=standby``: the newest
+    backup, then the archived WAL as a standby). Seconds until it has replayed what the leader ``member``
+    had archived when asked (``pgbackrest check`` first: the current segment switched and archived)."""
+    stop(node, data_dir)
+    start = time.monotonic()
+    as_postgres(
+        node.name, f"pgbackrest --stanza={STANZA} --type=standby --archive-mode=off restore", timeout=1800
+    )
+    as_postgres(member, f"pgbackrest --stanza={STANZA} check", timeout=300)
+    archived = psql(member, "postgres", "SELECT pg_current_wal_lsn()").strip().splitlines()[-1]
+    as_postgres(
+        node.name,
+        f"{PG_BIN}/pg_ctl -D {shlex.quote(data_dir)} -l {PG_LOG} -w -t {int(timeout)} "
+        f"-o {shlex.quote(START_OPTIONS)} start",
+        timeout=timeout + 30,
+    )
+    end = time.monotonic() + timeout
+    query = f"SELECT pg_is_in_recovery() AND pg_last_wal_replay_lsn() >= '{archived}'::pg_lsn"
+    while time.monotonic() < end:
+        if psql(node.name, "postgres", query).strip().endswith("t"):
+            return time.monotonic() - start
+        time.sleep(1.0)
+    raise CommandError(
+        ["rebuild_as_standby"], 1, f"standby did not replay up to {archived} in {timeout:.0f} s"
+    )
