@@ -157,8 +157,13 @@ def test_listeners_only_where_intended(node: Callable) -> None:
     # AMQPS on the node's address only; no plain AMQP, no management/HTTP listener.
     # Inter-node port 25672 listens (Erlang distribution, needed by the CLI) but the firewall admits
     # it only from other brokers, and there are none in the lab.
-    assert {lst for lst in listeners if lst[0] != "clustering"} == {("amqp/ssl", MQ_IP, AMQPS)}, listeners
+    # The Prometheus plugin's listener (metrics only, for the monitoring hosts): `status` names it [::]
+    # whatever prometheus.tcp.ip says, so where it listens is read from the socket itself.
+    other = {lst for lst in listeners if lst[0] not in ("clustering", "http/prometheus")}
+    assert other == {("amqp/ssl", MQ_IP, AMQPS)}, listeners
     assert "15672" not in node(MQ).check_output("ss -Hltn")
+    metrics = {line.split()[3] for line in node(MQ).check_output("ss -Hltn sport = :15692").splitlines()}
+    assert metrics == {f"{MQ_IP}:15692"}, metrics
 
 
 def test_management_plugin_off(node: Callable) -> None:
