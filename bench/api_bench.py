@@ -27,8 +27,14 @@ prints each side's throughput and API CPU per request and the authenticated side
 The requests are the same bytes for both: a baseline without authentication reads X-Client-Id, which
 the authenticated API ignores, and ignores Authorization, which it needs.
 
+What WAL archiving costs the create path: ``--archive`` serves the same load from two such PostgreSQL
+servers in the same run, in alternating rounds, one archiving every WAL segment with pgBackRest as role
+pgbackrest configures it (archive-push, archive-async, zst, aes-256-cbc; here into a repository in the
+run's temporary folder) and one not archiving, and prints each side's create p50/p99 and throughput.
+It needs Debian's pgbackrest on this machine (``apt-get install pgbackrest``).
+
     .venv/bin/python bench/api_bench.py [--seconds 8] [--clients 16] [--workers 1]
-                                        [--baseline REV [--rounds 2]]
+                                        [--baseline REV [--rounds 2]] [--archive [--rounds 2]]
 """
 
 from __future__ import annotations
@@ -409,6 +415,113 @@ def compare(rounds: list[dict[str, Side]]) -> dict[str, dict[str, float]]:
     return out
 
 
+PGBACKREST_CONF = """[global]
+repo1-path={work}/repo
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=bench-only-passphrase
+repo1-bundle=y
+compress-type=zst
+process-max=2
+archive-async=y
+spool-path={work}/spool
+log-path={work}/log
+lock-path={work}/lock
+log-level-file=off
+
+[bench]
+pg1-path={datadir}
+pg1-socket-path={socket}
+pg1-port={port}
+pg1-user=puente
+"""
+
+
+def archiving_settings(workdir: Path) -> dict[str, str]:
+    """PostgreSQL settings of the archiving side: as role pgbackrest sets them through Patroni."""
+    conf = workdir / "pgbackrest.conf"
+    return {
+        "archive_mode": "on",
+        "archive_command": f"'pgbackrest --config={conf} --stanza=bench archive-push \"%p\"'",
+        "archive_timeout": "60",
+    }
+
+
+def pgbackrest_stanza(pg: Postgres, workdir: Path) -> None:
+    """The repository and the stanza of the archiving side (archive_command fails until they exist, and
+    PostgreSQL retries: nothing is lost meanwhile). Owned by the server's OS user: it runs archive_command."""
+    for sub in ("repo", "spool", "log", "lock"):
+        (workdir / sub).mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(workdir / sub, "postgres", "postgres")
+    conf = workdir / "pgbackrest.conf"
+    conf.write_text(
+        PGBACKREST_CONF.format(work=workdir, datadir=pg.datadir, socket=pg.datadir.parent, port=pg.port)
+    )
+    conf.chmod(0o644)
+    demote = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*demote, "pgbackrest", f"--config={conf}", "--stanza=bench", "stanza-create"], check=True)
+    subprocess.run([*demote, "pgbackrest", f"--config={conf}", "--stanza=bench", "check"], check=True)
+
+
+def archive_cost(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    """``--archive``: the create path served from an archiving and a non-archiving server, alternating."""
+    durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    rounds: list[dict[str, Side]] = []
+    with postgres(durable) as off, postgres({**durable, **archiving_settings(workdir)}) as on:
+        pgbackrest_stanza(on, workdir)
+        sides: dict[str, tuple[Postgres, dict[str, str], list[Caller]]] = {}
+        for name, pg in (("off", off), ("on", on)):
+            env = {
+                "PUENTE_SITE": "bench",
+                "PUENTE_DATABASE_URL": pg.create_database("bench"),
+                "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F",
+                "PUENTE_LOG_LEVEL": "WARNING",
+                "PUENTE_DB_POOL_SIZE": str(-(-args.clients // args.workers)),
+                "PUENTE_RATE_LIMIT_PER_SECOND": RATE_LIMIT_PER_SECOND,
+                "PUENTE_RATE_LIMIT_BURST": RATE_LIMIT_PER_SECOND,
+            }
+            exe = Path(sys.executable).with_name("puente-api")
+            subprocess.run([exe, "migrate"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+            sides[name] = (pg, env, make_callers(env))
+        for n in range(args.rounds):
+            order = ["off", "on"] if n % 2 == 0 else ["on", "off"]
+            rounds.append(
+                {
+                    s: serve_and_measure(sides[s][1], args, workdir, sides[s][0], sides[s][2], f"{s}{n}")
+                    for s in order
+                }
+            )
+        archived = subprocess.run(
+            [str(PG_BIN / "psql"), "-XAtq", "-h", str(on.datadir.parent), "-p", str(on.port), "-U", "puente",
+             "-d", "postgres", "-c", "SELECT archived_count || ' ' || failed_count FROM pg_stat_archiver"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+    p99 = {s: _median([r[s]["create"]["p99_ms"] for r in rounds]) for s in ("off", "on")}
+    p50 = {s: _median([r[s]["create"]["p50_ms"] for r in rounds]) for s in ("off", "on")}
+    rps = {s: _median([r[s]["create"]["rps"] for r in rounds]) for s in ("off", "on")}
+    result: dict[str, object] = {
+        "archive_rounds": len(rounds),
+        "create_p99_ms": p99,
+        "create_p50_ms": p50,
+        "create_rps": {s: round(v, 1) for s, v in rps.items()},
+        "p99_on_over_off": round(p99["on"] / p99["off"], 3),
+        "segments_archived": int(archived[0]) if archived else None,
+        "archive_failures": int(archived[1]) if len(archived) > 1 else None,
+    }
+    print(
+        f"WAL archiving's cost on creates (medians of {len(rounds)} alternating rounds of {args.seconds} s):"
+    )
+    for s in ("off", "on"):
+        print(f"  archiving {s:3s}: {rps[s]:8.1f} req/s   p50 {p50[s]:.2f} ms   p99 {p99[s]:.2f} ms")
+    verdict = "within" if p99["on"] <= 1.1 * p99["off"] else "NOT within"
+    print(
+        f"  p99 on / off = {p99['on'] / p99['off']:.3f} ({verdict} the 10 % target); "
+        f"segments archived {result['segments_archived']}, failures {result['archive_failures']}"
+    )
+    print(json.dumps(result))
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="duration of each run")
@@ -429,6 +542,11 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=2, help="with --baseline: alternating rounds of both (default 2)"
     )
+    parser.add_argument(
+        "--archive",
+        action="store_true",
+        help="instead: creates served by an archiving (pgBackRest) and a non-archiving server, alternating",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print(
@@ -437,6 +555,15 @@ def main() -> int:
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="puente-bench-"))
     workdir.chmod(0o755)
+    if args.archive:
+        if not shutil.which("pgbackrest"):
+            print("bench: pgbackrest is missing (apt-get install pgbackrest)", file=sys.stderr)
+            return 1
+        try:
+            archive_cost(args, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return 0
     baseline_src = baseline_tree(args.baseline, workdir) if args.baseline else None
     durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
     started = time.monotonic()
