@@ -131,6 +131,14 @@ def test_postgres_exporter_logs_in_as_its_monitoring_role():
         "onprem-db1": "1", "onprem-db2": "1", "cloud-db1": "1"}  # fmt: skip
 
 
+def test_the_exporters_database_role_reads_statistics_only(node):
+    flags = "rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+    member = "pg_has_role(oid, 'pg_monitor', 'MEMBER')"
+    query = f"SELECT {flags}, {member} FROM pg_roles WHERE rolname = 'prometheus'"
+    out = node("onprem-db1").check_output("runuser -u postgres -- psql -XAtc %s", query)
+    assert out == "f|f|f|f|f|t", out
+
+
 @pytest.mark.parametrize(("host", "port"), [("onprem-db1", 9100), ("onprem-db1", 9187), ("onprem-db1", 2381),
                                             ("onprem-edge1", 8405), ("onprem-edge1", 9113),
                                             ("onprem-mq1", 15692), ("onprem-dns1", 9090)])  # fmt: skip

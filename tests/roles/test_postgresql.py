@@ -22,6 +22,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
 PATRONI_CONFIG = "/etc/patroni/config.yml"
 PG_HBA = "/var/lib/postgresql/15/puente/pg_hba.conf"
+# postgres_exporter's role (postgresql_monitoring_user): pg_monitor, peer login over the socket.
+MONITORING_USER = "prometheus"
 REST_PORT = 8008
 # Patroni's REST API is HTTPS, its certificate signed by the CA the role installs on each member.
 REST_CA = "/etc/patroni/ssl/ca.crt"
@@ -211,7 +213,9 @@ def test_pg_hba_has_no_trust_and_only_scram_over_tls(node, host) -> None:
     assert not [r for r in rules if "trust" in r], rules
     for rule in rules:
         if rule[0] == "local":
-            assert rule[2:] == [SUPERUSER, "peer"], f"local access beyond the postgres OS user: {rule}"
+            # the postgres OS user, and postgres_exporter's role (role exporters) to database postgres only
+            ok = rule[2:] == [SUPERUSER, "peer"] or rule[1:] == ["postgres", MONITORING_USER, "peer"]
+            assert ok, f"local access beyond the postgres OS user: {rule}"
         elif rule[-1] != "reject":
             assert rule[0] == "hostssl" and rule[-1] == "scram-sha-256", f"non-TLS or non-SCRAM rule: {rule}"
     replication_sources = {r[3] for r in rules if r[1] == "replication" and r[0] != "local"}
