@@ -63,6 +63,7 @@ ALLOWED = {
     "monitoring_alertmanager_group_interval": "timing",
     "monitoring_retention_time": "size",
     "monitoring_retention_size": "size",
+    "monitoring_go_memory_limit": "size",
     "api_workers": "size",
     "gateway_rate_limit": "size",
     "gateway_rate_limit_burst": "size",
