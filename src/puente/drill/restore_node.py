@@ -156,6 +156,12 @@ def restore(
 def start_and_wait(node: RestoreNode, data_dir: str, timeout: float = 1800.0) -> float:
     """Start the restored server, wait until recovery ends and it is promoted; seconds spent."""
     start = time.monotonic()
+    _start_until(node, data_dir, "NOT pg_is_in_recovery()", timeout)
+    return time.monotonic() - start
+
+
+def _start_until(node: RestoreNode, data_dir: str, condition: str, timeout: float) -> None:
+    """pg_ctl start with START_OPTIONS, then poll until ``condition`` (SQL) is true."""
     as_postgres(
         node.name,
         f"{PG_BIN}/pg_ctl -D {shlex.quote(data_dir)} -l {PG_LOG} -w -t {int(timeout)} "
@@ -164,10 +170,10 @@ def start_and_wait(node: RestoreNode, data_dir: str, timeout: float = 1800.0) ->
     )
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if psql(node.name, "postgres", "SELECT pg_is_in_recovery()").strip().endswith("f"):
-            return time.monotonic() - start
+        if psql(node.name, "postgres", f"SELECT {condition}").strip().endswith("t"):
+            return
         time.sleep(0.5)
-    raise CommandError(["pg_is_in_recovery"], 1, f"still in recovery after {timeout:.0f} s; see {PG_LOG}")
+    raise CommandError(["pg_ctl", "start"], 1, f"not {condition} after {timeout:.0f} s; see {PG_LOG}")
 
 
 def stop(node: RestoreNode, data_dir: str) -> None:
@@ -236,18 +242,5 @@ def rebuild_as_standby(node: RestoreNode, data_dir: str, member: str, timeout: f
     )
     as_postgres(member, f"pgbackrest --stanza={STANZA} check", timeout=300)
     archived = psql(member, "postgres", "SELECT pg_current_wal_lsn()").strip().splitlines()[-1]
-    as_postgres(
-        node.name,
-        f"{PG_BIN}/pg_ctl -D {shlex.quote(data_dir)} -l {PG_LOG} -w -t {int(timeout)} "
-        f"-o {shlex.quote(START_OPTIONS)} start",
-        timeout=timeout + 30,
-    )
-    end = time.monotonic() + timeout
-    query = f"SELECT pg_is_in_recovery() AND pg_last_wal_replay_lsn() >= '{archived}'::pg_lsn"
-    while time.monotonic() < end:
-        if psql(node.name, "postgres", query).strip().endswith("t"):
-            return time.monotonic() - start
-        time.sleep(1.0)
-    raise CommandError(
-        ["rebuild_as_standby"], 1, f"standby did not replay up to {archived} in {timeout:.0f} s"
-    )
+    _start_until(node, data_dir, f"pg_is_in_recovery() AND pg_last_wal_replay_lsn() >= '{archived}'", timeout)
+    return time.monotonic() - start
