@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,6 +152,9 @@ def test_reaper_timer_scheduled(node: Callable, name: str) -> None:
 
 # --- metrics of the relay and the worker, the backlog gauges, a dead-lettered label (issue 12) ----------
 METRICS_PORTS = {"puente-api-relay": 9471, "puente-api-worker": 9472}  # roles/api defaults
+MONITORING_HOST = "onprem-dns1"  # group `monitoring` (inventories/lab/hosts.yml): a Prometheus server
+PROMETHEUS = "http://10.89.1.53:9090"  # its Prometheus, on the node's address (role monitoring)
+OTHER_HOST = "onprem-db1"  # in no monitoring network
 # A command run on an API node as the API's processes run: its user, its environment files.
 AS_THE_API = (
     "systemd-run --quiet --wait --pipe --collect --uid=puente-api --gid=puente-api"
@@ -189,11 +193,10 @@ def test_relay_and_worker_serve_their_counters(node: Callable, name: str) -> Non
     assert {'puente_worker_messages_total{outcome="applied"}', "puente_worker_dead_letters"} <= set(worker)
 
 
-@nodes
 @pytest.mark.parametrize("port", sorted(METRICS_PORTS.values()))
-def test_metrics_ports_closed_to_other_sources(name: str, port: int) -> None:
+def test_metrics_ports_closed_to_other_sources(port: int) -> None:
     # From the machine hosting the lab (no monitoring host): the node's firewall drops the connection.
-    with pytest.raises(OSError), socket.create_connection((API_NODES[name], port), timeout=2):
+    with pytest.raises(OSError), socket.create_connection((API_NODES["onprem-api1"], port), timeout=2):
         pass
 
 
@@ -272,12 +275,32 @@ def _python(host, script: str, *args: str) -> dict:
     )
 
 
+def _dead_letter_alert_firing(prometheus) -> bool:
+    alerts = json.loads(prometheus.check_output(f"curl -sf -m 3 {PROMETHEUS}/api/v1/alerts"))["data"][
+        "alerts"
+    ]
+    return any(a["labels"]["alertname"] == "PuenteDeadLetters" and a["state"] == "firing" for a in alerts)
+
+
+def _wait_for_dead_letter_alert(prometheus, seconds: float = 150) -> float:
+    """Seconds until the site's Prometheus (role monitoring) fires PuenteDeadLetters, which reads the
+    workers' puente_worker_dead_letters (their look every 10 s, a scrape, then the rule's `for`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if _dead_letter_alert_firing(prometheus):
+            return round(time.monotonic() - started, 1)
+        time.sleep(2)
+    raise AssertionError(f"PuenteDeadLetters did not fire within {seconds} s")
+
+
 def test_a_dead_lettered_label_reads_failed_and_the_redrive_makes_it(node: Callable) -> None:
     """Issue 12's acceptance, on the lab's PostgreSQL (Patroni, through HAProxy), RabbitMQ (AMQPS) and SQS
-    (moto): each site's relay may publish the label message to its own broker, so the documented redrive
+    (moto): the shipment reads failed with its reason, the dead-letter alert fires, the redrive makes the
+    label. Each site's relay may publish the label message to its own broker, so the documented redrive
     runs on an API node of each site, and exactly one of them finds it."""
     host = node("onprem-api1")
     base = f"http://{API_NODES['onprem-api1']}:{PORT}"
+    assert not _dead_letter_alert_firing(node(MONITORING_HOST)), "dead letters before the test: redrive them"
     broken = _python(host, BREAK_A_LABEL, base)
     failed = broken["api"]
     assert failed["label_status"] == "failed", broken
@@ -285,16 +308,27 @@ def test_a_dead_lettered_label_reads_failed_and_the_redrive_makes_it(node: Calla
         "cannot be rendered" in failed["label_failure_reason"] and "heavy" in failed["label_failure_reason"]
     )
     assert failed["label"] is None
-    outputs = {
-        n: _as_the_api(node(n), f"{VENV}/puente-api labels redrive") for n in ("onprem-api1", "cloud-api1")
-    }
+    try:
+        fired_after = _wait_for_dead_letter_alert(node(MONITORING_HOST))
+    finally:  # the data is fixed already: whatever happened, the label is made and no dead letter left
+        outputs = {
+            n: _as_the_api(node(n), f"{VENV}/puente-api labels redrive")
+            for n in ("onprem-api1", "cloud-api1")
+        }
     found = [n for n, out in outputs.items() if f"shipment {broken['sid']}" in out]
     assert len(found) == 1, outputs
     after = _python(host, AFTER_THE_REDRIVE, base, broken["sid"], broken["token"], broken["key_id"])
-    print(json.dumps({"failed_after_s": broken["failed_after_s"], "ready_after_s": after["ready_after_s"]}))
+    figures = {"failed_after_s": broken["failed_after_s"], "alert_after_s": fired_after}
+    print(json.dumps(figures | {"ready_after_s": after["ready_after_s"]}))
     ready = after["api"]
     assert (ready["label_status"], ready["label_failure_reason"]) == ("ready", None), after
     assert ready["tracking_number"] in ready["label"]["content"]
+    # the dead-letter queue is empty again: the alert resolves (and the next test starts without it)
+    started = time.monotonic()
+    while _dead_letter_alert_firing(node(MONITORING_HOST)):
+        assert time.monotonic() - started < 90, "PuenteDeadLetters still firing 90 s after the redrive"
+        time.sleep(2)
+    print(json.dumps({"alert_resolved_after_redrive_s": round(time.monotonic() - started, 1)}))
 
 
 def test_api_metrics_carry_the_backlog_gauges(node: Callable) -> None:
@@ -324,10 +358,6 @@ def test_the_redrive_entry_point_runs_once_per_site() -> None:
     skipped = {line.split(" | ")[0] for line in done.stdout.splitlines() if " | SKIPPED" in line}
     assert ran == {"onprem-api1", "cloud-api1"}, done.stdout[-3000:]
     assert "onprem-api2" in skipped and not ran & skipped
-
-
-MONITORING_HOST = "onprem-dns1"  # group `monitoring` (inventories/lab/hosts.yml): a Prometheus server
-OTHER_HOST = "onprem-db1"  # in no monitoring network
 
 
 @pytest.mark.parametrize("port", sorted(METRICS_PORTS.values()))
