@@ -69,7 +69,7 @@ def test_cached_facts_are_used(tmp_path: Path) -> None:
     proc = run_check("-i", lab, env=env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "[unsupported-os] host witness1" in proc.stdout
-    assert "role(s) common, etcd, puente support Debian 12 (bookworm) only" in proc.stdout
+    assert "role(s) common, etcd, exporters, puente support Debian 12 (bookworm) only" in proc.stdout
     assert "OS not checked" not in proc.stdout
 
 
