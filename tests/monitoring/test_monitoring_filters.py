@@ -87,6 +87,14 @@ def test_scrape_jobs_cover_every_member_with_site_and_node_labels():
     assert jobs["patroni"]["tls_config"] == {"ca_file": "/etc/ca.crt"}
 
 
+def test_a_row_may_drop_metrics_nobody_reads():
+    row = {"job": "etcd", "group": "postgresql", "port": 2381, "drop": "grpc_server_.*"}
+    (job,) = mon.puente_scrape_configs([row], GROUPS, HOSTVARS)
+    assert job["metric_relabel_configs"] == [
+        {"source_labels": ["__name__"], "regex": "grpc_server_.*", "action": "drop"}
+    ]
+
+
 def test_a_group_without_members_makes_no_job():
     jobs = mon.puente_scrape_configs([{"job": "dns", "group": "dns", "port": 8081}], GROUPS, HOSTVARS)
     assert jobs == []

@@ -1,7 +1,8 @@
 """Filters of the monitoring wiring (issue 12): one table of exporters (``puente_monitoring_exporters`` in
 roles/puente defaults) read by the firewall of every node and by the Prometheus servers.
 
-A row is ``{job, group, port, scheme?, path?}``; ``group: all`` means every node. Tested in
+A row is ``{job, group, port, scheme?, path?, operators?, drop?}``; ``group: all`` means every node;
+``drop`` is a regular expression of metric names not kept. Tested in
 tests/monitoring/test_monitoring_filters.py.
 """
 
@@ -103,6 +104,11 @@ def puente_scrape_configs(
         job: dict[str, Any] = {"job_name": row["job"], "static_configs": static}
         if row.get("path"):
             job["metrics_path"] = row["path"]
+        if row.get("drop"):
+            # series nobody reads, dropped after the scrape (they cost the TSDB's memory, not the exporter's)
+            job["metric_relabel_configs"] = [
+                {"source_labels": ["__name__"], "regex": row["drop"], "action": "drop"}
+            ]
         if row.get("scheme", "http") == "https":
             if not ca_file:
                 raise AnsibleFilterError(f"puente_monitoring: job {row['job']} is https without a CA file")
