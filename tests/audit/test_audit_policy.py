@@ -55,6 +55,8 @@ def test_accepted_ports_reads_single_ports_sets_and_ranges_of_input_accept_rules
 
 def test_allowed_ports_are_the_union_of_the_host_groups():
     allowed = policy.allowed_ports(["onprem", "gateways", "loadbalancers"])
-    assert allowed == {("tcp", 22), ("tcp", 80), ("tcp", 443), ("tcp", 5432),
-                       ("tcp", 5433)}
+    # ssh; the gateway; the load balancer's PostgreSQL routes; the exporters of those groups (node, nginx,
+    # HAProxy), which the firewall opens to the monitoring hosts only
+    assert allowed == {("tcp", 22), ("tcp", 80), ("tcp", 443), ("tcp", 5432), ("tcp", 5433),
+                       ("tcp", 9100), ("tcp", 9113), ("tcp", 8405)}
     assert ("tcp", 8080) not in allowed
