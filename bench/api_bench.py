@@ -436,6 +436,23 @@ pg1-user=puente
 """
 
 
+def migrated_api_env(pg: Postgres, args: argparse.Namespace) -> dict[str, str]:
+    """The API's settings for a fresh database "bench" on `pg`, its schema migrated."""
+    env = {
+        "PUENTE_SITE": "bench",
+        "PUENTE_DATABASE_URL": pg.create_database("bench"),
+        "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F",  # not used by writes
+        "PUENTE_LOG_LEVEL": "WARNING",
+        # as many database sessions in all as pgbench has
+        "PUENTE_DB_POOL_SIZE": str(-(-args.clients // args.workers)),
+        "PUENTE_RATE_LIMIT_PER_SECOND": RATE_LIMIT_PER_SECOND,
+        "PUENTE_RATE_LIMIT_BURST": RATE_LIMIT_PER_SECOND,
+    }
+    exe = Path(sys.executable).with_name("puente-api")
+    subprocess.run([exe, "migrate"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+    return env
+
+
 def archiving_settings(workdir: Path) -> dict[str, str]:
     """PostgreSQL settings of the archiving side: as role pgbackrest sets them through Patroni."""
     conf = workdir / "pgbackrest.conf"
@@ -471,17 +488,7 @@ def archive_cost(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         pgbackrest_stanza(on, workdir)
         sides: dict[str, tuple[Postgres, dict[str, str], list[Caller]]] = {}
         for name, pg in (("off", off), ("on", on)):
-            env = {
-                "PUENTE_SITE": "bench",
-                "PUENTE_DATABASE_URL": pg.create_database("bench"),
-                "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F",
-                "PUENTE_LOG_LEVEL": "WARNING",
-                "PUENTE_DB_POOL_SIZE": str(-(-args.clients // args.workers)),
-                "PUENTE_RATE_LIMIT_PER_SECOND": RATE_LIMIT_PER_SECOND,
-                "PUENTE_RATE_LIMIT_BURST": RATE_LIMIT_PER_SECOND,
-            }
-            exe = Path(sys.executable).with_name("puente-api")
-            subprocess.run([exe, "migrate"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+            env = migrated_api_env(pg, args)
             sides[name] = (pg, env, make_callers(env))
         for n in range(args.rounds):
             order = ["off", "on"] if n % 2 == 0 else ["on", "off"]
@@ -568,24 +575,12 @@ def main() -> int:
     durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
     started = time.monotonic()
     with postgres(durable) as pg:
-        url = pg.create_database("bench")
-        env = {
-            "PUENTE_SITE": "bench",
-            "PUENTE_DATABASE_URL": url,
-            "PUENTE_BROKER_URL": f"amqp://guest@127.0.0.1:{free_port()}/%2F",  # not used by writes
-            "PUENTE_LOG_LEVEL": "WARNING",
-            # as many database sessions in all as pgbench has
-            "PUENTE_DB_POOL_SIZE": str(-(-args.clients // args.workers)),
-            "PUENTE_RATE_LIMIT_PER_SECOND": RATE_LIMIT_PER_SECOND,
-            "PUENTE_RATE_LIMIT_BURST": RATE_LIMIT_PER_SECOND,
-        }
-        exe = Path(sys.executable).with_name("puente-api")
-        subprocess.run([exe, "migrate"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+        env = migrated_api_env(pg, args)
         callers = make_callers(env)
         meter = CPUMeter(pg, None)
         before = meter.snapshot()
         ceiling, transactions = run_pgbench(pg, args.seconds, args.clients, workdir)
-        _wait_sessions_gone(url)
+        _wait_sessions_gone(env["PUENTE_DATABASE_URL"])
         ceiling_cpu = CPUMeter.per_request(before, meter.snapshot(), transactions)
         rounds: list[dict[str, Side]] = []
         sides = {"auth": env}
