@@ -314,11 +314,13 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     _prepare(new_lab, site_nodes, timings, remove_orphans=False)
     if not args.no_converge:
         # The generated nodes get everything; the site's other tiers learn about them (HAProxy
-        # backends, pg_hba, firewall peers). The API nodes of hosts.yml need nothing.
+        # backends, pg_hba, firewall peers), and so does every site's Prometheus (each scrapes both
+        # sites). The API nodes of hosts.yml need nothing.
         api = {n.name for n in new_lab.in_group("api_nodes")}
         # Every generated node is included, not only the ones added now: a scale that failed halfway
         # left a node that still needs its roles.
         limit = [n.name for n in site_nodes if n.name not in api or n.name in plan.extra]
+        limit += [n.name for n in new_lab.in_group("monitoring") if n.name not in limit]
         stamp.forget()
         _wheelhouse(timings, lab)
         _converge(timings, limit=limit)
