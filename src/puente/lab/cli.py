@@ -320,10 +320,13 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         # Every generated node is included, not only the ones added now: a scale that failed halfway
         # left a node that still needs its roles.
         limit = [n.name for n in site_nodes if n.name not in api or n.name in plan.extra]
-        limit += [n.name for n in new_lab.in_group("monitoring") if n.name not in limit]
         stamp.forget()
         _wheelhouse(timings, lab)
         _converge(timings, limit=limit)
+        others = [n.name for n in new_lab.in_group("monitoring") if n.name not in limit]
+        if others:
+            _step("converge: playbooks/monitoring.yml (the other sites' Prometheus)")
+            ansible.playbook("monitoring.yml", [], limit=others)
     if plan.removed:
         nodes.remove_nodes(plan.removed)
     timings["total_s"] = round(time.monotonic() - start, 1)
