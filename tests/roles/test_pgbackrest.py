@@ -38,6 +38,35 @@ req = urllib.request.Request(sys.argv[1], headers={"Authorization":
 sys.stdout.write(urllib.request.urlopen(req, timeout=10, context=ctx).read()[:16].hex())
 """
 
+# Object Lock (role lab_s3, as the production bucket): what the bucket says, what pgBackRest's own upload
+# got, and what the endpoint does with an upload without Content-MD5 and with a DELETE of a locked version.
+# The probe object lives outside pgBackRest's path and is removed with the GOVERNANCE bypass.
+LOCK_PROBE = r"""
+import base64, hashlib, json, ssl, sys, urllib.error, urllib.request, uuid
+base, ca, backup_info = sys.argv[1], sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+auth = "AWS4-HMAC-SHA256 Credential=lab/20240101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+def call(method, url, body=None, **headers):
+    req = urllib.request.Request(url, data=body, method=method, headers={"Authorization": auth, **headers})
+    try:
+        r = urllib.request.urlopen(req, timeout=10, context=ctx)
+    except urllib.error.HTTPError as e:
+        r = e
+    return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
+out = {"lock": call("GET", base + "?object-lock")[2], "backup_info": call("HEAD", base + backup_info)[1]}
+probe, body = f"{base}/lab-probe/{uuid.uuid4()}", b"probe"
+plain = {"Content-Type": "application/octet-stream"}
+md5 = {**plain, "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+out["put_without_md5"] = call("PUT", probe, body, **plain)[::2]
+status, headers, _ = call("PUT", probe, body, **md5)
+version = headers.get("x-amz-version-id", "")
+out["put_with_md5"] = [status, version]
+out["delete_version"] = call("DELETE", f"{probe}?versionId={version}")[::2]
+bypass = {"x-amz-bypass-governance-retention": "true"}
+out["bypass"] = call("DELETE", f"{probe}?versionId={version}", **bypass)[0]
+print(json.dumps(out))
+"""
+
 
 def as_postgres(host, command: str) -> str:
     return host.check_output(f"runuser -u postgres -- {command}")
@@ -97,6 +126,35 @@ def test_repositories_are_encrypted_at_rest(node, repo) -> None:
     url = f"https://{endpoint}:9000{BACKUP_INFO}"
     head = host.check_output(f"python3 -c '{RAW_GET}' {url} /etc/pgbackrest/repo{repo}-ca.crt")
     assert bytes.fromhex(head).startswith(b"Salted__"), f"{url} is not encrypted: {bytes.fromhex(head)!r}"
+
+
+@pytest.mark.parametrize("repo", [1, 2])
+def test_repositories_are_object_locked_and_pgbackrest_writes_to_them(node, repo) -> None:
+    """AWS (and moto) refuse an upload into a bucket with a default retention unless it carries Content-MD5
+    or a checksum header: pgBackRest 2.45 sends Content-MD5 (docs/RESTORE.md). Its backup.info there is a
+    locked version; a probe without the header is refused; a locked version cannot be deleted."""
+    host = node(leader(node))
+    endpoint = host.check_output(
+        f"grep -Po '(?<=^repo{repo}-s3-endpoint=).*' /etc/pgbackrest/pgbackrest.conf"
+    )
+    bucket = f"https://{endpoint}:9000/{BACKUP_INFO.split('/')[1]}"
+    info_key = BACKUP_INFO.split("/", 2)[2]
+    got = json.loads(
+        host.check_output(f"python3 -c '{LOCK_PROBE}' {bucket} /etc/pgbackrest/repo{repo}-ca.crt /{info_key}")
+    )
+    assert "<ObjectLockEnabled>Enabled</ObjectLockEnabled>" in got["lock"], got["lock"]
+    assert "<DefaultRetention><Mode>GOVERNANCE</Mode><Days>1</Days>" in got["lock"], got["lock"]
+    # pgBackRest's own upload was accepted under the default retention, and carried Content-MD5 (moto
+    # keeps the header with the object)
+    assert got["backup_info"].get("content-md5"), got["backup_info"]
+    assert got["backup_info"].get("x-amz-object-lock-mode") == "GOVERNANCE", got["backup_info"]
+    assert got["backup_info"].get("x-amz-object-lock-retain-until-date"), got["backup_info"]
+    status, error = got["put_without_md5"]
+    assert status == 400 and "MissingUploadObjectWithObjectLockHeaders" in error, got["put_without_md5"]
+    assert got["put_with_md5"][0] == 200 and got["put_with_md5"][1], got["put_with_md5"]
+    status, error = got["delete_version"]
+    assert status == 403 and "AccessDenied" in error, got["delete_version"]
+    assert got["bypass"] == 204
 
 
 @pytest.mark.parametrize("s3", S3_NODES)
