@@ -22,7 +22,7 @@ FILLED = REPO / "tests" / "check" / "data" / "production-filled"
 # Every value the lab may set differently from production, and why. A new key in overrides.yml fails
 # this test until it is listed here with one of these kinds - the review point for "lab convenience
 # becoming a production difference".
-KINDS = {"access", "address", "ca", "timing", "size"}
+KINDS = {"access", "address", "ca", "timing", "size", "platform"}
 ALLOWED = {
     "ansible_ssh_private_key_file": "access",
     "ansible_host_key_checking": "access",
@@ -61,6 +61,7 @@ ALLOWED = {
     "monitoring_evaluation_interval": "timing",
     "monitoring_alertmanager_group_wait": "timing",
     "monitoring_alertmanager_group_interval": "timing",
+    "monitoring_rule_ranges": "timing",
     "monitoring_retention_time": "size",
     "monitoring_retention_size": "size",
     "monitoring_go_memory_limit": "size",
@@ -76,6 +77,12 @@ ALLOWED = {
     "pgbackrest_repositories": "address",
     "restore_drill_node_address": "address",
     "lab_s3_extra_clients": "address",
+    # the site-to-site VPN (role vpn): what the stack's outputs give production, and user-space ESP
+    "vpn_tunnels": "address",
+    "vpn_local_cidrs": "address",
+    "vpn_remote_cidrs": "address",
+    "vpn_customer_gateway_address": "address",
+    "vpn_kernel_libipsec": "platform",
 }
 # Per host by nature, not by environment.
 HOST_SPECIFIC = {
@@ -86,8 +93,9 @@ HOST_SPECIFIC = {
     "groups",
     "hostvars",
 }
-# The groups only the lab has: `lab` (its overrides) and `sqs` (the SQS stand-in of the cloud site).
-LAB_ONLY_GROUPS = {"lab", "sqs", "backup_s3"}
+# The groups only the lab has: `lab` (its overrides), `sqs` (the SQS stand-in of the cloud site) and
+# `aws_vpn` (the stand-in for AWS's end of the VPN).
+LAB_ONLY_GROUPS = {"lab", "sqs", "backup_s3", "aws_vpn"}
 # Stand-ins for cloud or storage services production buys instead (role lab_s3: the backup repositories'
 # S3 on the on-prem site's mq1 and the cloud's sqs1).
 LAB_ONLY_ROLES = {"lab_s3"}
@@ -169,7 +177,7 @@ def test_nothing_else_differs_host_by_host(both: tuple[Any, Any]) -> None:
         differ = sorted(k for k in keys if host.vars.get(k) != twin.vars.get(k))
         assert not differ, f"{name} differs from {twin_name} in {differ}"
         compared += 1
-    assert compared == 8  # edge1, api1, api2, db1, db2, mq1, dns1, witness1
+    assert compared == 9  # edge1, api1, api2, db1, db2, mq1, dns1, vpn1, witness1
 
 
 @pytest.mark.parametrize(
