@@ -13,6 +13,7 @@ import pytest
 
 from puente.drill import restore_drill, topology
 from puente.drill.client import LoadShape
+from puente.drill.scenarios import DrillOptions
 from puente.lab.podman import env as podman_env
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.destructive]
@@ -21,10 +22,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.destructive]
 @pytest.fixture(scope="module")
 def report(lab, tmp_path_factory) -> dict:
     opts = restore_drill.RestoreOptions(
-        warmup=6.0,
         after_t=4.0,
-        shape=LoadShape(workers=3, write_ratio=0.8, max_requests=5000),
-        out_dir=tmp_path_factory.mktemp("restore-drill"),
+        drill=DrillOptions(
+            warmup=6.0,
+            shape=LoadShape(workers=3, write_ratio=0.8, max_requests=5000),
+            out_dir=tmp_path_factory.mktemp("restore-drill"),
+        ),
     )
     return restore_drill.run(opts)
 

@@ -8,8 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from puente.drill import faults, html_report, preflight, report, restore_cli, scenarios, topology
-from puente.drill.client import LoadShape
+from puente.drill import faults, html_report, options, preflight, report, restore_cli, scenarios, topology
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -17,45 +16,24 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=float, default=5.0, help="seconds of load before the fault (5)")
     g.add_argument("--hold", type=float, default=20.0, help="seconds the fault lasts (20)")
     g.add_argument("--after", type=float, default=15.0, help="seconds of load after the fault is lifted (15)")
-    g = p.add_argument_group("load")
-    g.add_argument("--workers", type=int, default=4, help="concurrent clients (4)")
-    g.add_argument("--write-ratio", type=float, default=0.3, help="share of POSTs in the mix (0.3)")
-    g.add_argument("--max-requests", type=int, default=20000, help="upper bound on logical requests")
-    g = p.add_argument_group("target")
-    g.add_argument("--dns-server", help="failover DNS to resolve through (default: the inventory's dns node)")
-    g.add_argument("--dns-port", type=int, default=53)
-    g.add_argument("--name", dest="api_name", help="the API's DNS name (default: api.<puente_dns_zone>)")
-    g.add_argument("--port", type=int, default=443)
-    g.add_argument(
-        "--ca", type=Path, default=topology.CA_FILE, help=f"CA to verify TLS with ({topology.CA_FILE})"
-    )
-    g.add_argument("--inventory", type=Path, action="append", help="lab inventory file(s) (inventories/lab)")
+    options.add_load_arguments(p)
+    options.add_target_arguments(p)
     g = p.add_argument_group("verdict")
     g.add_argument("--max-rto-read", type=float, default=5.0, help="seconds (5)")
     g.add_argument("--max-rto-write", type=float, default=15.0, help="seconds (15)")
-    p.add_argument("--out", type=Path, default=scenarios.OUT_DIR, help="where reports go (.cache/drill)")
-    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    options.add_output_arguments(p)
 
 
 def _options(args: argparse.Namespace) -> scenarios.DrillOptions:
     for name in ("warmup", "hold", "after"):
         if getattr(args, name) < 0:
             raise preflight.PreflightError([f"--{name} must be >= 0"])
-    if args.workers < 1 or not 0 <= args.write_ratio <= 1 or args.max_requests < 1:
-        raise preflight.PreflightError(["--workers >= 1, 0 <= --write-ratio <= 1, --max-requests >= 1"])
-    return scenarios.DrillOptions(
+    return options.drill_options(
+        args,
         warmup=args.warmup,
         hold=args.hold,
         after=args.after,
-        shape=LoadShape(workers=args.workers, write_ratio=args.write_ratio, max_requests=args.max_requests),
-        dns_server=args.dns_server,
-        dns_port=args.dns_port,
-        api_name=args.api_name,
-        port=args.port,
-        ca_file=args.ca,
         thresholds=report.Thresholds(args.max_rto_read, args.max_rto_write),
-        out_dir=args.out,
-        inventory=args.inventory,
         crash=getattr(args, "mode", "kill") == "kill",
     )
 

@@ -1,14 +1,13 @@
-"""``puente drill restore [--latest]``: the arguments of the restore drill (restore_drill)."""
+"""``puente drill restore [--latest]``: the arguments of the restore drill (restore_drill); the load, target
+and output options are every drill's (options)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from puente.drill import preflight, restore_drill, topology
-from puente.drill.client import LoadShape
+from puente.drill import options, preflight, restore_drill, topology
 from puente.shell import CommandError
 
 
@@ -40,20 +39,19 @@ def _table(result: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    opts = restore_drill.RestoreOptions(
-        latest=args.latest,
-        warmup=args.warmup,
-        after_t=args.after_t,
-        shape=LoadShape(workers=args.workers, write_ratio=args.write_ratio, max_requests=args.max_requests),
-        seed=args.seed,
-        repo=args.repo,
-        compare_plain=args.compare_plain,
-        keep_node=args.keep_node,
-        max_lost_seconds=args.max_lost_seconds,
-        out_dir=args.out,
-        inventory=args.inventory,
-    )
     try:
+        if args.warmup < 0 or args.after_t < 0:
+            raise preflight.PreflightError(["--warmup and --after-t must be >= 0"])
+        opts = restore_drill.RestoreOptions(
+            latest=args.latest,
+            after_t=args.after_t,
+            seed=args.seed,
+            repo=args.repo,
+            compare_plain=args.compare_plain,
+            keep_node=args.keep_node,
+            max_lost_seconds=args.max_lost_seconds,
+            drill=options.drill_options(args, warmup=args.warmup),
+        )
         result = restore_drill.run(opts)
     except (preflight.PreflightError, topology.TopologyError, CommandError) as exc:
         print(f"puente drill restore: {exc}", file=sys.stderr)
@@ -76,15 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of load before T (10)")
     p.add_argument("--after-t", type=float, default=5.0, help="seconds of load after T (5)")
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--write-ratio", type=float, default=0.7)
-    p.add_argument("--max-requests", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0, help="add N synthetic shipments and a full backup first")
     p.add_argument("--repo", type=int, help="repository to restore from (default: the first with it)")
     p.add_argument("--compare-plain", action="store_true", help="also time a plain restore of it")
     p.add_argument("--keep-node", action="store_true", help="leave the restore node running")
     p.add_argument("--max-lost-seconds", type=float, default=60.0, help="--latest: allowed RPO (60)")
-    p.add_argument("--inventory", type=Path, action="append", help="lab inventory file(s)")
-    p.add_argument("--out", type=Path, default=restore_drill.OUT_DIR, help="where reports go (.cache/drill)")
-    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    # mostly writes: the rows the restore is checked with
+    options.add_load_arguments(p, write_ratio=0.7)
+    options.add_target_arguments(p)
+    options.add_output_arguments(p)
     p.set_defaults(func=_run)

@@ -21,7 +21,7 @@ from typing import Any
 from puente.drill import cluster, preflight, restore_check, restore_html, restore_node, topology
 from puente.drill.attempts import Attempt, AttemptLog, dump_jsonl
 from puente.drill.client import Load, LoadShape
-from puente.drill.scenarios import OUT_DIR, _client, say
+from puente.drill.scenarios import DrillOptions, _client, say
 from puente.lab import inventory, podman
 from puente.shell import CommandError
 
@@ -33,17 +33,17 @@ RESULT_FILE = "/var/lib/pgbackrest/last-restore-drill.json"
 @dataclass
 class RestoreOptions:
     latest: bool = False
-    warmup: float = 10.0
     after_t: float = 5.0
-    shape: LoadShape = field(default_factory=lambda: LoadShape(workers=4, write_ratio=0.7))
     seed: int = 0
     """Synthetic shipments added (and a full backup taken) before the drill: the size figure's database."""
     repo: int | None = None
     compare_plain: bool = False
     keep_node: bool = False
     max_lost_seconds: float = 60.0
-    out_dir: Path = OUT_DIR
-    inventory: list[Path] | None = None
+    drill: DrillOptions = field(
+        default_factory=lambda: DrillOptions(warmup=10.0, shape=LoadShape(workers=4, write_ratio=0.7))
+    )
+    """The load (its warmup is the load before T), the target and the output, as every drill has them."""
 
 
 def _leader(topo: topology.Topology) -> str:
@@ -111,10 +111,10 @@ def _record(topo: topology.Topology, passed: bool, mode: str, report_path: Path)
 
 
 def run(opts: RestoreOptions) -> dict[str, Any]:
-    topo = topology.load(opts.inventory)
+    topo = topology.load(opts.drill.inventory)
     mode = "latest" if opts.latest else "time"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = opts.out_dir / f"{stamp}-restore-{mode}"
+    out = opts.drill.out_dir / f"{stamp}-restore-{mode}"
     problems = preflight.require_tools(["podman"]) + preflight.check_lab(
         topo, (topology.PRIMARY_SITE, topology.SECONDARY_SITE), [m.name for m in topo.db_members]
     )
@@ -214,13 +214,13 @@ def _load_and_cut(topo: topology.Topology, opts: RestoreOptions, paused: list[st
     """Load through the API; T (a time) or the loss of every member (``paused`` is filled before the
     freeze, so the caller always unfreezes); then the load stops."""
     log = AttemptLog()
-    client = _client(topo, _drill_options(opts), log)
+    client = _client(topo, opts.drill, log)
     clock = client.clock
-    load = Load(client, opts.shape)
-    say(f"load for {opts.warmup:g} s (client {client.config.client_id})")
+    load = Load(client, opts.drill.shape)
+    say(f"load for {opts.drill.warmup:g} s (client {client.config.client_id})")
     load.start()
     try:
-        time.sleep(opts.warmup)
+        time.sleep(opts.drill.warmup)
         if opts.latest:
             paused += [m.name for m in topo.db_members]
             say("every database member lost at once: podman pause " + " ".join(paused))
@@ -235,12 +235,6 @@ def _load_and_cut(topo: topology.Topology, opts: RestoreOptions, paused: list[st
         load.stop(timeout=30.0 if opts.latest else 90.0)
     client.close()
     return Cut(log.snapshot(), t_mono, t_unix, client.config.client_id)
-
-
-def _drill_options(opts: RestoreOptions) -> Any:
-    from puente.drill.scenarios import DrillOptions
-
-    return DrillOptions(shape=opts.shape, inventory=opts.inventory)
 
 
 def _iso(t_unix: float) -> str:
