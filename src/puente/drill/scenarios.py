@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from puente.drill import cluster, dnswatch, faults, html_report, preflight, report, timeline, topology
+from puente.drill import alerts, cluster, dnswatch, faults, html_report, preflight, report, timeline, topology
 from puente.drill.attempts import AttemptLog, dump_jsonl
 from puente.drill.client import ClientConfig, DrillClient, Load, LoadShape
 from puente.drill.resolver import DnsError
@@ -50,6 +50,7 @@ class DrillOptions:
     sqs_python: str = "/opt/moto/venv/bin/python"  # role moto_sqs: moto_sqs_install_root + /venv
     sqs_region: str = "eu-west-1"
     sqs_dlq: str = "puente-shipments-dlq.fifo"
+    alerts_timeout: float = alerts.RESOLVE_TIMEOUT
 
 
 def say(msg: str) -> None:
@@ -97,6 +98,8 @@ class Fault:
     late_key: bool = False
     """Create a second key just before the fault and expect it to work, at the end of the fault, on the
     site that took over (keys live in the replicated database)."""
+    alerts: tuple[alerts.Expect, ...] = ()
+    """What the fault must raise (and must not) in the sites' Alertmanagers, when the lab has monitoring."""
 
 
 def run_drill(
@@ -132,13 +135,19 @@ def run_drill(
             )
     dlq_before = _dead_letters(topo, opts)
     out.mkdir(parents=True, exist_ok=True)
+    hold = opts.hold
+    must_fire = [e.within for e in fault.alerts if e.fires] if topo.monitoring_nodes else []
+    if must_fire and hold < max(must_fire):
+        # an alert whose condition is the fault fires only if the fault lasts its whole delay
+        say(f"holding the fault {max(must_fire):g} s instead of {hold:g} s: the alerts' time to fire")
+        hold = max(must_fire)
 
     clock = client.clock
     t0 = clock()
     t0_unix = time.time()  # the wall clock of t = 0, to place Alertmanager's timestamps on the timeline
     say(
         f"client {client.config.client_id} -> https://{client.config.name} (DNS {client.config.dns_server}); "
-        f"warm-up {opts.warmup:g} s, fault {opts.hold:g} s, then {opts.after:g} s; results in {out}"
+        f"warm-up {opts.warmup:g} s, fault {hold:g} s, then {opts.after:g} s; results in {out}"
     )
     load = Load(client, opts.shape)
     sampler = cluster.PrimarySampler(topo.db_members) if topo.db_members else None
@@ -163,7 +172,7 @@ def run_drill(
         fault_at = clock() - t0
         say(f"t={fault_at:.1f} s: {fault.name}")
         fault.inject()
-        time.sleep(opts.hold)
+        time.sleep(hold)
         if late is not None:
             late.update(_late_key_probe(client, late_key))
             late["checked_at"] = clock() - t0
@@ -198,6 +207,19 @@ def run_drill(
     for shipment_id in ids:
         client.verify(shipment_id)
     db = _db_facts(topo, opts, client.config.client_id, members_after, dlq_before)
+    seen = (
+        alerts.collect(
+            topo.monitoring_nodes,
+            fault.alerts,
+            t0_unix=t0_unix,
+            fault_at=fault_at,
+            restore_at=restore_at,
+            timeout=opts.alerts_timeout,
+            say=say,
+        )
+        if topo.monitoring_nodes
+        else None
+    )
     client.close()
     log.close()
     attempts = [replace(a, started=a.started - t0, ended=a.ended - t0) for a in log.snapshot()]
@@ -227,6 +249,11 @@ def run_drill(
                 f"{late.get('status')} from site {late.get('site')} at t={late['checked_at']:.1f} s",
             }
         )
+        result["passed"] = all(c["ok"] for c in result["checks"])
+    if seen is not None:
+        result["alerts"] = seen["alerts"]
+        result["monitoring"] = seen["monitoring"]
+        result["checks"] += seen["checks"]
         result["passed"] = all(c["ok"] for c in result["checks"])
     result["cluster_before"] = members_before
     result["cluster_after"] = members_after
@@ -322,6 +349,29 @@ def baseline(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     return run_drill(topo, opts, fault)
 
 
+# What the surviving site must say within 30 s of the cut (issue 12), and take back once the site is back.
+SITE_FAILOVER_ALERTS = (
+    alerts.Expect("PuenteSiteDown", {"site": topology.PRIMARY_SITE}, resolves_after_restore=True),
+    alerts.Expect("PuenteDatabaseLeaderChanged"),
+)
+
+
+def node_loss_alerts(target: str, site: str) -> tuple[alerts.Expect, ...]:
+    """A lost DB leader: the leader changed, no site down. A lost witness (a site of one node): that site
+    down, no leader change. A lost API node: neither."""
+    if target == "db":
+        return (alerts.Expect("PuenteDatabaseLeaderChanged"), alerts.Expect("PuenteSiteDown", fires=False))
+    if target == "witness":
+        return (
+            alerts.Expect("PuenteSiteDown", {"site": site}, resolves_after_restore=True),
+            alerts.Expect("PuenteDatabaseLeaderChanged", fires=False),
+        )
+    return (
+        alerts.Expect("PuenteSiteDown", fires=False),
+        alerts.Expect("PuenteDatabaseLeaderChanged", fires=False),
+    )
+
+
 def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
     _require_lab(topo, needs)
@@ -335,6 +385,7 @@ def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]
         expect_failover=True,
         extra_problems=lambda: preflight.check_no_cut(cut),
         late_key=True,
+        alerts=SITE_FAILOVER_ALERTS,
     )
     return run_drill(topo, opts, fault)
 
@@ -401,6 +452,7 @@ def node_loss(
         lambda: faults.start_node(target_node),
         tuple(sorted({topology.PRIMARY_SITE, topo.nodes[target_node]})),
         expect_failover=expect_failover,
+        alerts=node_loss_alerts(target, topo.nodes[target_node]),
     )
     return run_drill(topo, opts, fault)
 

@@ -139,7 +139,7 @@ def client_dns(attempts: Iterable[Attempt], bucket: float = BUCKET_SECONDS) -> l
 # written without monitoring; an empty list means nothing fired.
 
 
-def _unix(stamp: str) -> float | None:
+def rfc3339_to_unix(stamp: str) -> float | None:
     """RFC 3339 (Alertmanager's startsAt/endsAt, nanoseconds allowed) -> Unix seconds; None for the zero
     time Alertmanager sends as the endsAt of a firing alert."""
     if not stamp or stamp.startswith("0001-"):
@@ -164,7 +164,7 @@ def alerts_from_webhook(
         got = received_unix[n] if received_unix is not None and n < len(received_unix) else None
         for alert in payload.get("alerts") or []:
             labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
-            starts = _unix(str(alert.get("startsAt") or ""))
+            starts = rfc3339_to_unix(str(alert.get("startsAt") or ""))
             # a resolved notification repeats the firing one's startsAt; a new firing has a new one
             key = (*sorted(labels.items()), starts)
             item = by_key.setdefault(
@@ -180,7 +180,7 @@ def alerts_from_webhook(
                 },
             )
             if alert.get("status") == "resolved":
-                ends = _unix(str(alert.get("endsAt") or ""))
+                ends = rfc3339_to_unix(str(alert.get("endsAt") or ""))
                 item["resolved_at"] = None if ends is None else round(ends - t0_unix, 3)
             elif got is not None and item["notified_at"] is None:
                 item["notified_at"] = round(got - t0_unix, 3)

@@ -45,6 +45,8 @@ class Topology:
     witness_nodes: list[str] = field(default_factory=list)
     db_name: str = "puente"
     sqs_nodes: list[str] = field(default_factory=list)
+    monitoring_nodes: list[str] = field(default_factory=list)
+    """Prometheus + Alertmanager, one per site (role monitoring), each with the lab's alert receiver."""
 
     def nodes_of(self, site: str) -> list[str]:
         return sorted(n for n, s in self.nodes.items() if s == site)
@@ -75,4 +77,5 @@ def load(files: list[Path] | None = None, api_name: str | None = None) -> Topolo
         witness_nodes=[n.name for n in lab.nodes.values() if n.site.name == WITNESS_SITE],
         db_name=str(shared.get("puente_db_name") or "puente"),
         sqs_nodes=[n.name for n in lab.in_group("sqs")],
+        monitoring_nodes=[n.name for n in lab.in_group("monitoring")],
     )
