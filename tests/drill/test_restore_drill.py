@@ -46,10 +46,15 @@ def test_nothing_written_after_t_is_restored(report) -> None:
 
 
 def test_the_runbook_steps_ran(report) -> None:
-    """docs/RESTORE.md steps 3 and 4: the deleted rows put back from the restored database, and a member's
-    data rebuilt from the repository as a standby."""
+    """docs/RESTORE.md steps 3 and 4: the deleted rows put back from the restored database, table by table
+    (shipments, then the labels and events that referenced them), and a member's data rebuilt from the
+    repository as a standby."""
     steps = report["runbook"]
     assert steps["table_rows_put_back"] == report["rows"]["restored_rows"] > 0, steps
+    assert list(steps["tables"]) == ["shipments", "labels", "shipment_events"]
+    assert all(t["put_back"] == t["restored"] for t in steps["tables"].values()), steps["tables"]
+    # the worker had made labels before T: the put-back of a second table did something
+    assert steps["tables"]["labels"]["restored"] > 0, steps["tables"]
     assert steps["table_rows_differing_after"] == 0
     assert steps["standby_rebuilt_seconds"] > 0
 

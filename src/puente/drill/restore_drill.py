@@ -28,6 +28,14 @@ from puente.shell import CommandError
 SEED_CLIENT = "restore-drill-seed"
 RESULT_FILE = "/var/lib/pgbackrest/last-restore-drill.json"
 """Role pgbackrest's pgbackrest_drill_result_file: its metrics and the audit read it."""
+# docs/RESTORE.md step 3 on the drill's damage (its shipments deleted, their labels and events with them by
+# ON DELETE CASCADE): each table put back from the restored copy, the referenced table first.
+_DRILL_SHIPMENTS = "SELECT id FROM shipments WHERE client_id = '{client}'"
+PUT_BACK = (
+    ("shipments", "client_id = '{client}'"),
+    ("labels", f"shipment_id IN ({_DRILL_SHIPMENTS})"),
+    ("shipment_events", f"shipment_id IN ({_DRILL_SHIPMENTS})"),
+)
 
 
 @dataclass
@@ -175,11 +183,16 @@ def run(opts: RestoreOptions) -> dict[str, Any]:
         steps = result["runbook"]
         result["checks"] += [
             {
-                "name": "table_put_back_next_to_the_running_cluster",
+                "name": "tables_put_back_next_to_the_running_cluster",
+                # every restored row went back (the damage deleted them all), shipments first
                 "ok": steps["table_rows_put_back"] == len(restored)
+                and all(t["put_back"] == t["restored"] for t in steps["tables"].values())
                 and steps["table_rows_differing_after"] == 0,
-                "detail": f"{steps['table_rows_put_back']} of {len(restored)} restored rows put back into "
-                f"the running database, {steps['table_rows_differing_after']} differ there afterwards",
+                "detail": "; ".join(
+                    f"{name}: {t['put_back']} of {t['restored']} restored rows put back"
+                    for name, t in steps["tables"].items()
+                )
+                + f"; {steps['table_rows_differing_after']} shipments differ on the leader afterwards",
             },
             {
                 "name": "member_rebuilt_from_the_repository",
@@ -272,19 +285,27 @@ def _runbook_steps(
     t_unix: float,
 ) -> dict[str, Any]:
     """docs/RESTORE.md steps 3 and 4 on the drill's rows and node: the deleted rows put back into the running
-    database from the restored one (then read back: every restored row there with its restored content),
-    and the node rebuilt from the repository as a standby that replays up to the leader's archived WAL."""
-    put_back = restore_node.copy_table_back(target, leader, topo.db_name, f"client_id = '{client_id}'")
+    database from the restored one, table by table (PUT_BACK; then read back: every restored shipment there
+    with its restored content), and the node rebuilt from the repository as a standby that replays up to
+    the leader's archived WAL."""
+    tables: dict[str, dict[str, int]] = {}
+    for table, where in PUT_BACK:
+        matching, put = restore_node.copy_table_back(
+            target, leader, topo.db_name, table, where.format(client=client_id)
+        )
+        tables[table] = {"restored": matching, "put_back": put}
+        say(f"table {table} next to the running cluster: {put} of {matching} restored rows put back")
     sql = restore_check.DIGEST_SQL.format(client=client_id)
     now = restore_check.parse_rows(restore_node.psql(leader, topo.db_name, sql))
     differ = sorted(i for i, row in restored.items() if now.get(i, row).digest != row.digest or i not in now)
-    say(f"one table next to the running cluster: {put_back} rows put back, {len(differ)} differ")
+    say(f"{len(differ)} restored shipments differ on the leader afterwards")
     standby_s = restore_node.rebuild_as_standby(
         target, f"/var/lib/postgresql/15/{restore_node.STANZA}", leader
     )
     say(f"a member rebuilt from the repository as a standby in {standby_s:.1f} s")
     return {
-        "table_rows_put_back": put_back,
+        "tables": tables,
+        "table_rows_put_back": tables["shipments"]["put_back"],
         "table_rows_differing_after": len(differ),
         "standby_rebuilt_seconds": round(standby_s, 1),
     }

@@ -19,6 +19,7 @@ from puente.shell import CommandError, run
 PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_LOG = "/var/lib/postgresql/restore-drill.log"
 PGBACKREST_CONF_DIR = "/etc/pgbackrest"
+PUT_BACK = "/usr/local/sbin/pgbackrest-put-back"  # role pgbackrest's, on every member
 STANZA = "puente"
 # Patroni's postgresql.conf names the member's address, its TLS files and its synchronous standby, none of
 # which exists on the restore node: the restored server listens on its socket only, without TLS or a
@@ -208,27 +209,24 @@ def parse_log(text: str) -> dict[str, str | None]:
     }
 
 
-def copy_table_back(node: RestoreNode, member: str, db: str, where: str) -> int:
-    """docs/RESTORE.md step 3: the rows of ``shipments`` matching ``where`` from the restored database put
-    back into the running one (the leader ``member``), next to what is there: rows whose id is present are
-    left alone. Returns how many rows went back."""
+def copy_table_back(node: RestoreNode, member: str, db: str, table: str, where: str) -> tuple[int, int]:
+    """docs/RESTORE.md step 3: the rows of ``table`` matching ``where`` in the restored database put back
+    into the running one (the leader ``member``) by role pgbackrest's ``pgbackrest-put-back``, next to what
+    is there. Returns (rows restored that match, rows put back)."""
     dump = as_postgres(
         node.name,
-        f"psql -XAtq -d {db} -c " + shlex.quote(f"\\copy (SELECT * FROM shipments WHERE {where}) TO STDOUT"),
+        f"psql -XAtq -d {shlex.quote(db)} -c "
+        + shlex.quote(f"\\copy (SELECT * FROM {table} WHERE {where}) TO STDOUT"),
     )
-    # podman's own warnings share the captured output: they are not rows
-    rows = "".join(line + "\n" for line in dump.splitlines() if not _PODMAN_WARNING.match(line))
+    # podman's own warnings share the captured output: they are not rows (COPY's text format escapes a
+    # newline inside a value, so a row is a line)
+    rows = [line + "\n" for line in dump.splitlines() if not _PODMAN_WARNING.match(line)]
     out = sh(
         member,
-        f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {db} "
-        "-c 'CREATE TEMP TABLE shipments_restored (LIKE shipments)' "
-        "-c '\\copy shipments_restored FROM pstdin' "
-        "-c 'WITH put AS (INSERT INTO shipments OVERRIDING SYSTEM VALUE SELECT * FROM shipments_restored r "
-        "WHERE NOT EXISTS (SELECT 1 FROM shipments s WHERE s.id = r.id) RETURNING 1) "
-        "SELECT count(*) FROM put'",
-        input_text=rows,
+        f"runuser -u postgres -- {PUT_BACK} {shlex.quote(db)} {shlex.quote(table)}",
+        input_text="".join(rows),
     )
-    return int(out.strip().splitlines()[-1])
+    return len(rows), int(out.strip().splitlines()[-1])
 
 
 def rebuild_as_standby(node: RestoreNode, data_dir: str, member: str, timeout: float = 300.0) -> float:
