@@ -1,6 +1,7 @@
 """Filters of the `common` role: turn firewall declarations into address sets nftables can load.
 
-A declaration is ``{port: 5432 | "8000-8010", proto: tcp|udp, from: [group names, CIDRs or "any"]}``;
+A declaration is ``{port: 5432 | "8000-8010", proto: tcp|udp, from: [group names, CIDRs or "any"]}``, or
+``{proto: esp, from: [...]}`` (IPsec's ESP, no port);
 group names resolve to the addresses of their members (``common_firewall_address`` or ``ansible_host``).
 Anything that cannot be resolved fails the play with the offending entry named.
 """
@@ -53,15 +54,27 @@ def common_firewall_rules(
     merged: dict[tuple[str, str], set[str] | None] = {}
     for rules in declared:
         for rule in rules or []:
-            if not isinstance(rule, dict) or "port" not in rule or "from" not in rule:
-                raise AnsibleFilterError(f"common_firewall: each rule needs port and from, got {rule!r}")
-            proto = str(rule.get("proto", "tcp"))
-            if proto not in ("tcp", "udp"):
-                raise AnsibleFilterError(f"common_firewall: proto must be tcp or udp in {rule!r}")
-            port = str(rule["port"])
-            lo, _, hi = port.partition("-")
-            if not (lo.isdigit() and (not hi or hi.isdigit())) or not 0 < int(lo) <= int(hi or lo) <= 65535:
-                raise AnsibleFilterError(f"common_firewall: port must be 1-65535 or 'LOW-HIGH' in {rule!r}")
+            proto = str(rule.get("proto", "tcp")) if isinstance(rule, dict) else ""
+            if proto == "esp":  # IPsec's ESP (IP protocol 50) has no ports
+                if "port" in rule or "from" not in rule:
+                    raise AnsibleFilterError(
+                        f"common_firewall: an esp rule has from and no port, got {rule!r}"
+                    )
+                port = ""
+            else:
+                if not isinstance(rule, dict) or "port" not in rule or "from" not in rule:
+                    raise AnsibleFilterError(f"common_firewall: each rule needs port and from, got {rule!r}")
+                if proto not in ("tcp", "udp"):
+                    raise AnsibleFilterError(f"common_firewall: proto must be tcp, udp or esp in {rule!r}")
+                port = str(rule["port"])
+                lo, _, hi = port.partition("-")
+                if (
+                    not (lo.isdigit() and (not hi or hi.isdigit()))
+                    or not 0 < int(lo) <= int(hi or lo) <= 65535
+                ):
+                    raise AnsibleFilterError(
+                        f"common_firewall: port must be 1-65535 or 'LOW-HIGH' in {rule!r}"
+                    )
             key = (proto, port)
             sources = common_firewall_sources(rule["from"], groups, hostvars)
             if not sources or merged.get(key, set()) is None:
@@ -71,7 +84,7 @@ def common_firewall_rules(
     out = []
 
     def order(kv: tuple[tuple[str, str], Any]) -> tuple[str, int]:
-        return kv[0][0], int(kv[0][1].split("-")[0])
+        return kv[0][0], int(kv[0][1].split("-")[0] or 0)
 
     for (proto, port), sources in sorted(merged.items(), key=order):
         nets = [ipaddress.ip_network(s) for s in sorted(sources or [])]
@@ -92,7 +105,7 @@ def common_firewall_accepts(rules: list[dict[str, Any]], address: str, port: int
     ip = ipaddress.ip_address(str(address))
     for rule in rules:
         lo, _, hi = rule["port"].partition("-")
-        if rule["proto"] != proto or not int(lo) <= int(port) <= int(hi or lo):
+        if rule["proto"] != proto or (lo and not int(lo) <= int(port) <= int(hi or lo)):
             continue
         if rule["any"] or any(ip in ipaddress.ip_network(n) for n in rule["v4"] + rule["v6"]):
             return True
