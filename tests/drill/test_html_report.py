@@ -265,7 +265,7 @@ def problems(seen: dict[str, Any], report: dict[str, Any]) -> list[str]:
             out.append(f"{lane} lane: {[g['label'] for g in got]} drawn, samples say {[w[2] for w in want]}")
         elif any(abs(g["from"] - w[0]) > tol for g, w in zip(got, want, strict=True)):
             out.append(f"{lane} lane: segments drawn at other times than the samples")
-    end = max(tl["ended_at"], s["t"][-1] + bucket)
+    end = chart.chart_end(report)
     for a, g in zip(report.get("alerts") or [], seen["alerts"], strict=False):
         stop = end if a["resolved_at"] is None else a["resolved_at"]
         if g["from"] is None or abs(g["from"] - a["fired_at"]) > tol or abs(g["to"] - stop) > tol:
@@ -329,3 +329,16 @@ def test_screenshot(tmp_path: Path):
     chromium(tmp_path / "profile", "--window-size=1280,1500", f"--screenshot={blank}",
              (tmp_path / "blank.html").as_uri())  # fmt: skip
     assert shot.stat().st_size > 10 * blank.stat().st_size, (shot.stat().st_size, blank.stat().st_size)
+
+
+def test_an_alert_resolved_after_the_load_stopped_stretches_the_time_axis():
+    """The drill waits for resolved notifications after the load stops: the chart reaches them."""
+    page = with_alerts(load(REPORTS[-1]))
+    late = round(page["timeline"]["ended_at"] + 40.0, 3)
+    page["alerts"][1]["resolved_at"] = late
+    assert chart.chart_end(page) == late
+    found = Elements(html_report.render(page))
+    (svg,) = found.where(id="timeline")
+    assert float(svg["data-end"]) == late
+    (dns,) = found.where(data_lane="dns")
+    assert dns["data-segments"] != "0"

@@ -7,6 +7,7 @@ silent, a Patroni without a leader — is the drill's clear refusal, a failure."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,26 @@ def test_the_cloud_site_answered_during_the_cut(site_failover_report):
     ]
 
 
+def test_the_surviving_site_alerted_within_30_s_and_resolved_after_the_restore(site_failover_report):
+    """Issue 12, item 3: the report carries the alerts the sites' Alertmanagers notified (the lab's
+    receivers), site down and leader changed fired within 30 s of the cut, and were resolved after the
+    restore within the drill's bounded wait."""
+    result = site_failover_report
+    print(json.dumps({"alerts": result.get("alerts"), "monitoring": result.get("monitoring")}, indent=1))
+    assert result.get("alerts"), "the report carries no alerts: were the monitoring nodes converged?"
+    checks = {c["name"]: c for c in result["checks"] if c["name"].startswith("alert")}
+    expected = {
+        f"alert_{what}:{name}"
+        for what in ("fired", "resolved")
+        for name in ("PuenteSiteDown", "PuenteDatabaseLeaderChanged")
+    }
+    assert expected <= set(checks), sorted(checks)
+    assert all(c["ok"] for c in checks.values()), [c for c in checks.values() if not c["ok"]]
+    down = [a for a in result["alerts"] if a["alertname"] == "PuenteSiteDown"]
+    assert down and all(a["labels"]["site"] == topology.PRIMARY_SITE for a in down), down
+    assert min(a["after_fault"] for a in down) <= 30, down
+
+
 def test_the_page_shows_the_failover(site_failover_report):
     """report.html beside report.json, drawn from samples that saw DNS and the leader move to the cloud
     site (issue 12, item 4; what the page draws is tested in test_html_report.py)."""
@@ -65,3 +86,5 @@ def test_the_page_shows_the_failover(site_failover_report):
     assert ["onprem"] in leaders and ["cloud"] in leaders, leaders
     page = Path(site_failover_report["html"]).read_text(encoding="utf-8")
     assert 'id="fault-window"' in page and 'data-lane="leader"' in page
+    assert 'data-lane="alerts"' in page and 'data-alertname="PuenteSiteDown"' in page
+    assert 'data-alertname="PuenteDatabaseLeaderChanged"' in page

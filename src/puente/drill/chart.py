@@ -321,11 +321,24 @@ def _panel_name(top: float, title: str) -> str:
     return _text(X0, top - 8, title, "panel-name")
 
 
+def chart_end(report: Mapping[str, Any]) -> float:
+    """The chart's right edge: the end of the load, or a later alert resolution (the drill waits for the
+    resolved notifications after the load stopped, and the page draws them where they happened)."""
+    series, tl = report["series"], report["timeline"]
+    t = series["t"]
+    end = max(float(tl.get("ended_at") or 0.0), (t[-1] + float(series["bucket_seconds"])) if t else 0.0)
+    resolved = [
+        float(a["resolved_at"]) for a in report.get("alerts") or [] if a.get("resolved_at") is not None
+    ]
+    return max([end, *resolved])
+
+
 def svg(report: Mapping[str, Any]) -> str:
     series, tl = report["series"], report["timeline"]
     t = series["t"]
     bucket = float(series["bucket_seconds"])
-    end = max(float(tl.get("ended_at") or 0.0), (t[-1] + bucket) if t else 0.0)
+    loaded = max(float(tl.get("ended_at") or 0.0), (t[-1] + bucket) if t else 0.0)
+    end = chart_end(report)
     fault_at, restore_at = float(tl["fault_at"]), float(tl["restore_at"])
     x = _Scale(end)
     parts: list[str] = []
@@ -352,13 +365,13 @@ def svg(report: Mapping[str, Any]) -> str:
     dns = series.get("dns") or {"source": "server", "samples": []}
     dns_title = "DNS answer" if dns.get("source") == "server" else "DNS (client used)"
     if dns["samples"]:
-        parts += _lane(x, y, "dns", dns_title, dns["samples"], dns_describe, end)
+        parts += _lane(x, y, "dns", dns_title, dns["samples"], dns_describe, loaded)
     else:
         parts += _note_lane(y, "dns", dns_title, "not sampled in this report")
     y += LANE_H + 8
     leader = series.get("leader")
     if leader and leader["samples"]:
-        parts += _lane(x, y, "leader", "DB leader", leader["samples"], leader_describe, end)
+        parts += _lane(x, y, "leader", "DB leader", leader["samples"], leader_describe, loaded)
     else:
         db = report.get("database") or {}
         after = ", ".join(db.get("leader_now") or []) or "none"

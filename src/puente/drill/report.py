@@ -339,6 +339,17 @@ def table(report: Mapping[str, Any]) -> str:
             ("leader before -> now", f"{db['old_leader']} -> {', '.join(db['leader_now']) or 'none'}")
         )
         rows.append(("old leader now", f"{db['old_leader_role']} ({db['old_leader_state']})"))
+    if report.get("alerts") is not None:
+        fired = [
+            f"{a['alertname']} +{a['after_fault']:.1f} s"
+            + ("" if a.get("resolved_at") is not None else " (firing)")
+            for a in report["alerts"]
+            if "after_fault" in a
+        ]
+        rows.append(("alerts (delay after the fault)", ", ".join(fired) or "none"))
+        waited = (report.get("monitoring") or {}).get("waited_for_resolution_seconds")
+        if waited is not None:
+            rows.append(("waited for their resolution", f"{waited:g} s"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines.append("")
