@@ -25,7 +25,14 @@ CHART_H, ERRORS_H, LANE_H, ALERT_H = 130, 90, 30, 22
 SITE_COLOURS = {"onprem": "#2b6cb0", "cloud": "#0f8b6d", "witness": "#7a5cc7"}
 OTHER_COLOURS = ("#8a6d3b", "#5c6bc0", "#00838f", "#6d4c41")
 ERROR_COLOURS = ("#e65100", "#b71c1c", "#6a1b9a", "#ad1457", "#4e342e", "#f9a825", "#283593", "#37474f")
-SEVERITY_COLOURS = {"critical": "#b71c1c", "warning": "#e65100", "info": "#1565c0"}
+# Puente's severities (roles/monitoring/files/rules: page, ticket, info) and the common ones
+SEVERITY_COLOURS = {
+    "page": "#b71c1c",
+    "critical": "#b71c1c",
+    "ticket": "#e65100",
+    "warning": "#e65100",
+    "info": "#1565c0",
+}
 FAILED_COLOUR, NONE_COLOUR, MIXED_COLOUR = "#c62828", "#9e9e9e", "#795548"
 P50_COLOUR, P99_COLOUR = "#1565c0", "#c2185b"
 FAULT_FILL = "rgba(198, 40, 40, .09)"
