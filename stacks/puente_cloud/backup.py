@@ -2,7 +2,10 @@
 
 Versioned, SSE-KMS with its own key, no public access, TLS only, and S3 Object Lock: every version
 written stays undeletable for `backup.lockDays` (COMPLIANCE mode in prod: not even the account's root
-can shorten it). pgBackRest keeps deciding what its retention is (`expire` deletes, which in a versioned
+can shorten it). Object Lock with a default retention makes S3 refuse uploads without Content-MD5:
+pgBackRest 2.45 sends it on every upload (its src/storage/s3/storage.c; only 2.55.0 did not), and the lab's
+repositories are locked the same way, so every lab backup proves it (docs/RESTORE.md, "The repository's
+deletion protection"). pgBackRest keeps deciding what its retention is (`expire` deletes, which in a versioned
 bucket only adds a delete marker); the lifecycle rule purges those old versions once
 `backup.noncurrentRetentionDays` have passed. Who may write: the cloud Patroni members through an
 instance profile, the on-prem members with an IAM user's access key (its secret a Pulumi secret the

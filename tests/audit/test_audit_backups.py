@@ -5,16 +5,15 @@ record is what `puente drill restore` writes.)"""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from lab_audit import audit_control
 
 from puente.lab.inventory import load
 from puente.lab.podman import env as podman_env
-from puente.shell import ROOT, run
+from puente.shell import run
 
 pytestmark = pytest.mark.lab
 RECORD = "/var/lib/pgbackrest/last-restore-drill.json"
@@ -22,12 +21,7 @@ RECORD = "/var/lib/pgbackrest/last-restore-drill.json"
 
 def pg07(out: Path, host: str) -> dict[str, dict]:
     """The control's results on ``host`` by aspect."""
-    argv = [sys.executable, "-m", "puente.cli", "audit", "-i", "inventories/lab", "--out", str(out),
-            "--connection", "podman", "--limit", host, "-k", "PUENTE-PG-07",
-            "--vault-password-file", "inventories/lab/vault-password.lab-only"]  # fmt: skip
-    subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
-    doc = json.loads((out / "report.json").read_text())
-    return {r["params"]: r for r in doc["results"] if r["control_id"] == "PUENTE-PG-07" and r["host"] == host}
+    return audit_control("PUENTE-PG-07", host, out)
 
 
 def put(host: str, text: str) -> None:

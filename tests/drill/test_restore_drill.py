@@ -10,6 +10,7 @@ import os
 import subprocess
 
 import pytest
+from lab_audit import audit_control
 
 from puente.drill import restore_drill, topology
 from puente.drill.client import LoadShape
@@ -77,3 +78,15 @@ def test_the_result_is_recorded_on_every_member(report) -> None:
         record = json.loads(out.strip().splitlines()[-1])
         assert record["passed"] is True and record["mode"] == "time", record
         assert record["last_success_at"] == record["finished_at"]
+
+
+def test_the_audit_control_passes_from_this_record(report, tmp_path) -> None:
+    """PUENTE-PG-07 "a restore drill passed < 7 d ago", from the record this drill wrote. In CI's order the
+    audit's own tests (tests/audit) run before this drill, on a lab no drill has run on, where the control
+    passes only as a cluster in its first week; here it passes from the drill's result."""
+    member = sorted(m.name for m in topology.load().db_members)[0]
+    results = audit_control("PUENTE-PG-07", member, tmp_path)
+    drill = results["restore-drill-age"]
+    assert drill["status"] == "passed", drill
+    seen = "\n".join(e["output"] for e in drill["evidence"])
+    assert f'"report": "{report["output_dir"]}/report.json"' in seen, seen
