@@ -34,6 +34,10 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
     # Prometheus (9090) and Alertmanager (9093) of each site (role monitoring); the lab's alert receiver
     # listens on loopback only.
     "monitoring": {("tcp", 9090), ("tcp", 9093)},
+    # IKE and IKE behind NAT / ESP in UDP (role vpn: the on-prem gateway, and the lab's stand-in for AWS's
+    # end); the firewall opens them to the tunnels' peers only.
+    "vpn": {("udp", 500), ("udp", 4500)},
+    "aws_vpn": {("udp", 500), ("udp", 4500)},
 }
 # The exporters Prometheus scrapes (role exporters, and the services' own /metrics), by inventory group;
 # a host may also listen and accept on these (added to ALLOWED_PORTS below). Firewalled to the

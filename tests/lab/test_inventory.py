@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from puente.lab import inventory
+from puente.lab import inventory, nodes
 from puente.lab.inventory import InventoryError
 
 GOOD = """
@@ -96,3 +96,34 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         load(tmp_path, text)
     message = str(err.value)
     assert "onprem-api1" in message and "cloud-api1" in message
+
+
+# The VPN nodes (issue 14): /dev/net/tun for the nodes that list it in lab_devices, and for no other.
+TUN_HOSTS = """
+all:
+  children:
+    onprem:
+      vars: {lab_network: puente-onprem, lab_subnet: 10.89.1.0/24}
+      hosts:
+        onprem-vpn1: {ansible_host: 10.89.1.5, lab_devices: [/dev/net/tun]}
+        onprem-api1: {ansible_host: 10.89.1.21}
+"""
+
+
+def test_only_the_nodes_that_list_the_tun_device_get_it(tmp_path: Path) -> None:
+    lab = load(tmp_path, TUN_HOSTS)
+    vpn = nodes.run_args(lab.nodes["onprem-vpn1"], "img")
+    api = nodes.run_args(lab.nodes["onprem-api1"], "img")
+    assert vpn[vpn.index("--device") + 1] == "/dev/net/tun"
+    assert "--device" not in api and "--privileged" not in vpn
+    # a node without devices keeps the arguments (and so the spec label) it had: it is not recreated
+    assert [a for a in vpn if a not in ("--device", "/dev/net/tun")] == [
+        a.replace("onprem-api1", "onprem-vpn1").replace("10.89.1.21", "10.89.1.5").replace(":15", ":05")
+        for a in api
+    ]
+
+
+@pytest.mark.parametrize("devices", ["[/dev/kvm]", "/dev/net/tun", "[/dev/net/tun, /dev/fuse]"])
+def test_other_devices_are_refused(tmp_path: Path, devices: str) -> None:
+    with pytest.raises(InventoryError, match="onprem-vpn1`: lab_devices must be a list of"):
+        load(tmp_path, TUN_HOSTS.replace("[/dev/net/tun]", devices))

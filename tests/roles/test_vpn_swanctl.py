@@ -5,28 +5,19 @@ IKE and ESP rules in role common's shape, read by common's own filter (no lab he
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from puente_test_support import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-vpn = load(REPO / "roles" / "vpn" / "filter_plugins" / "vpn_swanctl.py")
-ipsec = load(REPO / "roles" / "puente" / "filter_plugins" / "puente_ipsec.py")
-fw = load(REPO / "roles" / "common" / "filter_plugins" / "common_firewall.py")
+vpn = load_module(REPO / "roles" / "vpn" / "filter_plugins" / "vpn_swanctl.py")
+ipsec = load_module(REPO / "roles" / "puente" / "filter_plugins" / "puente_ipsec.py")
+fw = load_module(REPO / "roles" / "common" / "filter_plugins" / "common_firewall.py")
 
 OPTIONS: dict[str, Any] = {
     "ike_versions": ["ikev2"],
@@ -152,14 +143,6 @@ def test_bad_ends_and_networks_are_refused() -> None:
         connections(end="cloud")
     with pytest.raises(AnsibleFilterError, match="vpn_remote_cidrs must be a non-empty list"):
         vpn.vpn_swanctl_connections(TUNNELS, "onprem", ONPREM, [], CGW, "192.0.2.5")
-
-
-def test_peers_are_aws_outside_addresses_or_the_customer_gateway() -> None:
-    assert vpn.vpn_peer_addresses(list(reversed(TUNNELS)), "onprem", CGW) == [
-        "198.51.100.10",
-        "198.51.100.20",
-    ]
-    assert vpn.vpn_peer_addresses(TUNNELS, "aws", CGW) == [CGW]
 
 
 def test_the_firewall_opens_ike_and_esp_to_the_peers_only() -> None:

@@ -197,7 +197,7 @@ def vpn_swanctl_connections(
 
 def vpn_swanctl_secrets(
     tunnels: Any, end: str, customer_gateway_address: str, customer_gateway_id: str = ""
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """The pre-shared key of each tunnel, bound to both identities of that tunnel (AWS generates one key
     per tunnel: the customer gateway's identity alone would not pick the right one)."""
     if end not in ENDS:
@@ -218,21 +218,9 @@ def vpn_swanctl_secrets(
     return out
 
 
-def vpn_peer_addresses(tunnels: Any, end: str, customer_gateway_address: str) -> list[str]:
-    """The addresses IKE and ESP may come from: AWS's outside addresses (on-prem end), or the customer
-    gateway (AWS's end)."""
-    if end == "aws":
-        return [_address(customer_gateway_address, "the customer gateway's address", "-")]
-    return sorted(
-        {_address(t["outside_address"], "outside_address", t.get("tunnel")) for t in _checked(tunnels)},
-        key=ipaddress.ip_address,
-    )
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "vpn_swanctl_connections": vpn_swanctl_connections,
             "vpn_swanctl_secrets": vpn_swanctl_secrets,
-            "vpn_peer_addresses": vpn_peer_addresses,
         }

@@ -19,6 +19,9 @@ import yaml
 from puente.lab import paths
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# Host devices a node may be given (`lab_devices`): the TUN device strongSwan's kernel-libipsec needs on the
+# VPN nodes (role vpn). Nothing else: a node never gets the host's devices wholesale (no --privileged).
+ALLOWED_DEVICES = ("/dev/net/tun",)
 
 
 class InventoryError(ValueError):
@@ -44,6 +47,7 @@ class Node:
     ip: ipaddress.IPv4Address
     groups: tuple[str, ...] = ()
     mac: str = ""
+    devices: tuple[str, ...] = ()
 
     @property
     def mac_address(self) -> str:
@@ -214,7 +218,13 @@ def load(files: Iterable[Path] | None = None) -> Lab:
         if mac and not re.match(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", mac):
             problems.append(f"host `{host}`: lab_mac must look like 02:00:0a:59:01:0a, got {mac!r}")
             continue
-        lab.nodes[host] = Node(host, site, ip, tuple(sorted(groups_of[host])), mac)
+        devices = host_vars[host].get("lab_devices") or []
+        if not isinstance(devices, list) or any(d not in ALLOWED_DEVICES for d in devices):
+            problems.append(
+                f"host `{host}`: lab_devices must be a list of {list(ALLOWED_DEVICES)}, got {devices!r}"
+            )
+            continue
+        lab.nodes[host] = Node(host, site, ip, tuple(sorted(groups_of[host])), mac, tuple(devices))
     if problems:
         raise InventoryError("malformed lab inventory:\n  - " + "\n  - ".join(problems))
     # Inventory order of sites (the primary first), then addresses: what status and URLs list first.

@@ -94,6 +94,8 @@ def run_args(node: Node, image: str) -> list[str]:
         # changed the HOST's clock and sysctls when configured.
         "--cap-add",
         "NET_ADMIN",
+        # only the nodes that list them (lab_devices): /dev/net/tun for strongSwan's kernel-libipsec
+        *(arg for device in node.devices for arg in ("--device", device)),
         "--systemd",
         "always",
         "--volume",

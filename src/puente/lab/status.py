@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from puente.lab import podman
+from puente.lab import podman, tunnels
 from puente.lab.inventory import Lab
 from puente.shell import run
 
@@ -73,9 +73,12 @@ def collect(lab: Lab) -> dict[str, Any]:
             }
         )
     live = [e for e in entries if e["state"] == "running"]
+    vpn = [e for e in live if set(e["groups"]) & set(tunnels.GROUPS)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         for entry, probe in zip(live, pool.map(_probe, [e["name"] for e in live]), strict=True):
             entry.update(probe)
+        for entry, sas in zip(vpn, pool.map(tunnels.probe, [e["name"] for e in vpn]), strict=True):
+            entry["tunnels"] = sas
     return {"nodes": entries}
 
 
@@ -115,6 +118,9 @@ def render(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("")
+    for n in report["nodes"]:
+        if "tunnels" in n:
+            lines.append(f"ipsec ({n['name']}): {tunnels.describe(n['tunnels'])}")
     lines += [f"gateway: {u}" for u in report.get("urls", [])]
     for m in report.get("monitoring", []):
         lines.append(f"prometheus ({m['site']}): {m['prometheus']}")
