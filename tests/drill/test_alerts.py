@@ -212,3 +212,17 @@ def test_an_unreadable_receiver_is_a_failed_check():
     failing = [c for c in out["checks"] if not c["ok"]]
     assert [c["name"] for c in failing] == ["alert_receivers_read"]
     assert "onprem-dns1" in failing[0]["detail"] and out["monitoring"]["read_errors"]
+
+
+def test_the_table_lists_the_alerts_with_their_delay_and_the_wait():
+    from puente.drill import report
+
+    got = alerts.on_the_drills_clock(drill_log(leader_resolved=None), T0, FAULT)
+    got.insert(0, got[0] | {"after_fault": -1.8})
+    result = report.analyse([], scenario="site-failover", fault_at=FAULT, restore_at=RESTORE, ended_at=50.0)
+    result |= {"alerts": got, "monitoring": {"waited_for_resolution_seconds": 12.5}}
+    text = report.table(result)
+    assert (
+        "PuenteSiteDown -1.8 s, PuenteSiteDown +21.0 s, PuenteDatabaseLeaderChanged +24.0 s (firing)" in text
+    )
+    assert text.split("waited for their resolution")[1].splitlines()[0].strip() == "12.5 s"

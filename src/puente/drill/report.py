@@ -341,7 +341,7 @@ def table(report: Mapping[str, Any]) -> str:
         rows.append(("old leader now", f"{db['old_leader_role']} ({db['old_leader_state']})"))
     if report.get("alerts") is not None:
         fired = [
-            f"{a['alertname']} +{a['after_fault']:.1f} s"
+            f"{a['alertname']} {a['after_fault']:+.1f} s"
             + ("" if a.get("resolved_at") is not None else " (firing)")
             for a in report["alerts"]
             if "after_fault" in a
