@@ -27,7 +27,8 @@ ARTIFACTS = ROOT / "reports" / "audit"
 # The controls the breaks below must trip (pytest -k over the catalogue's test names).
 BREAK_CONTROLS = ("test_ssh_key_only or test_firewall_ports_match_roles or test_listening_ports_match_roles "
                   "or test_api_secrets_file_mode or test_gateway_refuses_unauthenticated "
-                  "or test_etcd_refuses or test_patroni_rest_is_https or test_api_database_urls_verify_full")
+                  "or test_etcd_refuses or test_patroni_rest_is_https or test_api_database_urls_verify_full "
+                  "or test_alert_rules_loaded")
 
 
 def audit(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
@@ -155,12 +156,24 @@ def file_edited(node: str, path: str, sed: str, then: str) -> Iterator[None]:
         node_exec(node, f"mv {path}.audit-break {path} && {then}", check=False)
 
 
+@contextlib.contextmanager
+def alert_rules_unloaded(node: str) -> Iterator[None]:
+    """Puente's rule file moved out of Prometheus's rules folder, then a reload (put back afterwards)."""
+    rules, aside = "/etc/prometheus/rules/puente.rules.yml", "/etc/prometheus/puente.rules.yml.audit-break"
+    try:
+        node_exec(node, f"mv {rules} {aside} && systemctl reload prometheus && sleep 2")
+        yield
+    finally:
+        node_exec(node, f"mv {aside} {rules} && systemctl reload prometheus && sleep 2", check=False)
+
+
 @pytest.mark.destructive
 def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory):
     api_nodes = onprem("api_nodes")
     ssh_victim, secret_victim, port_victim = api_nodes[-1], api_nodes[0], onprem("dns")[0]
     gateway_victim = onprem("gateways")[0]
     etcd_victim, patroni_victim = hosts_in("witness")[0], onprem("postgresql")[-1]
+    rules_victim = onprem("monitoring")[0]  # the on-prem site's Prometheus (on its DNS node in the lab)
     port = 4444
     out = tmp_path_factory.mktemp("lab-broken")
     with contextlib.ExitStack() as stack:
@@ -168,6 +181,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         stack.enter_context(port_opened(port_victim, port))
         stack.enter_context(secret_readable(secret_victim, "/etc/puente/api-secrets.env"))
         stack.enter_context(forged_client_id_passed_on(gateway_victim))
+        stack.enter_context(alert_rules_unloaded(rules_victim))
         # nothing in clear between sites: etcd without client-certificate authentication (the witness: the
         # cluster keeps its quorum), Patroni's REST API without its certificate (the nosync replica), the
         # API asking only for sslmode=require
@@ -192,6 +206,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         ("PUENTE-ETCD-01", "", etcd_victim, "without a certificate"),
         ("PUENTE-PG-06", "", patroni_victim, "with the CA"),
         ("PUENTE-API-04", "", ssh_victim, "sslmode=require"),
+        ("PUENTE-MON-02", "", rules_victim, "alert rules not loaded"),
     ]
     for control, params, victim, seen in expectations:
         results = [r for r in doc["results"] if r["control_id"] == control and r["params"].startswith(params)]
@@ -203,7 +218,7 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
             f"{control} on {victim}: the evidence does not show {seen!r}:\n{evidence[:2000]}")
     row = {h["host"]: h for h in doc["summary"]["hosts"]}
     assert {h for h, r in row.items() if r["status"] == "failed"} == {
-        ssh_victim, port_victim, secret_victim, gateway_victim, etcd_victim, patroni_victim}
+        ssh_victim, port_victim, secret_victim, gateway_victim, etcd_victim, patroni_victim, rules_victim}
     html = (out / "report.html").read_text()
     assert f"<strong>{ssh_victim}</strong>" in html
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -214,8 +229,8 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
 def test_breaks_were_undone(lab, tmp_path_factory):
     """After the test above restored the nodes, the same controls pass again everywhere."""
     out = tmp_path_factory.mktemp("lab-restored")
-    victims = ",".join([*onprem("api_nodes"), *onprem("dns"), *onprem("gateways"), *onprem("postgresql"),
-                        *hosts_in("witness")])
+    victims = ",".join(sorted({*onprem("api_nodes"), *onprem("dns"), *onprem("gateways"),
+                               *onprem("postgresql"), *onprem("monitoring"), *hosts_in("witness")}))
     proc, doc = audit(out, "--limit", victims, "-k", BREAK_CONTROLS)
     assert {r["host"] for r in doc["results"]} == set(victims.split(","))
     still = [f"{r['control_id']} {r['host']}" for r in doc["results"] if r["status"] != "passed"]
