@@ -40,6 +40,7 @@ INVENTORY = {
             "postgresql": {"hosts": {"onprem-db1": None, "cloud-db1": None}},
             "dns": {"hosts": {"onprem-dns1": None}},
             "sqs": {"hosts": {"cloud-sqs1": None}},
+            "monitoring": {"hosts": {"onprem-dns1": None, "cloud-sqs1": None}},
         }
     }
 }
@@ -77,3 +78,7 @@ def test_a_dns_in_another_site_is_not_exempted(tmp_path: Path):
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inv))
     assert scenarios.wan_cut(topology.load([path])).exempt == []
+
+
+def test_the_monitoring_nodes_are_where_the_drill_reads_the_alerts(topo: topology.Topology):
+    assert sorted(topo.monitoring_nodes) == ["cloud-sqs1", "onprem-dns1"]
