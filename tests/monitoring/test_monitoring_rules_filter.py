@@ -4,15 +4,14 @@ the lab's 10 s pace)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from puente_test_support import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "roles" / "monitoring" / "files" / "rules" / "puente.rules.yml"
@@ -20,15 +19,7 @@ LAB_OVERRIDES = REPO / "inventories" / "lab" / "group_vars" / "lab" / "overrides
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-flt = load(REPO / "roles" / "monitoring" / "filter_plugins" / "monitoring_rules.py")
+flt = load_module(REPO / "roles" / "monitoring" / "filter_plugins" / "monitoring_rules.py")
 TEXT = RULES.read_text()
 
 
