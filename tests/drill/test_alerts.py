@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from puente.drill import alerts, scenarios
+from puente.drill import alerts, preflight, scenarios
 from puente.shell import CommandError
 
 T0 = 1_796_455_285.0
@@ -226,3 +226,18 @@ def test_the_table_lists_the_alerts_with_their_delay_and_the_wait():
         "PuenteSiteDown -1.8 s, PuenteSiteDown +21.0 s, PuenteDatabaseLeaderChanged +24.0 s (firing)" in text
     )
     assert text.split("waited for their resolution")[1].splitlines()[0].strip() == "12.5 s"
+
+
+def test_the_wait_is_an_option_of_every_drill():
+    import argparse
+
+    from puente.drill import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["drill", "node-loss", "--target", "db", "--alerts-timeout", "45"])
+    assert cli._options(args).alerts_timeout == 45.0
+    default = parser.parse_args(["drill", "site-failover"])
+    assert cli._options(default).alerts_timeout == alerts.RESOLVE_TIMEOUT
+    with pytest.raises(preflight.PreflightError, match="--alerts-timeout must be >= 0"):
+        cli._options(parser.parse_args(["drill", "site-failover", "--alerts-timeout", "-1"]))

@@ -8,7 +8,17 @@ import json
 import sys
 from pathlib import Path
 
-from puente.drill import faults, html_report, options, preflight, report, restore_cli, scenarios, topology
+from puente.drill import (
+    alerts,
+    faults,
+    html_report,
+    options,
+    preflight,
+    report,
+    restore_cli,
+    scenarios,
+    topology,
+)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -21,13 +31,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("verdict")
     g.add_argument("--max-rto-read", type=float, default=5.0, help="seconds (5)")
     g.add_argument("--max-rto-write", type=float, default=15.0, help="seconds (15)")
+    g.add_argument(
+        "--alerts-timeout",
+        type=float,
+        default=alerts.RESOLVE_TIMEOUT,
+        help=f"seconds to wait for the expected alerts to resolve ({alerts.RESOLVE_TIMEOUT:g})",
+    )
     options.add_output_arguments(p)
 
 
 def _options(args: argparse.Namespace) -> scenarios.DrillOptions:
-    for name in ("warmup", "hold", "after"):
+    for name in ("warmup", "hold", "after", "alerts_timeout"):
         if getattr(args, name) < 0:
-            raise preflight.PreflightError([f"--{name} must be >= 0"])
+            raise preflight.PreflightError([f"--{name.replace('_', '-')} must be >= 0"])
     return options.drill_options(
         args,
         warmup=args.warmup,
@@ -35,6 +51,7 @@ def _options(args: argparse.Namespace) -> scenarios.DrillOptions:
         after=args.after,
         thresholds=report.Thresholds(args.max_rto_read, args.max_rto_write),
         crash=getattr(args, "mode", "kill") == "kill",
+        alerts_timeout=args.alerts_timeout,
     )
 
 
