@@ -117,6 +117,15 @@ def test_ike_and_esp_are_let_in_only_from_the_peers(node) -> None:
         }, (host, found)
 
 
+@pytest.mark.parametrize("host", ENDS)
+def test_charon_listens_only_for_ike(node, host: str) -> None:
+    """UDP 500 and 4500, nothing else (its dhcp plugin, from the package kernel-libipsec comes with, is
+    not loaded: it listened on UDP 68)."""
+    sockets = node(host).check_output("ss -Hlnup")
+    ports = sorted({line.split()[3].rsplit(":", 1)[1] for line in sockets.splitlines() if "charon" in line})
+    assert ports == ["4500", "500"], sockets
+
+
 def test_a_second_run_and_a_check_run_change_nothing(run_playbook) -> None:
     for args in ((), ("--check", "--diff")):
         recap = run_playbook("vpn.yml", *args)
