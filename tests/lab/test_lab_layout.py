@@ -62,6 +62,7 @@ ALLOWED = {
     "monitoring_alertmanager_group_wait": "timing",
     "monitoring_alertmanager_group_interval": "timing",
     "monitoring_rule_ranges": "timing",
+    "monitoring_rule_holds": "timing",
     "monitoring_retention_time": "size",
     "monitoring_retention_size": "size",
     "monitoring_go_memory_limit": "size",

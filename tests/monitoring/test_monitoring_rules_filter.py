@@ -118,3 +118,90 @@ def test_the_labs_rules_pass_promtool_and_resolve_a_leader_change_within_a_minut
         [PROMTOOL, "test", "rules", str(tmp_path / "lab.test.yml")], capture_output=True, text=True
     )
     assert proc.returncode != 0, proc.stdout
+
+
+def hold_of(text: str, alert: str) -> str | None:
+    doc = yaml.safe_load(text)
+    return next(r.get("for") for g in doc["groups"] for r in g["rules"] if r.get("alert") == alert)
+
+
+def test_no_holds_is_the_file_as_it_is_and_a_named_alert_gets_its_hold():
+    assert flt.monitoring_rule_holds(TEXT, {}) == TEXT
+    out = flt.monitoring_rule_holds(TEXT, {"PuenteSiteDown": "0s"})
+    assert hold_of(TEXT, "PuenteSiteDown") == "10s" and hold_of(out, "PuenteSiteDown") == "0s"
+    before, after = yaml.safe_load(TEXT), yaml.safe_load(out)
+    changed = [
+        r1["alert"]
+        for g0, g1 in zip(before["groups"], after["groups"], strict=True)
+        for r0, r1 in zip(g0["rules"], g1["rules"], strict=True)
+        if r0 != r1
+    ]
+    assert changed == ["PuenteSiteDown"]
+
+
+def test_ranges_then_holds_keep_both_and_say_so():
+    out = flt.monitoring_rule_holds(
+        flt.monitoring_rule_ranges(TEXT, {"PuenteDatabaseLeaderChanged": "30s"}), {"PuenteSiteDown": "0s"}
+    )
+    assert "[30s]" in expr_of(out, "PuenteDatabaseLeaderChanged") and hold_of(out, "PuenteSiteDown") == "0s"
+    assert "(monitoring_rule_ranges): PuenteDatabaseLeaderChanged: 30s" in out
+    assert "(monitoring_rule_holds): PuenteSiteDown: 0s" in out
+
+
+@pytest.mark.parametrize(
+    ("holds", "message"),
+    [
+        ({"PuenteNoSuchAlert": "0s"}, "no alert 'PuenteNoSuchAlert'"),
+        ({"PuenteSiteDown": "soon"}, "is not a duration"),
+        ("PuenteSiteDown", "expected alert name -> duration"),
+    ],
+    ids=["unknown-alert", "bad-duration", "not-a-mapping"],
+)
+def test_holds_refused(holds, message: str):
+    with pytest.raises(AnsibleFilterError, match=message):
+        flt.monitoring_rule_holds(TEXT, holds)
+
+
+# At the lab's pace: the on-prem nodes stop answering with the scrape at 60 s. With the lab's hold the site
+# is down at the first evaluation that sees it; the production file's 10 s hold is still pending then.
+LAB_SITE_DOWN_CASE = """
+rule_files: [puente.rules.yml]
+evaluation_interval: 2s
+tests:
+  - interval: 10s
+    input_series:
+      - series: up{job="node", site="onprem", node="onprem-db1"}
+        values: 1 1 1 1 1 1 0 0 0
+      - series: up{job="node", site="onprem", node="onprem-api1"}
+        values: 1 1 1 1 1 1 0 0 0
+      - series: up{job="node", site="onprem", node="onprem-dns1"}
+        values: 1 1 1 1 1 1 1 1 1
+    alert_rule_test:
+      - eval_time: 58s
+        alertname: PuenteSiteDown
+        exp_alerts: []
+      - eval_time: 62s
+        alertname: PuenteSiteDown
+        exp_alerts:
+          - exp_labels: {severity: page, site: onprem}
+            exp_annotations:
+              summary: "Site onprem: most nodes do not answer"
+              description: "Fewer than half of the node exporters of site onprem answered for 10 s."
+"""
+
+
+@pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool missing: scripts/bootstrap.sh installs it")
+def test_the_labs_site_down_fires_at_the_first_evaluation_that_sees_it(tmp_path: Path):
+    holds = yaml.safe_load(LAB_OVERRIDES.read_text())["monitoring_rule_holds"]
+    assert holds.get("PuenteSiteDown") == "0s"
+    (tmp_path / "puente.rules.yml").write_text(flt.monitoring_rule_holds(TEXT, holds))
+    (tmp_path / "lab.test.yml").write_text(LAB_SITE_DOWN_CASE)
+    proc = subprocess.run(
+        [PROMTOOL, "test", "rules", str(tmp_path / "lab.test.yml")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tmp_path / "puente.rules.yml").write_text(TEXT)
+    proc = subprocess.run(
+        [PROMTOOL, "test", "rules", str(tmp_path / "lab.test.yml")], capture_output=True, text=True
+    )
+    assert proc.returncode != 0, proc.stdout
