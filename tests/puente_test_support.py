@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,11 +11,18 @@ from types import ModuleType
 from typing import Any
 
 
-def load_module(path: Path) -> ModuleType:
-    """A plugin file that is not in a package (roles' filter_plugins, plugins/inventory) as a module."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+def load_module(path: Path, name: str | None = None, *, register: bool = False) -> ModuleType:
+    """A Python file that is not in a package (roles' filter_plugins, plugins/, bench/, audit/) as a module
+    named ``name`` (the file's stem by default). ``register``: put it in sys.modules first, as a module
+    that dataclasses or pickling look up by name needs; an already registered one is returned as it is."""
+    name = name or path.stem
+    if register and name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

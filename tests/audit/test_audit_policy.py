@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+
+from puente_test_support import load_module
 
 from puente.shell import ROOT
 
 _PATH = ROOT / "audit" / "controls" / "audit_policy.py"
-_spec = importlib.util.spec_from_file_location("audit_policy", _PATH)
-assert _spec and _spec.loader
-policy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(policy)
+policy = load_module(_PATH)
 
 
 def rule(chain: str, *expr: dict) -> dict:

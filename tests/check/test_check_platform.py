@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from check_helpers import REPO, copy_lab, edit_yaml, lab_hosts, run_check
+from puente_test_support import load_module
 
 from puente.check.playbooks import Platform
 from puente.check.rules.platform import host_findings, supported
@@ -94,10 +94,7 @@ def test_facts_mode_prints_and_runs_setup(tmp_path: Path) -> None:
 
 def test_the_preflight_lookup_applies_the_same_rule() -> None:
     path = REPO / "playbooks" / "lookup_plugins" / "puente_check.py"
-    spec = importlib.util.spec_from_file_location("puente_check_lookup", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(path, "puente_check_lookup")
     platforms = {"common": [{"name": "Debian", "versions": ["bookworm"]}]}
     lookup = module.LookupModule()
     found = lookup.run(["platform"], {"inventory_hostname": "witness1"}, facts=UBUNTU, platforms=platforms)

@@ -4,13 +4,12 @@ drills replaced by fakes (an error is recorded and the plan goes on; Ctrl-C keep
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from puente_test_support import load_module
 
 from puente.drill import cli, report, scenarios
 from puente.drill.attempts import READ, VERIFY, WRITE, Attempt
@@ -19,12 +18,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "failover_rto.py"
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("failover_rto", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["failover_rto"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(BENCH, "failover_rto", register=True)
 
 
 bench = _load_bench()

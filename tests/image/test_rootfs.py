@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 import pytest
+from puente_test_support import load_module
 
 from puente.shell import ROOT
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("api_rootfs", ROOT / "images" / "api" / "rootfs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "images" / "api" / "rootfs.py", "api_rootfs")
 
 
 rootfs = load()

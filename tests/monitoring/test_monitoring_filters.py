@@ -3,26 +3,17 @@ common's shape, read by its own filter here), allow lists and scrape jobs."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from puente_test_support import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mon = load(REPO / "roles" / "puente" / "filter_plugins" / "puente_monitoring.py")
-fw = load(REPO / "roles" / "common" / "filter_plugins" / "common_firewall.py")
+mon = load_module(REPO / "roles" / "puente" / "filter_plugins" / "puente_monitoring.py")
+fw = load_module(REPO / "roles" / "common" / "filter_plugins" / "common_firewall.py")
 
 EXPORTERS = [
     {"job": "node", "group": "all", "port": 9100},

@@ -28,6 +28,15 @@ def expr_of(text: str, alert: str) -> str:
     return next(r["expr"] for g in doc["groups"] for r in g["rules"] if r.get("alert") == alert)
 
 
+def promtool_test(folder: Path, rules: str, case: str) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of ``case`` against ``rules``, written as puente.rules.yml in ``folder``."""
+    (folder / "puente.rules.yml").write_text(rules)
+    (folder / "lab.test.yml").write_text(case)
+    return subprocess.run(
+        [PROMTOOL, "test", "rules", str(folder / "lab.test.yml")], capture_output=True, text=True
+    )
+
+
 def test_no_ranges_is_the_file_as_it_is():
     assert flt.monitoring_rule_ranges(TEXT, {}) == TEXT
     assert flt.monitoring_rule_ranges(TEXT.rstrip("\n"), None) == TEXT
@@ -102,21 +111,14 @@ tests:
 def test_the_labs_rules_pass_promtool_and_resolve_a_leader_change_within_a_minute(tmp_path: Path):
     ranges = yaml.safe_load(LAB_OVERRIDES.read_text())["monitoring_rule_ranges"]
     assert ranges, "the lab sets its own ranges"
-    (tmp_path / "puente.rules.yml").write_text(flt.monitoring_rule_ranges(TEXT, ranges))
-    (tmp_path / "lab.test.yml").write_text(LAB_LEADER_CASE)
+    proc = promtool_test(tmp_path, flt.monitoring_rule_ranges(TEXT, ranges), LAB_LEADER_CASE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     check = subprocess.run(
         [PROMTOOL, "check", "rules", str(tmp_path / "puente.rules.yml")], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    proc = subprocess.run(
-        [PROMTOOL, "test", "rules", str(tmp_path / "lab.test.yml")], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     # the same case against the production file fails: the test sees the range
-    (tmp_path / "puente.rules.yml").write_text(TEXT)
-    proc = subprocess.run(
-        [PROMTOOL, "test", "rules", str(tmp_path / "lab.test.yml")], capture_output=True, text=True
-    )
+    proc = promtool_test(tmp_path, TEXT, LAB_LEADER_CASE)
     assert proc.returncode != 0, proc.stdout
 
 
@@ -194,14 +196,7 @@ tests:
 def test_the_labs_site_down_fires_at_the_first_evaluation_that_sees_it(tmp_path: Path):
     holds = yaml.safe_load(LAB_OVERRIDES.read_text())["monitoring_rule_holds"]
     assert holds.get("PuenteSiteDown") == "0s"
-    (tmp_path / "puente.rules.yml").write_text(flt.monitoring_rule_holds(TEXT, holds))
-    (tmp_path / "lab.test.yml").write_text(LAB_SITE_DOWN_CASE)
-    proc = subprocess.run(
-        [PROMTOOL, "test", "rules", str(tmp_path / "lab.test.yml")], capture_output=True, text=True
-    )
+    proc = promtool_test(tmp_path, flt.monitoring_rule_holds(TEXT, holds), LAB_SITE_DOWN_CASE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (tmp_path / "puente.rules.yml").write_text(TEXT)
-    proc = subprocess.run(
-        [PROMTOOL, "test", "rules", str(tmp_path / "lab.test.yml")], capture_output=True, text=True
-    )
+    proc = promtool_test(tmp_path, TEXT, LAB_SITE_DOWN_CASE)
     assert proc.returncode != 0, proc.stdout

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
+from puente_test_support import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,11 +17,7 @@ def shim() -> ModuleType:
 
     init_plugin_loader()  # as ansible-playbook does first: installs the collection finder
     path = ROOT / "plugins/strategy/mitogen_linear.py"
-    spec = importlib.util.spec_from_file_location("puente_mitogen_linear", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, "puente_mitogen_linear")
 
 
 def test_collections_are_listed_once(shim: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,13 +11,13 @@ run changes nothing.
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import puente_test_support as support
 import pytest
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
@@ -45,14 +45,7 @@ def targets(address: str) -> list[dict[str, Any]]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(2)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+    return support.wait_for(what, check, timeout=timeout, interval=2)
 
 
 @pytest.mark.parametrize("host", sorted(PROMETHEUS))

@@ -5,15 +5,14 @@ and `live` (the damaged one). The lab runs the same script in `puente drill rest
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from puente_test_support import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "pgbackrest" / "files" / "usr" / "local" / "sbin" / "pgbackrest-put-back"
@@ -44,12 +43,7 @@ INSERT INTO "Parcel Notes" SELECT gen_random_uuid(), id, 'note of ' || code FROM
 
 def _servers() -> Any:
     """tests/api's throwaway servers (the same module object when the API tests imported it already)."""
-    if "api_servers" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("api_servers", REPO / "tests/api/api_servers.py")
-        assert spec and spec.loader
-        sys.modules["api_servers"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["api_servers"])
-    return sys.modules["api_servers"]
+    return load_module(REPO / "tests/api/api_servers.py", register=True)
 
 
 @pytest.fixture(scope="module")

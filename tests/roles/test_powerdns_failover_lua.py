@@ -6,20 +6,17 @@ when every set is down) is proven on the lab's server by tests/roles/test_powerd
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from puente_test_support import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 _PLUGIN = REPO / "roles" / "powerdns" / "filter_plugins" / "powerdns_failover.py"
-_spec = importlib.util.spec_from_file_location("powerdns_failover", _PLUGIN)
-assert _spec and _spec.loader
-plugin = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plugin)
+plugin = load_module(_PLUGIN)
 render = plugin.powerdns_failover_lua
 
 LAB = {

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from puente_cloud import outputs
 from puente_cloud.failover import load as load_failover
+from puente_test_support import load_module
 from stacks_helpers import DELETE, REPO, cloud_config_errors, filled, run_stack, runtime_data
 
 from puente import pulumikit, templating
@@ -127,14 +128,10 @@ def test_stack_exports_every_key_the_ansible_side_reads(any_stack: Recording) ->
 
 
 def test_inventory_plugin_reads_keys_the_program_exports() -> None:
-    import importlib.util
 
     from stacks_helpers import REPO
 
-    spec = importlib.util.spec_from_file_location("pulumi_stack", REPO / "plugins/inventory/pulumi_stack.py")
-    assert spec is not None and spec.loader is not None
-    plugin = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plugin)
+    plugin = load_module(REPO / "plugins/inventory/pulumi_stack.py")
     assert set(plugin.REQUIRED_OUTPUTS) <= set(outputs.ALL)
     assert plugin.CLOUD_NODES == outputs.CLOUD_NODES
 
