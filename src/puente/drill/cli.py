@@ -83,7 +83,8 @@ def _cleanup(args: argparse.Namespace) -> int:
     """Remove the nft tables an interrupted drill left (the drill itself always restores)."""
     removed = faults.restore_all()
     if not removed:
-        print(f"no nft table {faults.TABLE_NAME}: nothing to restore")
+        names = sorted({name for _, name in faults.TABLES})
+        print(f"no nft table {' or '.join(names)}: nothing to restore")
     return 0
 
 
@@ -131,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _common(p)
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("cleanup", help="remove the nft tables (puente_wan) an interrupted drill left")
+    p = sub.add_parser("cleanup", help="remove the nft tables (puente_wan*) an interrupted drill left")
     p.set_defaults(func=_cleanup)
 
     restore_cli.register(sub)

@@ -14,25 +14,39 @@ the lab's sites:
 
 Deleting the tables restores everything; nothing else on the host is touched.
 
+Tunnel cut: ``bridge puente_wan_tunnel`` on the lab's WAN bridge (the internal network between the sites'
+VPN gateways) drops every frame between a gateway's WAN address and the given tunnels' outside addresses —
+IKE (UDP 500), ESP in UDP (4500), plain ESP — as a failed WAN path or a dead endpoint would. strongSwan
+sees the peer go silent and takes the tunnel down by dead peer detection; the other tunnel, if spared,
+takes over. A table of its own, so it stacks with a WAN cut (``site-failover --fault tunnel`` uses both).
+
 Node faults: ``podman stop`` (clean shutdown) / ``podman kill`` (crash) / ``podman start``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from puente.shell import run
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "puente_wan"
+TUNNEL_TABLE = "puente_wan_tunnel"
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# Every nft table a drill may leave behind: what `puente drill cleanup` deletes.
+TABLES = ((TABLE_FAMILY, TABLE_NAME), ("bridge", TABLE_NAME), ("bridge", TUNNEL_TABLE))
 
 
 class _NftFault:
     """A fault made of the project's own nft tables (``puente_wan``); restore = delete them."""
 
     netns: str | None
+    tables: ClassVar[tuple[tuple[str, str], ...]] = ((TABLE_FAMILY, TABLE_NAME), ("bridge", TABLE_NAME))
+    """(family, name) of the tables this fault makes (and deletes)."""
 
     def ruleset(self) -> str:
         raise NotImplementedError
@@ -41,27 +55,28 @@ class _NftFault:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         return run([*prefix, "nft", *args], input_text=input_text, check=check, capture=True, quiet=quiet)
 
-    def _present(self) -> list[str]:
+    def _present(self) -> list[tuple[str, str]]:
         return [
-            family
-            for family in (TABLE_FAMILY, "bridge")
-            if self._nft("list", "table", family, TABLE_NAME, check=False, quiet=True).returncode == 0
+            (family, name)
+            for family, name in self.tables
+            if self._nft("list", "table", family, name, check=False, quiet=True).returncode == 0
         ]
 
     def active(self) -> bool:
         return bool(self._present())
 
     def cut(self) -> None:
-        if self.active():
+        present = self._present()
+        if present:
             raise RuntimeError(
-                f"table {TABLE_NAME} already exists (a previous drill did not restore?): check it with "
-                f"`nft list tables`, then `puente drill cleanup`"
+                f"table {' and '.join(f'{f} {n}' for f, n in present)} already exists (a previous drill did "
+                "not restore?): check it with `nft list tables`, then `puente drill cleanup`"
             )
         self._nft("-f", "-", input_text=self.ruleset())
 
     def restore(self) -> None:
-        for family in self._present():
-            self._nft("delete", "table", family, TABLE_NAME)
+        for family, name in self._present():
+            self._nft("delete", "table", family, name)
 
 
 @dataclass(frozen=True)
@@ -163,12 +178,72 @@ class NodePartition(_NftFault):
         )
 
 
+@dataclass(frozen=True)
+class TunnelCut(_NftFault):
+    """Takes tunnels down as a WAN path or endpoint failure does: on the WAN's bridge, every frame between
+    the ``gateway``'s WAN address and the tunnels' ``outside`` addresses is dropped (both ways; IKE, ESP in
+    UDP and ESP alike). Other addresses on the WAN (a tunnel spared) are untouched."""
+
+    bridge: str
+    """The WAN's bridge on the host (``podman network inspect`` -> network_interface)."""
+    gateway: str
+    """The site's VPN gateway, its WAN address (the customer gateway)."""
+    outside: Sequence[str]
+    """The outside addresses of the tunnels to take down (AWS's ends)."""
+    netns: str | None = None
+    tables: ClassVar[tuple[tuple[str, str], ...]] = (("bridge", TUNNEL_TABLE),)
+
+    def __post_init__(self) -> None:
+        if not _IFNAME.match(self.bridge):
+            raise ValueError(f"not an interface name: {self.bridge!r}")
+        gateway = ipaddress.IPv4Address(self.gateway)
+        if not self.outside:
+            raise ValueError("a tunnel cut needs at least one outside address")
+        for a in self.outside:
+            if ipaddress.IPv4Address(a) == gateway:
+                raise ValueError(f"outside address {a} is the gateway itself")
+
+    def ports(self) -> list[str]:
+        """The bridge's ports now (the gateways' veths): this kernel's nft has no ``meta ibrname``, so
+        the rules name the ports of the WAN's bridge instead."""
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        out = run([*prefix, "ip", "-o", "link", "show", "master", self.bridge], capture=True, quiet=True)
+        # "7: veth0@if2: <BROADCAST,...> mtu 1500 master wan0 ..." -> veth0
+        names = [
+            line.split(":")[1].strip().split("@")[0]
+            for line in (out.stdout or "").splitlines()
+            if ":" in line
+        ]
+        if not names:
+            raise RuntimeError(f"bridge {self.bridge} has no ports: is the lab's WAN up?")
+        return names
+
+    def ruleset(self) -> str:
+        ends = ", ".join(str(ipaddress.IPv4Address(a)) for a in self.outside)
+        gateway = str(ipaddress.IPv4Address(self.gateway))
+        ports = ", ".join(f'"{p}"' for p in self.ports() if _IFNAME.match(p))
+        on_wan = f"iifname {{ {ports} }}"
+        return (
+            f"table bridge {TUNNEL_TABLE} {{\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority -10; policy accept;\n"
+            f"    {on_wan} ip saddr {gateway} ip daddr {{ {ends} }} counter drop\n"
+            f"    {on_wan} ip saddr {{ {ends} }} ip daddr {gateway} counter drop\n"
+            "  }\n"
+            "}\n"
+        )
+
+
 def restore_all(netns: str | None = None) -> list[str]:
-    """Delete the ``puente_wan`` tables an interrupted drill left; returns the families removed."""
-    fault = NodePartition(["127.0.0.1"], netns=netns)
-    present = fault._present()
-    fault.restore()
-    return present
+    """Delete every table a drill makes (``TABLES``) that an interrupted drill left; returns
+    ``family name`` of each one removed."""
+    probe = NodePartition(["127.0.0.1"], netns=netns)
+    removed = []
+    for family, name in TABLES:
+        if probe._nft("list", "table", family, name, check=False, quiet=True).returncode == 0:
+            probe._nft("delete", "table", family, name)
+            removed.append(f"{family} {name}")
+    return removed
 
 
 def stop_node(name: str, *, crash: bool) -> None:
