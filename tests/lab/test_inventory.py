@@ -127,3 +127,59 @@ def test_only_the_nodes_that_list_the_tun_device_get_it(tmp_path: Path) -> None:
 def test_other_devices_are_refused(tmp_path: Path, devices: str) -> None:
     with pytest.raises(InventoryError, match="onprem-vpn1`: lab_devices must be a list of"):
         load(tmp_path, TUN_HOSTS.replace("[/dev/net/tun]", devices))
+
+
+# The WAN between the sites' VPN gateways (issue 14): a gateway gets its site's network and the WAN, and
+# forwards; every other node keeps the arguments it had.
+WAN_HOSTS = """
+all:
+  children:
+    lab:
+      vars: {lab_wan_network: puente-wan, lab_wan_subnet: 10.89.250.0/24}
+      children:
+        onprem:
+          vars: {lab_network: puente-onprem, lab_subnet: 10.89.1.0/24}
+          hosts:
+            onprem-vpn1: {ansible_host: 10.89.1.5, lab_wan_address: 10.89.250.10}
+            onprem-api1: {ansible_host: 10.89.1.21}
+        cloud:
+          vars: {lab_network: puente-cloud, lab_subnet: 10.89.2.0/24}
+          hosts:
+            cloud-vpn1: {ansible_host: 10.89.2.5, lab_wan_address: 10.89.250.250}
+"""
+
+
+def test_a_gateway_has_a_second_interface_on_the_wan_and_forwards(tmp_path: Path) -> None:
+    lab = load(tmp_path, WAN_HOSTS)
+    assert lab.wan is not None and (lab.wan.network, str(lab.wan.subnet)) == ("puente-wan", "10.89.250.0/24")
+    assert lab.gateway_of("onprem") is lab.nodes["onprem-vpn1"]
+    assert lab.gateway_of("cloud") is lab.nodes["cloud-vpn1"]
+    vpn = nodes.run_args(lab.nodes["onprem-vpn1"], "img", lab.wan)
+    networks = [vpn[i + 1] for i, a in enumerate(vpn) if a == "--network"]
+    assert networks == ["puente-onprem:ip=10.89.1.5,mac=02:00:0a:59:01:05", "puente-wan:ip=10.89.250.10"]
+    assert vpn[vpn.index("--sysctl") + 1] == "net.ipv4.ip_forward=1"
+    api = nodes.run_args(lab.nodes["onprem-api1"], "img", lab.wan)
+    assert api == nodes.run_args(lab.nodes["onprem-api1"], "img")
+    assert "--sysctl" not in api and api[api.index("--ip") + 1] == "10.89.1.21"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("lab_wan_address: 10.89.250.10}", "lab_wan_address 10.89.251.1 is no usable address"),
+        ("lab_wan_subnet: 10.89.250.0/24}", "lab_wan_subnet must be an IPv4 CIDR"),
+        ("lab_wan_network: puente-wan, ", "no group declares lab_wan_network"),
+        ("lab_wan_address: 10.89.250.250}", "10.89.250.10 is already used by `cloud-vpn1`"),
+    ],
+)
+def test_a_bad_wan_is_refused_with_the_host_named(tmp_path: Path, change: str, message: str) -> None:
+    broken = {
+        "lab_wan_address: 10.89.250.10}": WAN_HOSTS.replace("250.10}", "251.1}"),
+        "lab_wan_subnet: 10.89.250.0/24}": WAN_HOSTS.replace("10.89.250.0/24}", "wide}"),
+        "lab_wan_network: puente-wan, ": WAN_HOSTS.replace(
+            "vars: {lab_wan_network: puente-wan, lab_wan_subnet: 10.89.250.0/24}", "vars: {}"
+        ),
+        "lab_wan_address: 10.89.250.250}": WAN_HOSTS.replace("10.89.250.250}", "10.89.250.10}"),
+    }[change]
+    with pytest.raises(InventoryError, match=message.replace("`", ".")):
+        load(tmp_path, broken)

@@ -84,7 +84,6 @@ ALLOWED = {
     "vpn_remote_cidrs": "address",
     "vpn_customer_gateway_address": "address",
     "vpn_local_address": "address",
-    "vpn_add_local_addresses": "address",
     "vpn_kernel_libipsec": "platform",
 }
 # Per host by nature, not by environment.

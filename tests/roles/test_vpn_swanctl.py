@@ -62,6 +62,9 @@ def test_one_connection_per_tunnel_from_the_customer_gateway() -> None:
     assert second["remote_addrs"] == second["remote_id"] == "198.51.100.20"
     assert (first["local_ts"], first["remote_ts"]) == (ONPREM, VPC)
     assert first["start_action"] == "start" and first["replay_window"] == 1024
+    # the same selectors on both: the first tunnel's policies win while its SA is up (lower is preferred)
+    assert first["priority"] < second["priority"]
+    assert (first["reqid"], second["reqid"]) == (1, 2)  # a policy each, not one shared by equal selectors
 
 
 def test_proposals_are_what_aws_accepts_strongest_group_first() -> None:
@@ -162,3 +165,34 @@ def test_an_esp_rule_takes_no_port() -> None:
     with pytest.raises(AnsibleFilterError, match="an esp rule has from and no port"):
         fw.common_firewall_rules([[{"proto": "esp", "port": 50, "from": ["any"]}]], {}, {})
     assert fw.common_firewall_rules([[{"proto": "esp", "from": ["any"]}]], {}, {})[0]["any"] is True
+
+
+def test_the_gateway_forwards_into_the_tunnels_and_back_only_what_ipsec_decapsulated() -> None:
+    kernel = fw.common_firewall_forward(
+        [{"from": ONPREM, "to": VPC}, {"from": VPC, "to": ONPREM, "through": "ipsec"}]
+    )
+    assert kernel == [
+        {"family": "ip", "saddr": "10.89.0.0/16", "daddr": "10.0.0.0/16", "match": ""},
+        {"family": "ip", "saddr": "10.0.0.0/16", "daddr": "10.89.0.0/16", "match": "meta ipsec exists"},
+    ]
+    user_space = fw.common_firewall_forward(
+        [{"from": VPC, "to": [*ONPREM, "fd00::/64"], "through": "ipsec0"}]
+    )
+    assert user_space == [
+        {"family": "ip", "saddr": "10.0.0.0/16", "daddr": "10.89.0.0/16", "match": 'iifname "ipsec0"'}
+    ]
+    assert fw.common_firewall_forward([]) == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ([{"from": ONPREM}], r"common_firewall_forward\[0\]: to must be a non-empty list"),
+        ([{"from": ["10.0.0.300/8"], "to": VPC}], r"common_firewall_forward\[0\]: from: "),
+        ([{"from": ONPREM, "to": VPC, "through": "eth0; drop"}], "is no interface"),
+        ([{"from": ONPREM, "to": VPC, "via": "x"}], r"expected \{from, to, through\}"),
+    ],
+)
+def test_a_bad_forwarding_rule_is_refused(rules: Any, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        fw.common_firewall_forward(rules)

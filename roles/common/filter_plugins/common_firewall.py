@@ -112,10 +112,51 @@ def common_firewall_accepts(rules: list[dict[str, Any]], address: str, port: int
     return False
 
 
+def _networks(values: Any, what: str, index: int) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    if not isinstance(values, list) or not values:
+        raise AnsibleFilterError(
+            f"common_firewall_forward[{index}]: {what} must be a non-empty list of CIDRs"
+        )
+    try:
+        return [ipaddress.ip_network(str(v)) for v in values]
+    except ValueError as exc:
+        raise AnsibleFilterError(f"common_firewall_forward[{index}]: {what}: {exc}") from exc
+
+
+def common_firewall_forward(rules: Any) -> list[dict[str, str]]:
+    """Forwarding rules (``{from: [CIDRs], to: [CIDRs], through: "" | "ipsec" | interface}``) as nft matches.
+
+    ``through: ipsec`` accepts only what the kernel's IPsec decapsulated (``meta ipsec exists``); an interface
+    name only what came in on it (strongSwan's kernel-libipsec TUN device, ``ipsec0``). One entry per address
+    family present on both sides: ``{family: ip|ip6, saddr, daddr, match}``."""
+    if not isinstance(rules, list):
+        raise AnsibleFilterError(f"common_firewall_forward must be a list, got {rules!r}")
+    out = []
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, dict) or set(rule) - {"from", "to", "through"}:
+            raise AnsibleFilterError(
+                f"common_firewall_forward[{index}]: expected {{from, to, through}}, got {rule!r}"
+            )
+        sources, targets = _networks(rule.get("from"), "from", index), _networks(rule.get("to"), "to", index)
+        through = str(rule.get("through") or "")
+        if through and not all(c.isalnum() or c in "._-" for c in through):
+            raise AnsibleFilterError(f"common_firewall_forward[{index}]: through {through!r} is no interface")
+        match = "meta ipsec exists" if through == "ipsec" else (f'iifname "{through}"' if through else "")
+        for family, version in (("ip", 4), ("ip6", 6)):
+            src = sorted(str(n) for n in sources if n.version == version)
+            dst = sorted(str(n) for n in targets if n.version == version)
+            if src and dst:
+                out.append(
+                    {"family": family, "saddr": ", ".join(src), "daddr": ", ".join(dst), "match": match}
+                )
+    return out
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "common_firewall_sources": common_firewall_sources,
             "common_firewall_rules": common_firewall_rules,
             "common_firewall_accepts": common_firewall_accepts,
+            "common_firewall_forward": common_firewall_forward,
         }

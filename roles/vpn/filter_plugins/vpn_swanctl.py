@@ -26,6 +26,9 @@ PRF = {"SHA2-256": "prfsha256"}
 # Strongest first: the first group of the first proposal is the one the initiator's KE payload carries.
 DH_GROUPS = {20: "ecp384", 19: "ecp256", 14: "modp2048"}
 ENDS = ("onprem", "aws")
+# Fixed IPsec policy priorities, in tunnel order (strongSwan: lower is preferred; 0 would compute one from
+# the selectors' sizes, equal for both tunnels).
+POLICY_PRIORITY_STEP = 100
 REQUIRED = (
     "tunnel",
     "outside_address",
@@ -169,7 +172,7 @@ def vpn_swanctl_connections(
     cgw = _address(customer_gateway_address, "the customer gateway's address", "-")
     cgw_id = str(customer_gateway_id or cgw)
     out = []
-    for t in _checked(tunnels):
+    for position, t in enumerate(_checked(tunnels), start=1):
         name = t["tunnel"]
         outside = _address(t["outside_address"], "outside_address", name)
         onprem = end == "onprem"
@@ -188,6 +191,13 @@ def vpn_swanctl_connections(
                 "local_ts": onprem_nets if onprem else aws_nets,
                 "remote_ts": aws_nets if onprem else onprem_nets,
                 "replay_window": int(t.get("replay_window_size", 32)),
+                # Both tunnels carry the same selectors: the kernel holds one policy per selector pair,
+                # bound to the CHILD_SA whose priority is best (lowest). The first tunnel is preferred; when
+                # its SA goes (DPD, a delete), the second one's takes over at once, and back when it returns.
+                "priority": POLICY_PRIORITY_STEP * position,
+                # ...which needs a policy per tunnel: strongSwan gives CHILD_SAs with equal selectors one
+                # shared reqid (one policy, the newest SA wins) unless each has a fixed one of its own.
+                "reqid": position,
                 # The customer gateway always initiates; AWS's end as its startup_action says.
                 "start_action": "start" if onprem or startup == "start" else "none",
             }

@@ -90,7 +90,10 @@ def _prepare(
     paths.APT_ARCHIVES.mkdir(parents=True, exist_ok=True)
     for site in sorted({n.site for n in selected}, key=lambda s: s.name):
         nodes.ensure_network(site)
+    if lab.wan and any(n.wan_ip for n in selected):
+        nodes.ensure_network(lab.wan, internal=True)
     routing.keep_source_addresses(lab.sites.values())
+    routing.through_gateways(lab)
     nodes.ensure_nodes(lab, selected, tag, remove_orphans)
     timings["nodes_waited_ssh_s"] = round(nodes.wait_for_ssh(selected), 1)
     timings["nodes_up_s"] = round(time.monotonic() - t, 1)
@@ -229,8 +232,9 @@ def _cmd_down(args: argparse.Namespace) -> int:
     else:
         lab = _load_checked()
         sites, names = set(lab.sites), set(lab.nodes)
-        wanted_networks = {s.network for s in lab.sites.values()}
+        wanted_networks = {s.network for s in lab.sites.values()} | ({lab.wan.network} if lab.wan else set())
         routing.forget_sites(lab.sites.values())
+        routing.forget_gateways()
     _step("removing the lab's containers and networks")
     containers = [
         c["Names"][0]

@@ -1,7 +1,9 @@
 """Reads and checks the lab inventory (``inventories/lab/hosts.yml`` + the generated ``scale.yml``).
 
 A site is a group (the lab's are under ``lab``) that declares ``lab_network`` and ``lab_subnet`` in its vars;
-each of its hosts is a node with a fixed ``ansible_host`` inside that subnet. Everything wrong is reported
+each of its hosts is a node with a fixed ``ansible_host`` inside that subnet. The WAN between the sites' VPN
+gateways is declared once (``lab_wan_network`` and ``lab_wan_subnet``, in any group's vars); a node with a
+``lab_wan_address`` is a gateway: it gets a second interface on it and forwards. Everything wrong is reported
 at once, before any node is touched.
 """
 
@@ -48,6 +50,8 @@ class Node:
     groups: tuple[str, ...] = ()
     mac: str = ""
     devices: tuple[str, ...] = ()
+    wan_ip: ipaddress.IPv4Address | None = None
+    """The node's address on the WAN between the sites (a VPN gateway's outside address), if it has one."""
 
     @property
     def mac_address(self) -> str:
@@ -60,6 +64,12 @@ class Lab:
     sites: dict[str, Site] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    wan: Site | None = None
+    """The WAN between the sites' VPN gateways: an internal podman network (no route to the host)."""
+
+    def gateway_of(self, site: str) -> Node | None:
+        """The site's VPN gateway: its node on the WAN (the sites' traffic to each other goes through it)."""
+        return next((n for n in self.nodes.values() if n.site.name == site and n.wan_ip), None)
 
     def in_group(self, group: str) -> list[Node]:
         return [self.nodes[n] for n in self.groups.get(group, [])]
@@ -145,6 +155,8 @@ def load(files: Iterable[Path] | None = None) -> Lab:
 
     lab = Lab()
     for gname, g in flat.items():
+        if "lab_wan_network" in g["vars"] or "lab_wan_subnet" in g["vars"]:
+            lab.wan = _wan(gname, g["vars"], problems) or lab.wan
         if gname == "all" or ("lab_network" not in g["vars"] and "lab_subnet" not in g["vars"]):
             continue
         network, subnet = g["vars"].get("lab_network"), g["vars"].get("lab_subnet")
@@ -168,6 +180,8 @@ def load(files: Iterable[Path] | None = None) -> Lab:
         for b in lab.sites.values():
             if a.name < b.name and a.subnet.overlaps(b.subnet):
                 problems.append(f"sites `{a.name}` and `{b.name}` have overlapping subnets")
+        if lab.wan and a.subnet.overlaps(lab.wan.subnet):
+            problems.append(f"site `{a.name}` overlaps the WAN's {lab.wan.subnet}")
 
     all_hosts = _members("all", flat)
     host_vars: dict[str, dict[str, Any]] = {}
@@ -224,7 +238,12 @@ def load(files: Iterable[Path] | None = None) -> Lab:
                 f"host `{host}`: lab_devices must be a list of {list(ALLOWED_DEVICES)}, got {devices!r}"
             )
             continue
-        lab.nodes[host] = Node(host, site, ip, tuple(sorted(groups_of[host])), mac, tuple(devices))
+        wan_ip = _wan_address(host, host_vars[host].get("lab_wan_address"), lab.wan, seen_ips, problems)
+        if wan_ip is False:
+            continue
+        lab.nodes[host] = Node(
+            host, site, ip, tuple(sorted(groups_of[host])), mac, tuple(devices), wan_ip or None
+        )
     if problems:
         raise InventoryError("malformed lab inventory:\n  - " + "\n  - ".join(problems))
     # Inventory order of sites (the primary first), then addresses: what status and URLs list first.
@@ -239,6 +258,48 @@ def load(files: Iterable[Path] | None = None) -> Lab:
         g: sorted((m for m in members if m in lab.nodes), key=order) for g, members in lab.groups.items()
     }
     return lab
+
+
+def _wan(group: str, gvars: Mapping[str, Any], problems: list[str]) -> Site | None:
+    network, subnet = gvars.get("lab_wan_network"), gvars.get("lab_wan_subnet")
+    if not isinstance(network, str) or not _NAME.match(network):
+        problems.append(f"group `{group}`: lab_wan_network must be a name like puente-wan, got {network!r}")
+        return None
+    try:
+        return Site("wan", network, ipaddress.IPv4Network(str(subnet)))
+    except ValueError:
+        problems.append(f"group `{group}`: lab_wan_subnet must be an IPv4 CIDR like 10.89.0.0/24: {subnet!r}")
+        return None
+
+
+def _wan_address(
+    host: str,
+    raw: Any,
+    wan: Site | None,
+    seen: dict[ipaddress.IPv4Address, str],
+    problems: list[str],
+) -> ipaddress.IPv4Address | bool | None:
+    """The node's WAN address (None: it has none; False: a problem was reported)."""
+    if raw is None:
+        return None
+    if wan is None:
+        problems.append(
+            f"host `{host}`: lab_wan_address, but no group declares lab_wan_network/lab_wan_subnet"
+        )
+        return False
+    try:
+        ip = ipaddress.IPv4Address(str(raw))
+    except ValueError:
+        problems.append(f"host `{host}`: lab_wan_address must be an IPv4 address, got {raw!r}")
+        return False
+    if ip not in wan.subnet or ip in (wan.subnet.network_address, wan.subnet.broadcast_address):
+        problems.append(f"host `{host}`: lab_wan_address {ip} is no usable address of the WAN's {wan.subnet}")
+        return False
+    if ip in seen:
+        problems.append(f"host `{host}`: lab_wan_address {ip} is already used by `{seen[ip]}`")
+        return False
+    seen[ip] = host
+    return ip
 
 
 def shared_vars() -> dict[str, Any]:

@@ -45,11 +45,14 @@ def remove_stale_bridges(subnet: ipaddress.IPv4Network) -> None:
             run(["ip", "link", "delete", link])
 
 
-def ensure_network(site: Site) -> None:
+def ensure_network(site: Site, *, internal: bool = False) -> None:
+    """The site's podman network (the host is its gateway), or with ``internal`` the WAN between the sites'
+    VPN gateways: no address of the host on it, no route out of it, nothing masqueraded."""
     found = podman.inspect("network", [site.network])
     if found:
         subnets = [s.get("subnet") for s in found[0].get("subnets") or []]
-        if subnets == [str(site.subnet)] and paths.LABEL in (found[0].get("labels") or {}):
+        same = subnets == [str(site.subnet)] and bool(found[0].get("internal")) == internal
+        if same and paths.LABEL in (found[0].get("labels") or {}):
             print(f"network {site.network} {site.subnet} is up to date", flush=True)
             return
         if paths.LABEL not in (found[0].get("labels") or {}):
@@ -66,8 +69,7 @@ def ensure_network(site: Site) -> None:
         "create",
         "--subnet",
         str(site.subnet),
-        "--gateway",
-        str(site.gateway),
+        *(["--internal"] if internal else ["--gateway", str(site.gateway)]),
         "--label",
         f"{paths.LABEL}=1",
         "--label",
@@ -76,7 +78,22 @@ def ensure_network(site: Site) -> None:
     )
 
 
-def run_args(node: Node, image: str) -> list[str]:
+def _network_args(node: Node, wan: Site | None) -> list[str]:
+    if node.wan_ip is None or wan is None:
+        return ["--network", node.site.network, "--ip", str(node.ip), "--mac-address", node.mac_address]
+    # A VPN gateway: its site's network first (eth0, the default route), the WAN second (eth1, no route
+    # beyond it); it forwards between them (its site's traffic to the other site, through the tunnels).
+    return [
+        "--network",
+        f"{node.site.network}:ip={node.ip},mac={node.mac_address}",
+        "--network",
+        f"{wan.network}:ip={node.wan_ip}",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+    ]
+
+
+def run_args(node: Node, image: str, wan: Site | None = None) -> list[str]:
     """The ``podman run`` arguments of a node (without the spec label, which hashes them)."""
     return [
         "--detach",
@@ -84,12 +101,7 @@ def run_args(node: Node, image: str) -> list[str]:
         node.name,
         "--hostname",
         node.name,
-        "--network",
-        node.site.network,
-        "--ip",
-        str(node.ip),
-        "--mac-address",
-        node.mac_address,
+        *_network_args(node, wan),
         # nftables in the node (role common) needs NET_ADMIN; never --privileged: a privileged node
         # changed the HOST's clock and sysctls when configured.
         "--cap-add",
@@ -136,7 +148,7 @@ def ensure_nodes(lab: Lab, nodes: Sequence[Node], image: str, remove_orphans: bo
             podman.remove(name)
     current = {c["Name"]: c for c in podman.inspect("container", [n.name for n in nodes])}
     for node in nodes:
-        args = run_args(node, image)
+        args = run_args(node, image, lab.wan)
         spec = spec_hash(args)
         key = key_hash()
         have = current.get(node.name)
