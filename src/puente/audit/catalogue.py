@@ -23,7 +23,7 @@ CONTROL_ID = re.compile(r"^PUENTE-[A-Z0-9]+-\d{2}$")
 # groups would silently make it apply to no host, so an unknown name is an error at import time.
 KNOWN_GROUPS = frozenset(
     {"all", "onprem", "cloud", "witness", "gateways", "loadbalancers", "api_nodes", "postgresql",
-     "rabbitmq", "dns", "etcd", "sqs", "monitoring"}
+     "rabbitmq", "dns", "etcd", "sqs", "monitoring", "vpn", "aws_vpn"}
 )
 
 # InSpec's impact bands: 0.0 none, <0.4 low, <0.7 medium, <0.9 high, >=0.9 critical.

@@ -67,14 +67,21 @@ _SSH_VARS = ("{{ {'connection': ansible_connection | default('ssh'), "
 
 def ssh_targets(path: str) -> dict[str, dict[str, Any]]:
     """host -> {host, user, port, key, args, become} for the ssh backend, resolved by `ansible`."""
+    return {name: dict(value) for name, value in resolve(path, _SSH_VARS, "the connection variables").items()}
+
+
+def resolve(path: str, expression: str, what: str, pattern: str = "all") -> dict[str, Any]:
+    """host -> ``expression`` (Jinja) as Ansible resolves it for each host of ``pattern``, on the
+    controller (the debug action): the connection's variables, or what a control compares a host with
+    (e.g. the VPN's agreed proposals, from the inventory the roles were applied with)."""
     import os
     import subprocess
 
     env = {**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json",
            "ANSIBLE_NOCOLOR": "1"}
-    argv = ["ansible", "all", "-i", path, "-m", "ansible.builtin.debug", "-a", f"msg={_SSH_VARS}"]
+    argv = ["ansible", pattern, "-i", path, "-m", "ansible.builtin.debug", "-a", f"msg={expression}"]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
     if proc.returncode != 0:
-        raise ValueError(f"ansible could not resolve the connection variables of {path}: "
+        raise ValueError(f"ansible could not resolve {what} of {path}: "
                          f"{(proc.stdout + proc.stderr)[-1500:]}")
-    return {name: dict(data["msg"]) for name, data in play_results(proc.stdout).items()}
+    return {name: data["msg"] for name, data in play_results(proc.stdout).items()}
