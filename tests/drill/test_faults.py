@@ -129,7 +129,20 @@ def test_a_second_cut_refuses_and_restore_is_idempotent(net: Net):
 )
 def test_bad_input_is_refused_before_any_rule(isolate, peers, exempt, message):
     with pytest.raises(ValueError, match=message):
-        WanCut(isolate, peers, exempt=exempt)
+        WanCut(isolate, peers, exempt=exempt, cut_clients=False)
+
+
+def test_a_cut_without_peers_cuts_the_clients_only(net: Net):
+    """What site-failover --fault tunnel adds to the tunnels' cut when every other site is reached through
+    them: the host (the drill's client) loses the site, the sites' routing is left to the tunnel cut."""
+    cut = WanCut("10.250.1.0/24", [], exempt=["10.250.1.53"], netns=net.router)
+    cut.cut()
+    try:
+        assert net.blocked(net.router, "10.250.1.2"), "the host (client) still reaches the site"
+        assert net.reaches(net.router, "10.250.1.53"), "the exempt DNS was cut from the host"
+        assert net.reaches(net.peer, "10.250.1.2"), "a cut without peers cut a peer"
+    finally:
+        cut.restore()
 
 
 def test_partition_isolates_nodes_from_their_site_and_beyond(net: Net):

@@ -1,4 +1,5 @@
-"""``puente drill site-failover | node-loss --target api|db|witness | partition | failback | baseline``,
+"""``puente drill site-failover [--fault blackhole|tunnel] | tunnel-failover | node-loss --target
+api|db|witness | partition | failback | baseline``,
 ``puente drill restore [--latest]`` (restore_cli), ``puente drill cleanup`` and ``puente drill html DIR``."""
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def _run(args: argparse.Namespace) -> int:
         opts = _options(args)
         topo = topology.load(opts.inventory)
         if args.drill == "site-failover":
-            result = scenarios.site_failover(topo, opts)
+            result = scenarios.site_failover(topo, opts, args.fault)
+        elif args.drill == "tunnel-failover":
+            result = scenarios.tunnel_failover(topo, opts)
         elif args.drill == "baseline":
             result = scenarios.baseline(topo, opts)
         elif args.drill == "partition":
@@ -107,6 +110,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = drill.add_subparsers(dest="drill", required=True, metavar="DRILL")
 
     p = sub.add_parser("site-failover", help="cut the on-prem site off the WAN, measure, restore")
+    p.add_argument(
+        "--fault",
+        choices=scenarios.SITE_FAULTS,
+        default="blackhole",
+        help="blackhole: the host drops the site's traffic (default); tunnel: both VPN tunnels go down, "
+        "the peers outside them are blackholed",
+    )
+    _common(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser(
+        "tunnel-failover",
+        help="take the preferred VPN tunnel down under load: traffic must move to the other",
+    )
     _common(p)
     p.set_defaults(func=_run)
 

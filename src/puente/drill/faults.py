@@ -101,8 +101,8 @@ class WanCut(_NftFault):
         for e in self.exempt:
             if ipaddress.IPv4Address(e) not in net:
                 raise ValueError(f"exempt address {e} is not inside {net}")
-        if not self.peers:
-            raise ValueError("a WAN cut needs at least one peer subnet")
+        if not self.peers and not self.cut_clients:
+            raise ValueError("a WAN cut needs at least one peer subnet (or the clients to cut)")
 
     def ruleset(self) -> str:
         """The table, as an nft script (``nft -f -``): applied atomically."""
@@ -112,15 +112,16 @@ class WanCut(_NftFault):
         if self.exempt:
             skip = f"ip saddr != {{ {', '.join(self.exempt)} }} "
         skip_d = skip.replace("saddr", "daddr")
-        lines = [
-            f"table {TABLE_FAMILY} {TABLE_NAME} {{",
-            "  chain forward {",
-            # priority before the filter chains podman/iptables-nft add: a drop here is final anyway
-            "    type filter hook forward priority -10; policy accept;",
-            f"    ip saddr {inside} {skip}ip daddr {{ {peers} }} counter drop",
-            f"    ip saddr {{ {peers} }} ip daddr {inside} {skip_d}counter drop",
-            "  }",
-        ]
+        lines = [f"table {TABLE_FAMILY} {TABLE_NAME} {{"]
+        if self.peers:
+            lines += [
+                "  chain forward {",
+                # priority before the filter chains podman/iptables-nft add: a drop here is final anyway
+                "    type filter hook forward priority -10; policy accept;",
+                f"    ip saddr {inside} {skip}ip daddr {{ {peers} }} counter drop",
+                f"    ip saddr {{ {peers} }} ip daddr {inside} {skip_d}counter drop",
+                "  }",
+            ]
         if self.cut_clients:
             lines += [
                 "  chain output {",

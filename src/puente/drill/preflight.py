@@ -122,7 +122,7 @@ def check_service(topo: topology.Topology, client: DrillClient, need_db: bool = 
     return problems
 
 
-def check_no_cut(cut: faults.WanCut | faults.NodePartition) -> list[str]:
+def check_no_cut(cut: faults.WanCut | faults.NodePartition | faults.TunnelCut) -> list[str]:
     if cut.active():
         return [
             f"a WAN cut or partition is still in place (nft table {faults.TABLE_NAME}): "

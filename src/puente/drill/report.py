@@ -14,6 +14,7 @@ synthetic logs. Definitions, also in docs/FAILOVER.md:
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,57 @@ def errors_by_kind(attempts: Iterable[Attempt]) -> dict[str, Any]:
     }
 
 
+def write_gap(attempts: Iterable[Attempt], start: float, end: float) -> dict[str, Any]:
+    """The longest time in [start, end] without an acknowledged write (acknowledgements placed when the
+    client got them), and the write attempts that failed in it, by kind."""
+    writes = [a for a in attempts if a.op == WRITE]
+    acks = sorted(a.ended for a in writes if a.ok and start <= a.ended <= end)
+    edges = [start, *acks, end]
+    gap_from, gap_to = max(itertools.pairwise(edges), key=lambda p: p[1] - p[0])
+    failed = Counter(a.error or "?" for a in writes if not a.ok and gap_from <= a.started < gap_to)
+    return {
+        "seconds": round(gap_to - gap_from, 3),
+        "from": round(gap_from, 3),
+        "to": round(gap_to, 3),
+        "failed_attempts": sum(failed.values()),
+        "failed_by_kind": dict(sorted(failed.items())),
+    }
+
+
+def sync_standbys(members: Sequence[Mapping[str, Any]]) -> list[str]:
+    return sorted(str(m.get("name")) for m in members if m.get("role") == "sync_standby")
+
+
+def timelines(members: Sequence[Mapping[str, Any]]) -> list[int]:
+    return sorted({int(m["timeline"]) for m in members if m.get("role") in LEADER_ROLES and "timeline" in m})
+
+
+def patroni_noticed(
+    before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]], primaries_seen: Iterable[str]
+) -> dict[str, Any]:
+    """Whether Patroni noticed a fault at all: the leader, its timeline and the synchronous standby before
+    and after (``/cluster``), and every member that answered 200 on ``/primary`` during the fault."""
+    seen = sorted(set(primaries_seen))
+    old = leaders(before)
+    out: dict[str, Any] = {
+        "leader_before": old,
+        "leader_after": leaders(after),
+        "timeline_before": timelines(before),
+        "timeline_after": timelines(after),
+        "sync_standby_before": sync_standbys(before),
+        "sync_standby_after": sync_standbys(after),
+        "primaries_seen_during_fault": seen,
+    }
+    out["leader_unchanged"] = (
+        len(old) == 1
+        and out["leader_after"] == old
+        and out["timeline_after"] == out["timeline_before"]
+        and set(seen) <= set(old)
+    )
+    out["sync_standby_unchanged"] = out["sync_standby_after"] == out["sync_standby_before"]
+    return out
+
+
 def answered_by(attempts: Iterable[Attempt]) -> dict[str, int]:
     return dict(sorted(Counter(a.site or "?" for a in attempts if a.ok and a.op in (READ, WRITE)).items()))
 
@@ -241,6 +293,7 @@ def analyse(
         "errors": errors_by_kind(attempts),
         "answered_by": answered_by(attempts),
         "replication_lag_before": replication_lag(cluster_before),
+        "write_gap": write_gap(attempts, fault_at, ended_at),
     }
     checks: list[dict[str, Any]] = []
 
@@ -308,7 +361,7 @@ def table(report: Mapping[str, Any]) -> str:
 
     lag = report["replication_lag_before"]["max_bytes"]
     rows = [
-        ("scenario", report["scenario"]),
+        ("scenario", report["scenario"] + (f" (fault: {report['fault']})" if report.get("fault") else "")),
         ("RTO reads", secs(report["rto"]["read"]["seconds"])),
         ("RTO writes", secs(report["rto"]["write"]["seconds"])),
         (
@@ -331,6 +384,7 @@ def table(report: Mapping[str, Any]) -> str:
             ", ".join(f"{k}={v}" for k, v in report["errors"]["requests_failed"].items()) or "0",
         ),
         ("answered by", ", ".join(f"{k}={v}" for k, v in report["answered_by"].items()) or "-"),
+        *_gap_row(report),
         ("replication lag before (max)", "unknown" if lag is None else f"{lag} bytes"),
     ]
     if "database" in report:
@@ -339,6 +393,18 @@ def table(report: Mapping[str, Any]) -> str:
             ("leader before -> now", f"{db['old_leader']} -> {', '.join(db['leader_now']) or 'none'}")
         )
         rows.append(("old leader now", f"{db['old_leader_role']} ({db['old_leader_state']})"))
+    if "patroni" in report:
+        pat = report["patroni"]
+        rows.append(
+            (
+                "Patroni: leader, timeline, sync",
+                f"{','.join(pat['leader_before'])} -> {','.join(pat['leader_after']) or 'none'}, "
+                f"{pat['timeline_before']} -> {pat['timeline_after']}, "
+                f"{','.join(pat['sync_standby_before']) or 'none'} -> "
+                f"{','.join(pat['sync_standby_after']) or 'none'}",
+            )
+        )
+    rows += _tunnel_rows(report.get("tunnels"))
     if report.get("alerts") is not None:
         fired = [
             f"{a['alertname']} {a['after_fault']:+.1f} s"
@@ -355,3 +421,53 @@ def table(report: Mapping[str, Any]) -> str:
     lines.append("")
     lines += [f"[{'PASS' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in report["checks"]]
     return "\n".join(lines)
+
+
+def _gap_row(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    gap = report.get("write_gap")
+    if not gap:
+        return []
+    kinds = ", ".join(f"{k}={v}" for k, v in gap["failed_by_kind"].items())
+    return [
+        (
+            "longest write gap",
+            f"{gap['seconds']:.2f} s (t={gap['from']:.1f}-{gap['to']:.1f} s; "
+            f"{gap['failed_attempts']} failed attempts{': ' + kinds if kinds else ''})",
+        )
+    ]
+
+
+def _tunnel_rows(tunnels: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Which tunnel carried the traffic in each window (bytes in at the gateway), and when they moved."""
+    if not tunnels:
+        return []
+
+    def secs(v: float | None) -> str:
+        return "-" if v is None else f"+{v:.1f} s"
+
+    rows = []
+    for window in ("before", "during", "after"):
+        w = tunnels["windows"][window]
+        names = [k for k in w if not k.startswith("carrier")]
+        rows.append(
+            (
+                f"tunnels {window} the fault" if window != "after" else "tunnels after the restore",
+                f"sent by {w['carrier_out'] or 'none'}, received by {w['carrier_in'] or 'none'} ("
+                + ", ".join(f"{n} {w[n]['bytes_out']:,} B out / {w[n]['bytes_in']:,} B in" for n in names)
+                + ")",
+            )
+        )
+    names = list(tunnels["down_after_fault"])
+    rows.append(
+        (
+            "tunnel down after the fault",
+            ", ".join(f"{n} {secs(tunnels['down_after_fault'][n])}" for n in names),
+        )
+    )
+    rows.append(
+        (
+            "tunnel up after the restore",
+            ", ".join(f"{n} {secs(tunnels['up_after_restore'][n])}" for n in names),
+        )
+    )
+    return rows

@@ -10,15 +10,27 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from puente.drill import alerts, cluster, dnswatch, faults, html_report, preflight, report, timeline, topology
+from puente.drill import (
+    alerts,
+    cluster,
+    dnswatch,
+    faults,
+    html_report,
+    preflight,
+    report,
+    timeline,
+    topology,
+    tunnelwatch,
+)
 from puente.drill.attempts import AttemptLog, dump_jsonl
 from puente.drill.client import ClientConfig, DrillClient, Load, LoadShape
 from puente.drill.resolver import DnsError
@@ -76,13 +88,41 @@ def _client(topo: topology.Topology, opts: DrillOptions, log: AttemptLog) -> Dri
     return DrillClient(cfg, log)
 
 
-def wan_cut(topo: topology.Topology, site: str = topology.PRIMARY_SITE) -> faults.WanCut:
+def wan_cut(
+    topo: topology.Topology, site: str = topology.PRIMARY_SITE, *, tunnel_peers: bool = True
+) -> faults.WanCut:
+    """The blackhole of ``site``; ``tunnel_peers=False`` leaves out the sites it reaches through the VPN's
+    tunnels (a tunnel fault takes those down)."""
     import ipaddress
 
     inside = ipaddress.IPv4Network(topo.sites[site])
-    peers = [cidr for name, cidr in sorted(topo.sites.items()) if name != site]
+    skip = set() if tunnel_peers else set(topo.through_tunnels(site))
+    peers = [cidr for name, cidr in sorted(topo.sites.items()) if name != site and name not in skip]
     exempt = [ip for ip in topo.dns_servers if ipaddress.IPv4Address(ip) in inside]
     return faults.WanCut(isolate=str(inside), peers=peers, exempt=exempt)
+
+
+class FaultWatch(Protocol):
+    """What a fault watches besides the load (e.g. the VPN's tunnels), sampled from the start of the load
+    to its end. Times are the drill's clock (monotonic) until ``findings``, which gets drill seconds."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def may_lift(self, fault_at: float) -> bool:
+        """After the hold: may the fault be lifted yet (else the hold goes on, bounded)?"""
+        ...
+
+    def recovered(self, restore_at: float) -> bool:
+        """After the lift and the ``after`` period: may the load stop yet (else it goes on, bounded)?"""
+        ...
+
+    def findings(
+        self, t0: float, fault_at: float, restore_at: float, ended_at: float
+    ) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+        """(report key, its section, checks)."""
+        ...
 
 
 @dataclass
@@ -100,6 +140,11 @@ class Fault:
     site that took over (keys live in the replicated database)."""
     alerts: tuple[alerts.Expect, ...] = ()
     """What the fault must raise (and must not) in the sites' Alertmanagers, when the lab has monitoring."""
+    kind: str | None = None
+    """How the fault is made, when a drill has several ways (site-failover: blackhole or tunnel)."""
+    watch: FaultWatch | None = None
+    verdict: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda result: []
+    """Checks of the drill's own, on the finished report."""
 
 
 def run_drill(
@@ -156,8 +201,11 @@ def run_drill(
     )
     lifted = False
     late: dict[str, Any] | None = None
+    waits: dict[str, float] = {}
     try:
         load.start()
+        if fault.watch:
+            fault.watch.start()
         # both sampled from the start, so the page shows the steady state before the fault too
         dns_watch.start()
         if sampler:
@@ -173,6 +221,14 @@ def run_drill(
         say(f"t={fault_at:.1f} s: {fault.name}")
         fault.inject()
         time.sleep(hold)
+        if fault.watch:
+            watch = fault.watch
+            waits["hold_extended"] = _wait_for(
+                "the fault's effect (fault.watch.may_lift)",
+                lambda: watch.may_lift(t0 + fault_at),
+                opts.settle_timeout,
+                clock,
+            )
         if late is not None:
             late.update(_late_key_probe(client, late_key))
             late["checked_at"] = clock() - t0
@@ -181,10 +237,20 @@ def run_drill(
         fault.lift()
         lifted = True
         time.sleep(opts.after)
+        if fault.watch:
+            watch = fault.watch
+            waits["after_extended"] = _wait_for(
+                "the recovery (fault.watch.recovered)",
+                lambda: watch.recovered(t0 + restore_at),
+                opts.settle_timeout,
+                clock,
+            )
     finally:
         if not lifted:
             fault.lift()
         load.stop()
+        if fault.watch:
+            fault.watch.stop()
         dns_samples = dns_watch.stop()
         if sampler:
             sampler.stop()
@@ -239,6 +305,21 @@ def run_drill(
     )
     result["client_id"] = client.config.client_id
     result["api_name"] = client.config.name
+    if fault.kind:
+        result["fault"] = fault.kind
+    if rounds is not None:
+        result["primaries_seen_during_fault"] = sorted(
+            {n for t, names in rounds if fault_at <= t <= restore_at for n in names}
+        )
+    if fault.watch:
+        key, section, watch_checks = fault.watch.findings(t0, fault_at, restore_at, ended_at)
+        section["waits"] = waits
+        result[key] = section
+        result["checks"] += watch_checks
+    result["checks"] += fault.verdict(
+        {**result, "cluster_before": members_before, "cluster_after": members_after}
+    )
+    result["passed"] = all(c["ok"] for c in result["checks"])
     if late is not None:
         result["late_key"] = late
         result["checks"].append(
@@ -271,6 +352,21 @@ def run_drill(
     result["html"] = str(html_report.write(out, result))
     result["output_dir"] = str(out)
     return result
+
+
+def _wait_for(what: str, ready: Callable[[], bool], timeout: float, clock: Callable[[], float]) -> float:
+    """Poll ``ready`` once a second for at most ``timeout`` s; the seconds waited."""
+    start = clock()
+    if ready():
+        return 0.0
+    say(f"waiting up to {timeout:g} s for {what}")
+    while clock() - start < timeout:
+        time.sleep(1.0)
+        if ready():
+            break
+    waited = round(clock() - start, 1)
+    say(f"waited {waited:g} s for {what}")
+    return waited
 
 
 def _late_key_probe(client: DrillClient, api_key: str) -> dict[str, Any]:
@@ -372,22 +468,154 @@ def node_loss_alerts(target: str, site: str) -> tuple[alerts.Expect, ...]:
     )
 
 
-def site_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
+SITE_FAULTS = ("blackhole", "tunnel")
+
+
+def site_failover(topo: topology.Topology, opts: DrillOptions, fault: str = "blackhole") -> dict[str, Any]:
+    """Cut the on-prem site off: ``blackhole``, the host drops everything between it and the other sites
+    (and the drill's client); ``tunnel``, both VPN tunnels go down as a WAN failure takes them, plus the
+    blackhole for the peers the site does not reach through them (the witness site, the client)."""
+    if fault not in SITE_FAULTS:
+        raise preflight.PreflightError([f"--fault must be one of {', '.join(SITE_FAULTS)}, got {fault!r}"])
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
     _require_lab(topo, needs)
+    watch = None
+    if fault == "tunnel":
+        tunnels, gateway, bridge = _vpn(topo)
+        down = faults.TunnelCut(bridge, gateway.wan_ip, [t.outside for t in tunnels])
+        rest = wan_cut(topo, tunnel_peers=False)
+        cuts: list[faults.WanCut | faults.NodePartition | faults.TunnelCut] = [down, rest]
+        watch = tunnelwatch.TunnelWatch(gateway.name, [t.name for t in tunnels])
+    else:
+        cuts = [wan_cut(topo)]
     _leader_to_primary_site(topo)
-    cut = wan_cut(topo)
-    fault = Fault(
+
+    def inject() -> None:
+        for c in cuts:
+            c.cut()
+
+    def lift() -> None:
+        for c in cuts:
+            c.restore()
+
+    drill = Fault(
         "site-failover",
+        inject,
+        lift,
+        needs,
+        expect_failover=True,
+        extra_problems=lambda: (
+            [p for c in cuts for p in preflight.check_no_cut(c)] + (_tunnels_up(watch) if watch else [])
+        ),
+        late_key=True,
+        alerts=SITE_FAILOVER_ALERTS,
+        kind=fault,
+        watch=watch,
+    )
+    return run_drill(topo, opts, drill)
+
+
+def tunnel_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
+    """Take the PREFERRED tunnel down under load (a WAN path or AWS endpoint failure): the traffic must
+    move to the second tunnel, nothing acknowledged may be lost, no answer may be a 5xx, and the database
+    must not fail over for it. After the restore the preferred tunnel must carry the traffic again."""
+    needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
+    _require_lab(topo, needs)
+    tunnels, gateway, bridge = _vpn(topo)
+    if len(tunnels) < 2:
+        raise preflight.PreflightError(
+            [f"tunnel-failover needs two tunnels (vpn_tunnels has {len(tunnels)}): nothing to fail over to"]
+        )
+    preferred, spare = tunnels[0], tunnels[1]
+    cut = faults.TunnelCut(bridge, gateway.wan_ip, [preferred.outside])
+    watch = tunnelwatch.TunnelWatch(gateway.name, [preferred.name], [spare.name])
+    drill = Fault(
+        "tunnel-failover",
         cut.cut,
         cut.restore,
         needs,
-        expect_failover=True,
-        extra_problems=lambda: preflight.check_no_cut(cut),
-        late_key=True,
-        alerts=SITE_FAILOVER_ALERTS,
+        expect_failover=False,
+        extra_problems=lambda: preflight.check_no_cut(cut) + _tunnels_up(watch),
+        kind="tunnel",
+        watch=watch,
+        verdict=no_failover_verdict,
     )
-    return run_drill(topo, opts, fault)
+    return run_drill(topo, opts, drill)
+
+
+def no_failover_verdict(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A fault the database should not notice: no answer 5xx (503 included: nothing was down), and the
+    leader, its timeline and the members answering /primary unchanged (the sync standby is reported)."""
+    fivexx = Counter(a for a in _statuses(result) if a >= 500)
+    noticed = report.patroni_noticed(
+        result["cluster_before"], result["cluster_after"], result.get("primaries_seen_during_fault", [])
+    )
+    result["patroni"] = noticed
+    return [
+        {
+            "name": "no_5xx",
+            "ok": not fivexx,
+            "detail": f"{sum(fivexx.values())} answers 5xx"
+            + (f": {dict(sorted(fivexx.items()))}" if fivexx else ""),
+        },
+        {
+            "name": "no_database_failover",
+            "ok": noticed["leader_unchanged"],
+            "detail": f"leader {noticed['leader_before']} -> {noticed['leader_after']}, timeline "
+            f"{noticed['timeline_before']} -> {noticed['timeline_after']}, /primary during the fault: "
+            f"{noticed['primaries_seen_during_fault']}; sync standby {noticed['sync_standby_before']} -> "
+            f"{noticed['sync_standby_after']}",
+        },
+    ]
+
+
+def _statuses(result: dict[str, Any]) -> list[int]:
+    """HTTP statuses of the load's failed attempts, from the report's error kinds (``http_<code>``)."""
+    out = []
+    for kind, n in result["errors"]["attempts"].items():
+        if kind.startswith("http_") and kind[5:].isdigit():
+            out += [int(kind[5:])] * n
+    return out
+
+
+def _vpn(topo: topology.Topology) -> tuple[list[topology.Tunnel], topology.VpnGateway, str]:
+    """The tunnels, the primary site's VPN gateway and the WAN's bridge, or why a tunnel fault cannot run."""
+    site = topology.PRIMARY_SITE
+    problems = []
+    if not topo.tunnels:
+        problems.append("the inventory has no vpn_tunnels (inventories/lab/group_vars/lab/overrides.yml)")
+    gateway = topo.vpn_gateways.get(site)
+    if gateway is None:
+        problems.append(f"the {site} site has no VPN gateway (a node with lab_wan_address in hosts.yml)")
+    if not topo.wan_network:
+        problems.append(
+            "the inventory declares no WAN (lab_wan_network): the sites are not joined by tunnels"
+        )
+    if problems or gateway is None or topo.wan_network is None:
+        raise preflight.PreflightError(problems)
+    return topo.tunnels, gateway, _bridge_of(topo.wan_network)
+
+
+def _bridge_of(network: str) -> str:
+    from puente.lab import podman
+
+    found = podman.inspect("network", [network])
+    name = found[0].get("network_interface") if found else None
+    if not name:
+        raise preflight.PreflightError([f"podman network {network} has no bridge: run `puente lab up` first"])
+    return str(name)
+
+
+def _tunnels_up(watch: tunnelwatch.TunnelWatch) -> list[str]:
+    """Every tunnel of the drill ESTABLISHED/INSTALLED on the gateway before the fault."""
+    sample = tunnelwatch.probe(watch.node, time.monotonic())
+    down = [n for n in watch.names if sample is None or not sample.up.get(n, False)]
+    if not down:
+        return []
+    return [
+        f"tunnel(s) {', '.join(down)} not ESTABLISHED/INSTALLED on {watch.node} (`puente lab status`): "
+        "a tunnel fault would measure nothing"
+    ]
 
 
 def db_partition(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:

@@ -3,6 +3,7 @@ and the shared group_vars — never hard-coded addresses."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,25 @@ class DbMember:
     ip: str
 
 
+@dataclass(frozen=True)
+class VpnGateway:
+    """A site's VPN gateway (role vpn): the node whose WAN address the site's tunnels leave from."""
+
+    name: str
+    site: str
+    wan_ip: str
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """One tunnel of the site-to-site VPN (the inventory's ``vpn_tunnels``, in order: the first preferred)."""
+
+    name: str
+    """strongSwan's connection name (role vpn: ``tunnel<N>``)."""
+    outside: str
+    """AWS's end of the tunnel (its outside address on the WAN)."""
+
+
 @dataclass
 class Topology:
     sites: dict[str, str]
@@ -47,12 +67,23 @@ class Topology:
     sqs_nodes: list[str] = field(default_factory=list)
     monitoring_nodes: list[str] = field(default_factory=list)
     """Prometheus + Alertmanager, one per site (role monitoring), each with the lab's alert receiver."""
+    wan_network: str | None = None
+    """The podman network between the sites' VPN gateways (the lab's WAN), if the lab has one."""
+    vpn_gateways: dict[str, VpnGateway] = field(default_factory=dict)
+    """site -> its VPN gateway (sites joined by the tunnels)."""
+    tunnels: list[Tunnel] = field(default_factory=list)
 
     def nodes_of(self, site: str) -> list[str]:
         return sorted(n for n, s in self.nodes.items() if s == site)
 
     def has_site(self, site: str) -> bool:
         return site in self.sites
+
+    def through_tunnels(self, site: str) -> list[str]:
+        """The other sites ``site`` reaches through the VPN's tunnels (none when it has no gateway)."""
+        if site not in self.vpn_gateways:
+            return []
+        return sorted(s for s in self.vpn_gateways if s != site)
 
 
 def load(files: list[Path] | None = None, api_name: str | None = None) -> Topology:
@@ -78,4 +109,30 @@ def load(files: list[Path] | None = None, api_name: str | None = None) -> Topolo
         db_name=str(shared.get("puente_db_name") or "puente"),
         sqs_nodes=[n.name for n in lab.in_group("sqs")],
         monitoring_nodes=[n.name for n in lab.in_group("monitoring")],
+        wan_network=lab.wan.network if lab.wan else None,
+        vpn_gateways={
+            s: VpnGateway(gw.name, s, str(gw.wan_ip))
+            for s in lab.sites
+            if (gw := lab.gateway_of(s)) is not None and gw.wan_ip is not None
+        },
+        tunnels=_tunnels(shared.get("vpn_tunnels")),
     )
+
+
+def _tunnels(raw: object) -> list[Tunnel]:
+    """The lab's ``vpn_tunnels`` (the stack's output shape): the name and outside address of each."""
+    if not raw:
+        return []
+    if not isinstance(raw, list):
+        raise TopologyError(f"vpn_tunnels must be a list of tunnels, got {type(raw).__name__}")
+    out = []
+    for t in raw:
+        try:
+            out.append(
+                Tunnel(f"tunnel{int(t['tunnel'])}", str(ipaddress.IPv4Address(str(t["outside_address"]))))
+            )
+        except (TypeError, KeyError, ValueError) as exc:
+            raise TopologyError(
+                f"vpn_tunnels: an entry without a tunnel number and an outside address: {t!r}"
+            ) from exc
+    return out
