@@ -68,8 +68,9 @@ def tun_packets(node: Callable[[str], Any], host: str) -> int:
 
 
 def test_traffic_between_the_two_ends_crosses_a_tunnel(node) -> None:
-    """The lab's selectors are the two VPN nodes' own addresses: a ping between them is encrypted by one
-    end and arrives decrypted through the other's TUN device, the reply the same way back."""
+    """The tunnels carry the two sites' networks, the VPN nodes' own site addresses included: a ping between
+    them is encrypted by one end and arrives decrypted through the other's TUN device, the reply the same way
+    back. (test_vpn_wan.py: the rest of the sites' traffic, and nothing else on the WAN.)"""
     before = {host: tun_packets(node, host) for host in ENDS}
     node(GATEWAY).check_output("ping -c 3 -i 0.2 -W 2 %s", str(LAB.nodes[AWS_END].ip))
     after = {host: tun_packets(node, host) for host in ENDS}
@@ -106,7 +107,15 @@ def accepted_sources(ruleset_json: str) -> dict[str, list[ipaddress.IPv4Network]
 
 
 def test_ike_and_esp_are_let_in_only_from_the_peers(node) -> None:
-    peers = {GATEWAY: ["10.89.2.250", "10.89.2.251"], AWS_END: ["10.89.1.250"]}
+    # the tunnels' ends on the lab's WAN: AWS's outside addresses and the customer gateway's (overrides.yml)
+    shared = inventory.shared_vars()
+    peers = {
+        GATEWAY: [t["outside_address"] for t in shared["vpn_tunnels"]],
+        AWS_END: [shared["vpn_customer_gateway_address"]],
+    }
+    assert LAB.wan and all(ipaddress.ip_address(a) in LAB.wan.subnet for v in peers.values() for a in v), (
+        peers
+    )
     for host, addresses in peers.items():
         found = accepted_sources(node(host).check_output("nft -j list table inet puente_filter"))
         wanted = list(ipaddress.collapse_addresses(ipaddress.ip_network(a) for a in addresses))
