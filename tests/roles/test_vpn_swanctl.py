@@ -182,12 +182,17 @@ def test_the_gateway_forwards_into_the_tunnels_and_back_only_what_ipsec_decapsul
         {"family": "ip", "saddr": "10.0.0.0/16", "daddr": "10.89.0.0/16", "match": 'iifname "ipsec0"'}
     ]
     assert fw.common_firewall_forward([]) == []
+    # no stack read yet (vpn_local_cidrs and vpn_remote_cidrs empty): nothing forwarded, no failure
+    assert (
+        fw.common_firewall_forward([{"from": [], "to": VPC}, {"from": VPC, "to": [], "through": "ipsec"}])
+        == []
+    )
 
 
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        ([{"from": ONPREM}], r"common_firewall_forward\[0\]: to must be a non-empty list"),
+        ([{"from": ONPREM}], r"common_firewall_forward\[0\]: to must be a list of CIDRs"),
         ([{"from": ["10.0.0.300/8"], "to": VPC}], r"common_firewall_forward\[0\]: from: "),
         ([{"from": ONPREM, "to": VPC, "through": "eth0; drop"}], "is no interface"),
         ([{"from": ONPREM, "to": VPC, "via": "x"}], r"expected \{from, to, through\}"),

@@ -113,10 +113,8 @@ def common_firewall_accepts(rules: list[dict[str, Any]], address: str, port: int
 
 
 def _networks(values: Any, what: str, index: int) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    if not isinstance(values, list) or not values:
-        raise AnsibleFilterError(
-            f"common_firewall_forward[{index}]: {what} must be a non-empty list of CIDRs"
-        )
+    if not isinstance(values, list):
+        raise AnsibleFilterError(f"common_firewall_forward[{index}]: {what} must be a list of CIDRs")
     try:
         return [ipaddress.ip_network(str(v)) for v in values]
     except ValueError as exc:
@@ -128,7 +126,8 @@ def common_firewall_forward(rules: Any) -> list[dict[str, str]]:
 
     ``through: ipsec`` accepts only what the kernel's IPsec decapsulated (``meta ipsec exists``); an interface
     name only what came in on it (strongSwan's kernel-libipsec TUN device, ``ipsec0``). One entry per address
-    family present on both sides: ``{family: ip|ip6, saddr, daddr, match}``."""
+    family present on both sides: ``{family: ip|ip6, saddr, daddr, match}``; an empty side lets nothing
+    through (e.g. a VPN gateway before the stack's prefixes are known)."""
     if not isinstance(rules, list):
         raise AnsibleFilterError(f"common_firewall_forward must be a list, got {rules!r}")
     out = []
