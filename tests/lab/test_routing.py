@@ -89,3 +89,22 @@ def test_no_gateway_no_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(routing, "_bridge", lambda site: BRIDGES[site.name])
     _rules, routes, ruleset = routing.gateway_plan(inventory.load([path]))
     assert routes == [] and "drop" not in ruleset
+
+
+def test_a_lab_without_gateways_leaves_the_hosts_routing_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI tests bring up and down a lab of their own, without a WAN, while the shared lab's tunnels
+    carry its sites: its up and down must not touch the shared lab's rules and table."""
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        textwrap.dedent(HOSTS)
+        .replace(", lab_wan_address: 10.89.250.10", "")
+        .replace(", lab_wan_address: 10.89.250.250", "")
+    )
+    commands: list[list[str]] = []
+    monkeypatch.setattr(routing, "run", lambda argv, **_: commands.append(list(argv)))
+    plain = inventory.load([path])
+    routing.through_gateways(plain)
+    routing.forget_gateways(plain)
+    assert commands == []

@@ -229,12 +229,13 @@ def _cmd_down(args: argparse.Namespace) -> int:
         sites: set[str] | None = None
         names: set[str] = set()
         wanted_networks: set[str] | None = None
+        routing.forget_gateways()
     else:
         lab = _load_checked()
         sites, names = set(lab.sites), set(lab.nodes)
         wanted_networks = {s.network for s in lab.sites.values()} | ({lab.wan.network} if lab.wan else set())
         routing.forget_sites(lab.sites.values())
-        routing.forget_gateways()
+        routing.forget_gateways(lab)
     _step("removing the lab's containers and networks")
     containers = [
         c["Names"][0]

@@ -122,11 +122,16 @@ def gateway_plan(lab: Lab) -> tuple[list[list[str]], list[list[str]], str]:
     return rules, routes, "\n".join(lines) + "\n"
 
 
+def _joined(lab: Lab) -> bool:
+    return any(lab.gateway_of(s) for s in lab.sites)
+
+
 def through_gateways(lab: Lab) -> None:
-    """(Re)apply the policy routes and the fail-closed table; nothing when no site has a gateway."""
-    forget_gateways()
-    if not any(lab.gateway_of(s) for s in lab.sites):
+    """(Re)apply the policy routes and the fail-closed table; nothing when no site has a gateway (a lab
+    without a WAN, such as the CLI tests' own, leaves the host's routing as it is)."""
+    if not _joined(lab):
         return
+    forget_gateways(lab)
     rules, routes, ruleset = gateway_plan(lab)
     for route in routes:
         run(["ip", "route", *route])
@@ -135,8 +140,11 @@ def through_gateways(lab: Lab) -> None:
     run(["nft", "-f", "-"], input_text=f"table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n" + ruleset)
 
 
-def forget_gateways() -> None:
-    """Delete the lab's policy routes, their tables and its nft table (``lab down``; before re-applying)."""
+def forget_gateways(lab: Lab | None = None) -> None:
+    """Delete the policy routes, their tables and the nft table of a lab with gateways (``lab down``;
+    before re-applying); ``None``: whatever a lab left (``lab down --all``). One lab with a WAN per host."""
+    if lab is not None and not _joined(lab):
+        return
     for pref in (EXEMPT_PREF, SITE_PREF):
         while (
             run(["ip", "rule", "del", "pref", str(pref)], check=False, capture=True, quiet=True).returncode
