@@ -516,9 +516,14 @@ def site_failover(topo: topology.Topology, opts: DrillOptions, fault: str = "bla
 
 
 def tunnel_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
-    """Take the PREFERRED tunnel down under load (a WAN path or AWS endpoint failure): the traffic must
-    move to the second tunnel, nothing acknowledged may be lost, no answer may be a 5xx, and the database
-    must not fail over for it. After the restore the preferred tunnel must carry the traffic again."""
+    """Take the tunnel that carries the traffic down under load (a WAN path or AWS endpoint failure): the
+    traffic must move to the other tunnel, nothing acknowledged may be lost, no answer may be a 5xx, and
+    the database must not fail over for it. After the restore the cut tunnel must carry the traffic again.
+
+    The carrying tunnel is the preferred one, tunnel1, where the kernel does IPsec (production: policy
+    priorities). The lab's user-space ESP (kernel-libipsec) ignores those priorities and sends by the
+    newest CHILD_SA (roles/vpn/README.md): the drill asks the gateway which tunnel sends and cuts that
+    one."""
     needs = (topology.PRIMARY_SITE, topology.SECONDARY_SITE)
     _require_lab(topo, needs)
     tunnels, gateway, bridge = _vpn(topo)
@@ -526,7 +531,13 @@ def tunnel_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, An
         raise preflight.PreflightError(
             [f"tunnel-failover needs two tunnels (vpn_tunnels has {len(tunnels)}): nothing to fail over to"]
         )
-    preferred, spare = tunnels[0], tunnels[1]
+    sending = tunnelwatch.carrier(gateway.name, [t.name for t in tunnels])
+    preferred = next((t for t in tunnels if t.name == sending), tunnels[0])
+    spare = next(t for t in tunnels if t is not preferred)
+    say(
+        f"{gateway.name} sends by {sending or 'no tunnel (nothing sent in 3 s)'}: cutting {preferred.name} "
+        f"({preferred.outside}), {spare.name} must take over"
+    )
     cut = faults.TunnelCut(bridge, gateway.wan_ip, [preferred.outside])
     watch = tunnelwatch.TunnelWatch(gateway.name, [preferred.name], [spare.name])
     drill = Fault(

@@ -253,9 +253,9 @@ def verdict(section: dict[str, Any], cut: Sequence[str], spared: Sequence[str]) 
     before = section["windows"]["before"]
     checks.append(
         _check(
-            f"{preferred}_carried_before",
+            "cut_tunnel_carried_before",
             before["carrier_out"] == preferred,
-            f"before the fault the gateway sent by {before['carrier_out']}, "
+            f"{preferred} was cut; before the fault the gateway sent by {before['carrier_out']}, "
             f"received by {before['carrier_in']}",
         )
     )
@@ -263,7 +263,7 @@ def verdict(section: dict[str, Any], cut: Sequence[str], spared: Sequence[str]) 
     switched = section["windows"]["after_switch"]
     checks.append(
         _check(
-            f"traffic_moved_to_{spare}",
+            "traffic_moved_to_the_other_tunnel",
             switched["carrier_out"] == spare and switched["carrier_in"] == spare,
             f"{spare} sent {_secs(moved['out'], 'nothing')} and received {_secs(moved['in'], 'nothing')} "
             f"after the fault; from then to the restore the gateway sent by {switched['carrier_out']}, "
@@ -274,7 +274,7 @@ def verdict(section: dict[str, Any], cut: Sequence[str], spared: Sequence[str]) 
     last = section["windows"]["after_back"]
     checks.append(
         _check(
-            f"{preferred}_back_and_carrying",
+            "cut_tunnel_back_and_carrying",
             again["out"] is not None and last["carrier_out"] == preferred,
             f"{preferred} up {_secs(section['up_after_restore'][preferred], 'not within the wait')} and "
             f"sending {_secs(again['out'], 'nothing')} after the restore; from then on the gateway sent by "
@@ -282,6 +282,17 @@ def verdict(section: dict[str, Any], cut: Sequence[str], spared: Sequence[str]) 
         )
     )
     return checks
+
+
+def carrier(node: str, names: Sequence[str], seconds: float = 3.0) -> str | None:
+    """The tunnel ``node`` sends the traffic by now (two samples ``seconds`` apart; the sites always talk:
+    replication, etcd, scrapes), None when nothing was sent or swanctl did not answer."""
+    first_sample = probe(node, time.monotonic())
+    time.sleep(seconds)
+    second = probe(node, time.monotonic())
+    if first_sample is None or second is None:
+        return None
+    return carried([first_sample, second], names, float("-inf"), float("inf"))["carrier_out"]
 
 
 class TunnelWatch:
