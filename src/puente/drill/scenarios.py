@@ -144,7 +144,7 @@ class Fault:
     """How the fault is made, when a drill has several ways (site-failover: blackhole or tunnel)."""
     watch: FaultWatch | None = None
     verdict: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda result: []
-    """Checks of the drill's own, on the finished report."""
+    """Checks of the drill's own, on the finished report (it may add its figures to it)."""
 
 
 def run_drill(
@@ -316,9 +316,9 @@ def run_drill(
         section["waits"] = waits
         result[key] = section
         result["checks"] += watch_checks
-    result["checks"] += fault.verdict(
-        {**result, "cluster_before": members_before, "cluster_after": members_after}
-    )
+    result["cluster_before"] = members_before
+    result["cluster_after"] = members_after
+    result["checks"] += fault.verdict(result)
     result["passed"] = all(c["ok"] for c in result["checks"])
     if late is not None:
         result["late_key"] = late
@@ -336,8 +336,6 @@ def run_drill(
         result["monitoring"] = seen["monitoring"]
         result["checks"] += seen["checks"]
         result["passed"] = all(c["ok"] for c in result["checks"])
-    result["cluster_before"] = members_before
-    result["cluster_after"] = members_after
     result["timeline"]["t0_unix"] = round(t0_unix, 3)
     result["series"] = timeline.series(
         attempts,
