@@ -529,6 +529,9 @@ def tunnel_failover(topo: topology.Topology, opts: DrillOptions) -> dict[str, An
         raise preflight.PreflightError(
             [f"tunnel-failover needs two tunnels (vpn_tunnels has {len(tunnels)}): nothing to fail over to"]
         )
+    # the designed state, as site-failover's: the leader on-prem, its synchronous standby across the
+    # tunnels (a leader in the cloud puts the on-prem HAProxy's leader check across them too)
+    _leader_to_primary_site(topo)
     sending = tunnelwatch.carrier(gateway.name, [t.name for t in tunnels])
     preferred = next((t for t in tunnels if t.name == sending), tunnels[0])
     spare = next(t for t in tunnels if t is not preferred)
