@@ -118,6 +118,9 @@ def test_bytes_per_window_follow_the_traffic_across_new_child_sas():
     assert after["tunnel1"] == {"bytes_in": 7 * 900, "bytes_out": 7 * 900}
     assert after["tunnel2"] == {"bytes_in": 2 * 800, "bytes_out": 2 * 800}
     assert tunnelwatch.carried(s, NAMES, 100, 200)["carrier_out"] is None
+    # a window's edge between two samples: the step across it counts in neither window
+    assert tunnelwatch.carried(s, NAMES, 9.5, 10)["tunnel1"] == {"bytes_in": 0, "bytes_out": 0}
+    assert tunnelwatch.carried(s, NAMES, 10, 11.5)["tunnel1"]["bytes_out"] == 500
 
 
 def test_summary_times_the_switch_and_the_return():
@@ -217,7 +220,7 @@ def test_the_hold_lasts_until_the_spare_carried_both_ways_and_the_load_until_the
 def test_a_counter_that_went_down_counts_as_a_new_sa():
     a = sample(0, (5000, 5000), None)
     b = sample(1, (300, 0), None)
-    assert tunnelwatch.steps([a, b], "tunnel1") == [(1, 300, 0)]
+    assert tunnelwatch.steps([a, b], "tunnel1") == [(0, 1, 300, 0)]
     assert tunnelwatch.first_carrying([a, b], "tunnel1", 0, "in") == 1
     assert tunnelwatch.first_carrying([a, b], "tunnel1", 0, "out") is None
-    assert tunnelwatch.steps([a, b], "tunnel2") == [(1, 0, 0)]
+    assert tunnelwatch.steps([a, b], "tunnel2") == [(0, 1, 0, 0)]

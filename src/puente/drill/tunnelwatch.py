@@ -73,22 +73,22 @@ def _growth(before: dict[str, tuple[int, int]], now: dict[str, tuple[int, int]])
     return got_in, got_out
 
 
-def steps(samples: Sequence[Sample], name: str) -> list[tuple[float, int, int]]:
-    """(t, bytes in, bytes out) that ``name`` carried since the sample before, for each sample after the
-    first."""
+def steps(samples: Sequence[Sample], name: str) -> list[tuple[float, float, int, int]]:
+    """(t of the sample before, t, bytes in, bytes out) that ``name`` carried between two samples."""
     return [
-        (b.t, *_growth(a.children.get(name, {}), b.children.get(name, {})))
+        (a.t, b.t, *_growth(a.children.get(name, {}), b.children.get(name, {})))
         for a, b in itertools.pairwise(samples)
     ]
 
 
 def carried(samples: Sequence[Sample], names: Sequence[str], start: float, end: float) -> dict[str, Any]:
-    """Bytes each tunnel carried in (start, end] and the carrier each way: ``carrier_out``, the tunnel the
-    gateway sent by (its own policies choose), ``carrier_in``, the one the other end sent by (bytes that
-    arrived: the path works). The carrier is the tunnel with the most bytes; None when there were none."""
+    """Bytes each tunnel carried between samples taken within [start, end] (a step across ``start`` or
+    ``end`` counts in neither window), and the carrier each way: ``carrier_out``, the tunnel the gateway
+    sent by (its own policies choose), ``carrier_in``, the one the other end sent by (bytes that arrived:
+    the path works). The carrier is the tunnel with the most bytes; None when there were none."""
     out: dict[str, Any] = {}
     for name in names:
-        got = [(i, o) for t, i, o in steps(samples, name) if start < t <= end]
+        got = [(i, o) for t0, t, i, o in steps(samples, name) if start <= t0 and t <= end]
         out[name] = {"bytes_in": sum(i for i, _ in got), "bytes_out": sum(o for _, o in got)}
     for way in ("in", "out"):
         busiest = max(names, key=lambda n: out[n][f"bytes_{way}"], default=None)
@@ -104,8 +104,8 @@ def first(samples: Sequence[Sample], after: float, test: Callable[[Sample], bool
 
 def first_carrying(samples: Sequence[Sample], name: str, after: float, way: str = "in") -> float | None:
     """Time of the first sample after ``after`` by which ``name`` carried bytes ``way`` (in or out)."""
-    index = 1 if way == "in" else 2
-    return next((step[0] for step in steps(samples, name) if step[0] > after and step[index] > 0), None)
+    index = 2 if way == "in" else 3
+    return next((step[1] for step in steps(samples, name) if step[1] > after and step[index] > 0), None)
 
 
 def _is_up(name: str) -> Callable[[Sample], bool]:
@@ -199,8 +199,9 @@ class TunnelSampler:
         return self.samples[-1] if self.samples else None
 
 
-# Bytes counted in the first seconds after the fault may be the last ones from before it (a sample
-# covers the second before it): the fault's effect is judged from this long after it.
+# Bytes counted in the first seconds after the fault may be the last ones from before it (a loaded
+# gateway's user-space ESP was seen counting packets up to ~2 s late): the fault's effect is judged from
+# samples taken this long after it.
 SLACK_SECONDS = 2.0
 # How long the spared tunnel must have carried traffic before a drill lifts the fault.
 CARRY_SECONDS = 5.0
