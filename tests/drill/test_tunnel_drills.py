@@ -190,3 +190,14 @@ def test_the_command_line():
         scenarios.site_failover(
             topology.Topology({}, {}, {}, "", [], {}, [], {}), scenarios.DrillOptions(), "x"
         )
+
+
+def test_the_drill_waits_for_a_watch_bounded(monkeypatch: pytest.MonkeyPatch):
+    """run_drill's extensions of the hold and of the load (FaultWatch.may_lift / recovered): polled once a
+    second, never longer than the timeout, the seconds waited returned (they go to the report)."""
+    now = [100.0]
+    monkeypatch.setattr(scenarios.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    answers = iter([False, False, True])
+    assert scenarios._wait_for("x", lambda: next(answers), 90, lambda: now[0]) == 2.0
+    assert scenarios._wait_for("x", lambda: True, 90, lambda: now[0]) == 0.0
+    assert scenarios._wait_for("x", lambda: False, 5, lambda: now[0]) == 5.0
