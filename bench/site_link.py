@@ -16,8 +16,9 @@ the host's policy routes to the gateways (``routing.forget_gateways``: the host 
 other itself, as before issue 14) and puts them back in a ``finally`` (``routing.through_gateways``).
 ``--rounds 2`` alternates tunnel, direct, tunnel, direct (other work on the machine drifts). Before each
 half, and after the routes are back, the bench waits until the lab writes again (Patroni lists a synchronous
-standby and a create is answered within 5 s) and prints how long that took: connections opened on one path
-may stall on the other until TCP gives them up.
+standby and a create is answered within 5 s) and prints how long that took: back on the tunnels, the
+gateways' conntrack finds the flows that bypassed them with sequence numbers it no longer accepts (`ct state
+invalid`, dropped by their forward chains) until those connections time out (replication: 60 s).
 
 iperf3 is installed on the two nodes for the run (apt, from Debian) with an input rule for its port from
 the other node only, and both removed at the end (``--keep-iperf3`` leaves the package). Every command is
@@ -175,8 +176,8 @@ def creates(edge: inventory.Node, token: str, requests: int, rate: float) -> dic
 
 def settle(lab: inventory.Lab, token: str, timeout: float = 300) -> float:
     """Seconds until the lab writes again after a change of path: a synchronous standby listed by Patroni
-    and a create answered 201 within 5 s (connections opened on the other path may stall until TCP gives
-    them up: the bench reports how long that took rather than measuring through it)."""
+    and a create answered 201 within 5 s (flows that bypassed the gateways are `ct state invalid` there when
+    they come back, until they time out: the bench reports how long that took rather than measuring it)."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         roles, edge = leader_and_edge(lab)
