@@ -10,7 +10,8 @@ them apart.
 A CHILD_SA's counters start at 0 when it is made (a rekey, a restart after dead peer detection), so the
 bytes a tunnel carried between two samples are the growth of each CHILD_SA seen in both plus the whole
 count of one seen for the first time. Bytes of a CHILD_SA made and deleted between two samples are not
-seen. Everything below the sampler is pure (samples in, figures out) and unit-tested.
+seen. The figures (``carried``, ``summary``) and the checks (``verdict``) are pure, samples in, and
+unit-tested; ``TunnelWatch`` is what a drill runs (``FaultWatch`` of ``puente.drill.scenarios``).
 """
 
 from __future__ import annotations
