@@ -20,6 +20,7 @@ from puente.drill import (
     scenarios,
     topology,
 )
+from puente.lab import lock
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -57,6 +58,11 @@ def _options(args: argparse.Namespace) -> scenarios.DrillOptions:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with lock.exclusive():
+        return _drill(args)
+
+
+def _drill(args: argparse.Namespace) -> int:
     try:
         opts = _options(args)
         topo = topology.load(opts.inventory)

@@ -8,6 +8,7 @@ import json
 import sys
 
 from puente.drill import options, preflight, restore_drill, topology
+from puente.lab import lock
 from puente.shell import CommandError
 
 
@@ -39,6 +40,11 @@ def _table(result: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with lock.exclusive():
+        return _restore(args)
+
+
+def _restore(args: argparse.Namespace) -> int:
     try:
         if args.warmup < 0 or args.after_t < 0:
             raise preflight.PreflightError(["--warmup and --after-t must be >= 0"])

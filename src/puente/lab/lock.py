@@ -1,5 +1,6 @@
-"""One `puente lab up|down|scale` at a time per lab: a second one waits instead of racing the first
-(two converges of the same nodes fight over apt locks and restart each other's services)."""
+"""One `puente lab up|down|scale` or `puente drill` at a time per lab: a second one waits instead of racing
+the first (two converges of the same nodes fight over apt locks and restart each other's services; two
+drills cut the same sites and spoil each other's figures)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def exclusive() -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "?"
-            message = f"another `puente lab` (pid {holder}) is working on this lab: waiting for it"
+            message = f"another `puente lab` or `puente drill` (pid {holder}) is working on this lab: waiting"
             print(message, file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
