@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import itertools
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from puente.lab import podman, tunnels
-from puente.shell import run
+from puente.lab import tunnels
 
 # swanctl --list-sas (5.9): a CHILD_SA line, then its counters, e.g.
 #   tunnel1: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
@@ -153,20 +151,8 @@ def summary(
 
 def probe(node: str, t: float) -> Sample | None:
     """One sample from ``node`` (None when swanctl could not be asked)."""
-    try:
-        proc = run(
-            ["podman", "exec", node, "swanctl", "--list-sas"],
-            env=podman.env(),
-            capture=True,
-            quiet=True,
-            check=False,
-            timeout=10,
-        )
-    except subprocess.TimeoutExpired:
-        return None
-    if proc.returncode != 0:
-        return None
-    return parse(proc.stdout or "", t)
+    text = tunnels.list_sas(node, timeout=10)
+    return None if text is None else parse(text, t)
 
 
 class TunnelSampler:

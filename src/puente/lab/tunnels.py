@@ -4,6 +4,7 @@ read from strongSwan (`swanctl --list-sas`) inside the nodes of the VPN groups (
 from __future__ import annotations
 
 import re
+import subprocess
 from typing import Any
 
 from puente.lab import podman
@@ -39,15 +40,24 @@ def up(tunnel: dict[str, Any]) -> bool:
     return "ESTABLISHED" in tunnel["ike"] and "INSTALLED" in tunnel["children"]
 
 
+def list_sas(name: str, timeout: float | None = None) -> str | None:
+    """``swanctl --list-sas`` inside node ``name``; None when it could not be asked (in time)."""
+    try:
+        proc = run(
+            ["podman", "exec", name, "swanctl", "--list-sas"],
+            env=podman.env(),
+            capture=True,
+            quiet=True,
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return (proc.stdout or "") if proc.returncode == 0 else None
+
+
 def probe(name: str) -> dict[str, dict[str, Any]]:
-    proc = run(
-        ["podman", "exec", name, "swanctl", "--list-sas"],
-        env=podman.env(),
-        capture=True,
-        quiet=True,
-        check=False,
-    )
-    return parse(proc.stdout or "")
+    return parse(list_sas(name) or "")
 
 
 def describe(tunnels: dict[str, dict[str, Any]]) -> str:
