@@ -65,6 +65,7 @@ def test_one_connection_per_tunnel_from_the_customer_gateway() -> None:
     # the same selectors on both: the first tunnel's policies win while its SA is up (lower is preferred)
     assert first["priority"] < second["priority"]
     assert (first["reqid"], second["reqid"]) == (1, 2)  # a policy each, not one shared by equal selectors
+    assert first["unique"] == "replace"  # the duplicates of both ends initiating do not pile up
 
 
 def test_proposals_are_what_aws_accepts_strongest_group_first() -> None:
@@ -101,6 +102,8 @@ def test_the_aws_end_mirrors_it() -> None:
     responder = [dict(t, startup_action="add") for t in TUNNELS]
     assert {c["start_action"] for c in connections(responder, end="aws")} == {"none"}
     assert {c["start_action"] for c in connections(responder)} == {"start"}  # the gateway always initiates
+    # only the customer gateway deletes duplicates: both ends doing it could delete each other's at once
+    assert {c["unique"] for c in connections(end="aws")} == {"no"}
 
 
 def test_secrets_bind_each_key_to_both_identities() -> None:
