@@ -16,15 +16,14 @@ the host's policy routes to the gateways (``routing.forget_gateways``: the host 
 other itself, as before issue 14) and puts them back in a ``finally`` (``routing.through_gateways``).
 ``--rounds 2`` alternates tunnel, direct, tunnel, direct (other work on the machine drifts). Before each
 half, and after the routes are back, the bench waits until the lab writes again (Patroni lists a synchronous
-standby and a create is answered within 5 s) and prints how long that took: back on the tunnels, the
-gateways' conntrack finds the flows that bypassed them with sequence numbers it no longer accepts (`ct state
-invalid`, dropped by their forward chains) until those connections time out (replication: 60 s).
+standby and a create is answered within 5 s) and prints how long that took (back on the tunnels: 0.5 s;
+60 s before the gateways' forward chains stopped dropping the returning flows as `ct state invalid`).
 
 iperf3 is installed on the two nodes for the run (apt, from Debian) with an input rule for its port from
 the other node only, and both removed at the end (``--keep-iperf3`` leaves the package). Every command is
-printed. Take the lab lock around it, as for every lab run:
+printed. It holds the lab's lock (as `puente lab` and `puente drill` do) for the whole run:
 
-    flock /tmp/puente-lab.lock .venv/bin/python bench/site_link.py [--count 200] [--seconds 5]
+    .venv/bin/python bench/site_link.py [--count 200] [--seconds 5]
         [--requests 600] [--rate 40] [--rounds 1] [--keep-iperf3] [--json FILE]
 """
 
@@ -261,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     lab = inventory.load()
     if not all(lab.gateway_of(s) for s in ("onprem", "cloud")):
         parser.error("the lab's sites have no VPN gateways (lab_wan_address): nothing to compare")
+    with lock.exclusive():  # it changes the lab's routing: no drill or converge meanwhile
+        return _run(args, lab)
+
+
+def _run(args: argparse.Namespace, lab: inventory.Lab) -> int:
     token = create_key(f"bench-site-link-{uuid.uuid4().hex[:8]}", [INVENTORY], label="bench/site_link.py")
     onprem, cloud = pair(lab)
     results = []
