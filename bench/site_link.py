@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "tests" / "roles"))  # what the lab tests send thr
 from lab_requests import CA, SHIPMENT  # noqa: E402
 
 from puente.keys.remote import create as create_key  # noqa: E402
-from puente.lab import inventory, podman, routing  # noqa: E402
+from puente.lab import inventory, lock, podman, routing  # noqa: E402
 from puente.shell import run  # noqa: E402
 
 INVENTORY = ROOT / "inventories" / "lab"
