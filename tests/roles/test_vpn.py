@@ -52,6 +52,20 @@ def test_both_tunnels_are_established_on_both_ends(node, host: str) -> None:
     print(f"{host}: {tunnels.describe(sas(node, host))}")
 
 
+def one_ike_sa_each(node: Callable[[str], Any]) -> dict[str, dict[str, Any]] | None:
+    found = sas(node, GATEWAY)
+    each = sorted(found) == ["tunnel1", "tunnel2"] and all(len(t["ike"]) == 1 for t in found.values())
+    return found if each else None
+
+
+def test_the_gateway_keeps_one_ike_sa_per_tunnel(node) -> None:
+    """Both ends initiate, and both restart a tunnel DPD found dead: each comeback can add an IKE SA. The
+    customer gateway keeps the newest (unique = replace), so after the drills' cuts and restores (tests/drill
+    runs first) a tunnel has one, not one more per cut (64 each, before, after a day of drills)."""
+    found = wait_for("one IKE SA per tunnel on the customer gateway", lambda: one_ike_sa_each(node))
+    print(f"{GATEWAY}: {tunnels.describe(found)}")
+
+
 @pytest.mark.parametrize("host", ENDS)
 def test_the_strongest_proposal_is_negotiated_over_udp(node, host: str) -> None:
     out = node(host).check_output("swanctl --list-sas")
