@@ -52,18 +52,22 @@ def test_both_tunnels_are_established_on_both_ends(node, host: str) -> None:
     print(f"{host}: {tunnels.describe(sas(node, host))}")
 
 
-def one_ike_sa_each(node: Callable[[str], Any]) -> dict[str, dict[str, Any]] | None:
-    found = sas(node, GATEWAY)
-    each = sorted(found) == ["tunnel1", "tunnel2"] and all(len(t["ike"]) == 1 for t in found.values())
+def at_most_one_ike_sa_per_end(node: Callable[[str], Any], host: str) -> dict[str, dict[str, Any]] | None:
+    found = sas(node, host)
+    each = sorted(found) == ["tunnel1", "tunnel2"] and all(1 <= len(t["ike"]) <= 2 for t in found.values())
     return found if each else None
 
 
-def test_the_gateway_keeps_one_ike_sa_per_tunnel(node) -> None:
-    """Both ends initiate, and both restart a tunnel DPD found dead: each comeback can add an IKE SA. The
-    customer gateway keeps the newest (unique = replace), so after the drills' cuts and restores (tests/drill
-    runs first) a tunnel has one, not one more per cut (64 each, before, after a day of drills)."""
-    found = wait_for("one IKE SA per tunnel on the customer gateway", lambda: one_ike_sa_each(node))
-    print(f"{GATEWAY}: {tunnels.describe(found)}")
+@pytest.mark.parametrize("host", ENDS)
+def test_the_tunnels_ike_sas_do_not_pile_up(node, host: str) -> None:
+    """Both ends initiate, and both restart a tunnel DPD found dead: when the two start together, each
+    keeps both IKE SAs (strongSwan checks uniqueness as the responder, and the two exchanges cross). So a
+    tunnel has at most two, one per end, after the drills' cuts and restores (tests/drill runs first), not
+    one more per cut: 64 each, before, after a day of drills (close_action = restart)."""
+    found = wait_for(
+        f"at most two IKE SAs per tunnel on {host}", lambda: at_most_one_ike_sa_per_end(node, host)
+    )
+    print(f"{host}: {tunnels.describe(found)}")
 
 
 @pytest.mark.parametrize("host", ENDS)

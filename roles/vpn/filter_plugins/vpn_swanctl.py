@@ -200,10 +200,9 @@ def vpn_swanctl_connections(
                 "reqid": position,
                 # The customer gateway always initiates; AWS's end as its startup_action says.
                 "start_action": "start" if onprem or startup == "start" else "none",
-                # Both ends initiate, so a tunnel can get a second IKE SA each time it comes back (after a
-                # DPD restart on both ends): the customer gateway keeps the newest and deletes the other
-                # (AWS's strongSwan template: uniqueids=yes). Only one end may do it, or each could delete
-                # the other's at once and leave the tunnel with none: the lab's AWS end keeps them.
+                # Both ends initiate, so a tunnel can get a second IKE SA when it comes back: the customer
+                # gateway replaces an older one between the same identities (ipsec.conf's uniqueids=yes).
+                # Only one end may: each could delete the other's at once and leave the tunnel with none.
                 "unique": "replace" if onprem else "no",
             }
         )
