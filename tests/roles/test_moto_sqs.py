@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 NODE = "pdrill-sqs1"
 NETWORK = "pdrill-sqs"
-SUBNET = "10.89.250.0/24"
-ADDRESS = "10.89.250.41"
+SUBNET = "10.89.249.0/24"
+ADDRESS = "10.89.249.41"
 REGION = "eu-west-1"
 QUEUE = "puente-shipments.fifo"
 DLQ = "puente-shipments-dlq.fifo"
@@ -86,7 +86,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "--ip",
         ADDRESS,
         "--mac-address",
-        "02:00:0a:59:fa:29",
+        "02:00:0a:59:f9:29",
         "--systemd",
         "always",
         # the lab's shared .deb pool (the image links it into apt's archives), as lab nodes have it
