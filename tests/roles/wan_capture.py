@@ -81,6 +81,9 @@ def capture(interfaces: Mapping[str, str], seconds: float) -> dict[str, list[Fra
     """{label: frames} seen on each interface ({label: interface name}) for ``seconds``, both ways."""
     sockets: dict[socket.socket, str] = {}
     found: dict[str, list[Frame]] = {label: [] for label in interfaces}
+    # A packet socket receives every interface's frames from its creation until bind() takes effect: each
+    # frame is kept only if it came from the socket's own interface (CI once found the cloud bridge's
+    # TCP 5432 among the WAN's frames, queued before the bind).
     try:
         for label, name in interfaces.items():
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -95,11 +98,12 @@ def capture(interfaces: Mapping[str, str], seconds: float) -> dict[str, list[Fra
             for sock in ready:
                 while time.monotonic() < deadline:
                     try:
-                        data = sock.recv(65535)
+                        data, address = sock.recvfrom(65535)
                     except BlockingIOError:
                         break
-                    if len(data) >= 14:
-                        found[sockets[sock]].append(parse(data))
+                    label = sockets[sock]
+                    if len(data) >= 14 and address[0] == interfaces[label]:
+                        found[label].append(parse(data))
     finally:
         for sock in sockets:
             sock.close()
