@@ -321,10 +321,11 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         # The generated nodes get everything; the site's other tiers learn about them (HAProxy
         # backends, pg_hba, firewall peers), and so does every site's Prometheus (each scrapes both
         # sites). The API nodes of hosts.yml need nothing.
-        api = {n.name for n in new_lab.in_group("api_nodes")}
+        # The VPN gateways need nothing either: they forward the whole site's prefix.
+        unchanged = {n.name for g in ("api_nodes", "vpn", "aws_vpn") for n in new_lab.in_group(g)}
         # Every generated node is included, not only the ones added now: a scale that failed halfway
         # left a node that still needs its roles.
-        limit = [n.name for n in site_nodes if n.name not in api or n.name in plan.extra]
+        limit = [n.name for n in site_nodes if n.name not in unchanged or n.name in plan.extra]
         stamp.forget()
         _wheelhouse(timings, lab)
         _converge(timings, limit=limit)
