@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from wan_lab import WAN_LAB
 
 from puente.lab import inventory, nodes
 from puente.lab.inventory import InventoryError
@@ -131,22 +132,7 @@ def test_other_devices_are_refused(tmp_path: Path, devices: str) -> None:
 
 # The WAN between the sites' VPN gateways (issue 14): a gateway gets its site's network and the WAN, and
 # forwards; every other node keeps the arguments it had.
-WAN_HOSTS = """
-all:
-  children:
-    lab:
-      vars: {lab_wan_network: puente-wan, lab_wan_subnet: 10.89.250.0/24}
-      children:
-        onprem:
-          vars: {lab_network: puente-onprem, lab_subnet: 10.89.1.0/24}
-          hosts:
-            onprem-vpn1: {ansible_host: 10.89.1.5, lab_wan_address: 10.89.250.10}
-            onprem-api1: {ansible_host: 10.89.1.21}
-        cloud:
-          vars: {lab_network: puente-cloud, lab_subnet: 10.89.2.0/24}
-          hosts:
-            cloud-vpn1: {ansible_host: 10.89.2.5, lab_wan_address: 10.89.250.250}
-"""
+WAN_HOSTS = WAN_LAB
 
 
 def test_a_gateway_has_a_second_interface_on_the_wan_and_forwards(tmp_path: Path) -> None:
