@@ -14,8 +14,10 @@ from .config import NetworkConfig
 
 # The IPsec parameters of both tunnels, set explicitly (AWS's defaults accept weaker ones) to what AWS's
 # site-to-site VPN accepts and strongSwan speaks: IKEv2 only; AES-256-GCM, or AES-256 with SHA-256;
-# DH groups 14, 19, 20 (MODP-2048, ECP-256, ECP-384); dead peer detection after 30 s, then restart;
-# rekeying 540 s before the SA expires, fuzzed by up to 100 %; AWS initiates too (startup "start").
+# DH groups 14, 19, 20 (MODP-2048, ECP-256, ECP-384); dead peer detection after 30 s, then clear;
+# rekeying 540 s before the SA expires, fuzzed by up to 100 %. Only the customer gateway initiates, and it
+# restarts a dead or closed tunnel (AWS's defaults, startup "add"): two initiators cross and double the IKE
+# SAs at every restart (roles/vpn/README.md).
 TUNNEL_OPTIONS: dict[str, Any] = {
     "ike_versions": ["ikev2"],
     "phase1_encryption_algorithms": ["AES256-GCM-16", "AES256"],
@@ -27,11 +29,11 @@ TUNNEL_OPTIONS: dict[str, Any] = {
     "phase2_dh_group_numbers": [14, 19, 20],
     "phase2_lifetime_seconds": 3600,
     "dpd_timeout_seconds": 30,
-    "dpd_timeout_action": "restart",
+    "dpd_timeout_action": "clear",
     "rekey_margin_time_seconds": 540,
     "rekey_fuzz_percentage": 100,
     "replay_window_size": 1024,
-    "startup_action": "start",
+    "startup_action": "add",
 }
 # Interface endpoints that let private nodes pull images and talk to AWS APIs without the internet.
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "ec2", "kms")

@@ -9,7 +9,8 @@ from puente.drill import tunnelwatch
 from puente.drill.tunnelwatch import Sample
 
 # What swanctl 5.9.8 printed on the lab's onprem-vpn1 (2026-12-05, WAN 10.89.250.0/24): tunnel1 twice (both
-# ends initiated at once, roles/vpn/README.md), its first CHILD_SA sending, tunnel2 receiving.
+# ends initiated at once, before AWS's end stopped initiating: roles/vpn/README.md), its first CHILD_SA
+# sending, tunnel2 receiving.
 LIST_SAS = """\
 tunnel2: #4, ESTABLISHED, IKEv2, 34f7f4f510c547c5_i 15080d35fc5e5983_r*
   local  '10.89.250.10' @ 10.89.250.10[4500]

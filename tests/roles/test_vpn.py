@@ -62,10 +62,10 @@ def at_most_one_ike_sa_per_end(node: Callable[[str], Any], host: str) -> dict[st
 
 @pytest.mark.parametrize("host", ENDS)
 def test_the_tunnels_ike_sas_do_not_pile_up(node, host: str) -> None:
-    """Both ends initiate, and both restart a tunnel DPD found dead: when the two start together, each
-    keeps both IKE SAs (strongSwan checks uniqueness as the responder, and the two exchanges cross). So a
-    tunnel has at most two, one per end, after the drills' cuts and restores (tests/drill runs first), not
-    one more per cut: 64 each, before, after a day of drills (close_action = restart)."""
+    """Only the customer gateway initiates and restarts (AWS's startup_action add, roles/vpn/README.md): a
+    tunnel has one IKE SA, two while a rekeying overlaps, after the drills' cuts and restores (tests/drill
+    runs first). When AWS's end initiated too, the two ends' exchanges crossed and each DPD restart doubled
+    them: 4 per tunnel after one cut in CI, 64 after a day of drills."""
     found = wait_for(
         f"at most two IKE SAs per tunnel on {host}", lambda: at_most_one_ike_sa_per_end(node, host)
     )

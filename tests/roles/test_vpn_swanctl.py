@@ -30,11 +30,11 @@ OPTIONS: dict[str, Any] = {
     "phase2_dh_group_numbers": [14, 19, 20],
     "phase2_lifetime_seconds": 3600,
     "dpd_timeout_seconds": 30,
-    "dpd_timeout_action": "restart",
+    "dpd_timeout_action": "clear",
     "rekey_margin_time_seconds": 540,
     "rekey_fuzz_percentage": 100,
     "replay_window_size": 1024,
-    "startup_action": "start",
+    "startup_action": "add",
 }
 TUNNELS = [
     {"tunnel": 1, "outside_address": "198.51.100.10", "psk": "key.one_12345", **OPTIONS},
@@ -62,6 +62,8 @@ def test_one_connection_per_tunnel_from_the_customer_gateway() -> None:
     assert second["remote_addrs"] == second["remote_id"] == "198.51.100.20"
     assert (first["local_ts"], first["remote_ts"]) == (ONPREM, VPC)
     assert first["start_action"] == "start" and first["replay_window"] == 1024
+    # the customer gateway restarts a tunnel found dead or closed by AWS, which never initiates
+    assert (first["dpd_action"], first["close_action"]) == ("restart", "restart")
     # the same selectors on both: the first tunnel's policies win while its SA is up (lower is preferred)
     assert first["priority"] < second["priority"]
     assert (first["reqid"], second["reqid"]) == (1, 2)  # a policy each, not one shared by equal selectors
@@ -99,9 +101,14 @@ def test_the_aws_end_mirrors_it() -> None:
     assert (first["local_id"], first["remote_id"]) == ("198.51.100.10", CGW)
     assert (first["local_ts"], first["remote_ts"]) == (VPC, ONPREM)
     assert second["local_addrs"] == "198.51.100.20"
-    responder = [dict(t, startup_action="add") for t in TUNNELS]
-    assert {c["start_action"] for c in connections(responder, end="aws")} == {"none"}
-    assert {c["start_action"] for c in connections(responder)} == {"start"}  # the gateway always initiates
+    # AWS's defaults: its end waits, and clears a dead peer's SA
+    assert {(c["start_action"], c["dpd_action"], c["close_action"]) for c in (first, second)} == {
+        ("none", "clear", "none")
+    }
+    initiating = [dict(t, startup_action="start", dpd_timeout_action="restart") for t in TUNNELS]
+    assert {(c["start_action"], c["dpd_action"]) for c in connections(initiating, end="aws")} == {
+        ("start", "restart")
+    }
     # only the customer gateway deletes duplicates: both ends doing it could delete each other's at once
     assert {c["unique"] for c in connections(end="aws")} == {"no"}
 
@@ -204,3 +211,15 @@ def test_the_gateway_forwards_into_the_tunnels_and_back_only_what_ipsec_decapsul
 def test_a_bad_forwarding_rule_is_refused(rules: Any, message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=message):
         fw.common_firewall_forward(rules)
+
+
+def test_two_initiators_that_restart_each_others_duplicates_are_refused() -> None:
+    """AWS initiating too (startup_action start) and the customer gateway restarting what the peer closes:
+    each end's uniqueness check closes the other's duplicates, which the other restarts, again and again."""
+    initiating = [dict(t, startup_action="start") for t in TUNNELS]
+    with pytest.raises(AnsibleFilterError, match=r"tunnel 1: AWS's end initiates .* vpn_close_action: none"):
+        vpn.vpn_swanctl_connections(initiating, "onprem", ONPREM, VPC, CGW, "192.0.2.5")
+    allowed = vpn.vpn_swanctl_connections(
+        initiating, "onprem", ONPREM, VPC, CGW, "192.0.2.5", close_action="none"
+    )
+    assert {c["close_action"] for c in allowed} == {"none"}

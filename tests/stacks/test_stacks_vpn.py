@@ -29,11 +29,11 @@ EXPECTED_OPTIONS = {
     "phase2DhGroupNumbers": [14, 19, 20],
     "phase2LifetimeSeconds": 3600,
     "dpdTimeoutSeconds": 30,
-    "dpdTimeoutAction": "restart",
+    "dpdTimeoutAction": "clear",
     "rekeyMarginTimeSeconds": 540,
     "rekeyFuzzPercentage": 100,
     "replayWindowSize": 1024,
-    "startupAction": "start",
+    "startupAction": "add",
 }
 
 

@@ -151,6 +151,10 @@ def _checked(tunnels: Any) -> list[dict[str, Any]]:
     return tunnels
 
 
+# AWS's dpd_timeout_action in swanctl's words (AWS's none: the SA is gone after DPD either way).
+DPD_ACTIONS = {"restart": "restart", "clear": "clear", "none": "clear"}
+
+
 def vpn_swanctl_connections(
     tunnels: Any,
     end: str,
@@ -159,12 +163,16 @@ def vpn_swanctl_connections(
     customer_gateway_address: str,
     local_address: str,
     customer_gateway_id: str = "",
+    dpd_action: str = "restart",
+    close_action: str = "restart",
 ) -> list[dict[str, Any]]:
     """One swanctl connection per tunnel, in tunnel order (the first is the preferred one).
 
     ``local_cidrs``/``remote_cidrs`` are the on-prem and the VPC's networks (the plugin's
     vpn_local_cidrs/vpn_remote_cidrs); the AWS end swaps them. ``customer_gateway_id`` is the identity the
     customer gateway authenticates with (AWS: its public address), the customer gateway's address if empty.
+    ``dpd_action``/``close_action`` are the customer gateway's (vpn_dpd_action, vpn_close_action); AWS's end
+    follows the tunnel's dpd_timeout_action and never restarts what its peer closed.
     """
     if end not in ENDS:
         raise AnsibleFilterError(f"vpn: vpn_end must be one of {list(ENDS)}, got {end!r}")
@@ -176,7 +184,15 @@ def vpn_swanctl_connections(
         name = t["tunnel"]
         outside = _address(t["outside_address"], "outside_address", name)
         onprem = end == "onprem"
-        startup = str(t.get("startup_action", "start"))
+        startup = str(t.get("startup_action", "add"))
+        aws_dpd = DPD_ACTIONS.get(str(t.get("dpd_timeout_action", "clear")), "clear")
+        if onprem and startup == "start" and close_action == "restart":
+            raise AnsibleFilterError(
+                f"vpn: tunnel {name}: AWS's end initiates (startup_action start), so vpn_close_action "
+                "must not be restart: both ends would restart the SAs the other closes as duplicates, "
+                "again and again. Use the stack's startup_action add (AWS's default) or "
+                "vpn_close_action: none."
+            )
         out.append(
             {
                 "name": f"tunnel{name}",
@@ -198,11 +214,17 @@ def vpn_swanctl_connections(
                 # ...which needs a policy per tunnel: strongSwan gives CHILD_SAs with equal selectors one
                 # shared reqid (one policy, the newest SA wins) unless each has a fixed one of its own.
                 "reqid": position,
-                # The customer gateway always initiates; AWS's end as its startup_action says.
+                # The customer gateway always initiates; AWS's end as its startup_action says (AWS's
+                # default, add: it waits). Two initiators cross: a tunnel gets an IKE SA from each end, and
+                # every DPD restart then doubles them.
                 "start_action": "start" if onprem or startup == "start" else "none",
-                # Both ends initiate, so a tunnel can get a second IKE SA when it comes back: the customer
-                # gateway replaces an older one between the same identities (ipsec.conf's uniqueids=yes).
-                # Only one end may: each could delete the other's at once and leave the tunnel with none.
+                # AWS's end on a dead peer: restart, or clear (its default; AWS's none keeps nothing either).
+                "dpd_action": dpd_action if onprem else aws_dpd,
+                # The customer gateway brings back what AWS's end closed (a tunnel endpoint replaced).
+                "close_action": close_action if onprem else "none",
+                # A second IKE SA between the same identities (a restart crossing the peer's): the customer
+                # gateway replaces the older one (ipsec.conf's uniqueids=yes). Only one end may: each could
+                # delete the other's at once and leave the tunnel with none.
                 "unique": "replace" if onprem else "no",
             }
         )
