@@ -28,7 +28,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
-import yaml
+
+from puente.lab import inventory
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
@@ -38,18 +39,9 @@ DNS_IP = "10.89.1.53"
 ZONE = "puente.lab."
 
 
-def _lab_nodes() -> dict[str, str]:
-    """{node: ansible_host} for every node of the lab inventory's sites."""
-    inv = yaml.safe_load((REPO / "inventories" / "lab" / "hosts.yml").read_text())
-    nodes: dict[str, str] = {}
-    for group in inv["all"]["children"].values():
-        for name, hostvars in ((group or {}).get("hosts") or {}).items():
-            if hostvars and "ansible_host" in hostvars:
-                nodes[name] = hostvars["ansible_host"]
-    return nodes
-
-
-NODES = _lab_nodes()
+# {node: address} of every lab node (the lab's own inventory reader): one A record each
+NODES = {n.name: str(n.ip) for n in inventory.load().nodes.values()}
+assert NODES, "the lab inventory names no node"
 SERVICES = {"gateway": "10.89.1.10", "lb": "10.89.1.10", "db": "10.89.1.10", "mq": "10.89.1.41", "ns": DNS_IP}
 
 
