@@ -93,8 +93,9 @@ def _prepare(
     if lab.wan and any(n.wan_ip for n in selected):
         nodes.ensure_network(lab.wan, internal=True)
     routing.keep_source_addresses(lab.sites.values())
-    routing.through_gateways(lab)
     nodes.ensure_nodes(lab, selected, tag, remove_orphans)
+    # After the nodes: a network's bridge exists only once a container has joined it.
+    routing.through_gateways(lab)
     timings["nodes_waited_ssh_s"] = round(nodes.wait_for_ssh(selected), 1)
     timings["nodes_up_s"] = round(time.monotonic() - t, 1)
     return tag
