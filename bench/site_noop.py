@@ -22,6 +22,7 @@ seconds (60 by default).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -56,6 +57,8 @@ class Run:
     controller_cpu: float = 0.0
     nodes_cpu: float | None = None
     """The lab nodes' CPU seconds during the run, less their idle use over the same time."""
+    plays: list[tuple[str, float, float, float]] = field(default_factory=list)
+    """Per play: its name, wall seconds, the controller's and the nodes' CPU seconds (nodes less idle)."""
 
 
 def parse(output: str, seconds: float, returncode: int) -> Run:
@@ -111,19 +114,57 @@ def idle_rate(files: list[Path], seconds: float = 10.0) -> float:
     return (cpu_seconds(files) - before) / seconds
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a live process and its descendants, including the children each has reaped."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = fields
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            total += sum(int(v) for v in stats[current][11:15])  # utime stime cutime cstime
+        todo.extend(parents.get(current, []))
+    return total / ticks
+
+
 def run_once(command: list[str], log: Path, nodes: list[Path], idle: float) -> Run:
     print("+ " + shlex.join(command), flush=True)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     nodes_before = cpu_seconds(nodes)
     start = time.monotonic()
-    proc = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env={**os.environ})
+    lines: list[str] = []
+    # play, seconds, controller CPU, nodes' CPU; before the first play: parsing the inventory and playbooks
+    marks: list[tuple[str, float, float, float]] = [("(start: inventory, playbooks)", 0, 0, nodes_before)]
+    with subprocess.Popen(
+        command, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ}
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(("PLAY [", "PLAY RECAP")):
+                name = line.split("[", 1)[1].rsplit("]", 1)[0] if line.startswith("PLAY [") else ""
+                marks.append((name, time.monotonic() - start, tree_cpu(proc.pid), cpu_seconds(nodes)))
+        returncode = proc.wait()
     seconds = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    log.write_text(proc.stdout + proc.stderr)
-    run = parse(proc.stdout, seconds, proc.returncode)
+    output = "".join(lines)
+    log.write_text(output)
+    run = parse(output, seconds, returncode)
     run.controller_cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
     if nodes:
         run.nodes_cpu = cpu_seconds(nodes) - nodes_before - idle * seconds
+    for (name, t0, c0, n0), (_, t1, c1, n1) in itertools.pairwise(marks):
+        run.plays.append((name, round(t1 - t0, 2), round(c1 - c0, 2), round(n1 - n0 - idle * (t1 - t0), 2)))
     return run
 
 
@@ -174,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
     if not runs:
         return 0
+    print("\nper play of the last run: wall, CPU controller + nodes")
+    for name, wall, controller, node_cpu in runs[-1].plays:
+        print(f"  {wall:6.1f} s  {controller:5.1f} + {node_cpu:5.1f} CPU s  {name}")
     print(
         f"\nslowest tasks of the last run (summed over hosts as profile_tasks reports them, top {args.top}):"
     )
