@@ -51,6 +51,12 @@ def _load_collections(invocation: Any) -> None:
 ansible_mitogen.planner._load_collections = _load_collections
 
 
+def _load_jinja_plugins() -> None:
+    """Load and wrap every Jinja filter and test plugin of the run, as a worker's first template would."""
+    for loader in (filter_loader, test_loader):
+        next(loader.all(), None)  # a generator: every plugin is loaded before it yields the first
+
+
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc,valid-type]
     """The linear strategy, connecting through Mitogen."""
 
@@ -59,6 +65,5 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
         _collection_dirs()  # in the controller's process, before any task worker is forked
 
     def run(self, iterator: Any, play_context: Any) -> Any:
-        for loader in (filter_loader, test_loader):
-            next(loader.all(), None)  # a generator: every plugin is loaded before it yields the first
+        _load_jinja_plugins()  # in the controller's process, before this play's task workers are forked
         return super().run(iterator, play_context)

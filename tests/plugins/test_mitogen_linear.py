@@ -39,3 +39,22 @@ def test_collections_are_listed_once(shim: ModuleType, monkeypatch: pytest.Monke
     second = SimpleNamespace(_extra_sys_paths={"/already/there"})
     shim._load_collections(second)
     assert second._extra_sys_paths == expected | {"/already/there"}
+
+
+def test_jinja_plugins_are_loaded_before_workers_fork(
+    shim: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ansible.plugins.loader import PluginLoader, filter_loader, test_loader
+
+    for loader in (filter_loader, test_loader):
+        loader._clear_caches()  # as a role adding its filter_plugins folder does
+    shim._load_jinja_plugins()
+
+    def loaded_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a task worker would load every plugin again")
+
+    # What a worker does for the first filter or test a template names, now answered from what it inherits.
+    monkeypatch.setattr(PluginLoader, "all", loaded_again)
+    assert filter_loader.get("ansible.builtin.to_json") is not None
+    assert filter_loader.get("to_nice_yaml") is not None
+    assert test_loader.get("ansible.builtin.match") is not None
