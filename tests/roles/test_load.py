@@ -2,7 +2,8 @@
 
 Each test sends a bounded, fixed-rate mix of reads and writes (every write carries an Idempotency-Key)
 through the gateway like a client would, does something disruptive meanwhile, and counts every answer
-that is not the expected success — a 5xx, a 429, a timeout, a reset — as a client-visible error:
+that is not the expected success — a 5xx, a 429, a timeout, a reset — as a client-visible error (a 409
+idempotency-key-in-flight is retried after its Retry-After, as the API asks, and counted apart):
 - an API process killed with SIGKILL and kept down for a while (the node is dead, then comes back);
 - a health-gated rolling deploy of a new release, then back to the original one;
 - a deploy of a release that fails its /readyz gate: rolled back on the first node, the play stops;
@@ -40,6 +41,8 @@ API_NODES = {"onprem-api1": "10.89.1.21", "onprem-api2": "10.89.1.22"}
 # Requests per second: well under the gateway's per-client rate limit, enough for a few thousand requests.
 RATE = 20.0
 CLIENT_TIMEOUT_S = 40.0
+# Retries of a POST answered 409 idempotency-key-in-flight (Retry-After: 1) before it counts as an error.
+IN_FLIGHT_RETRIES = 3
 
 
 @dataclass
@@ -47,10 +50,15 @@ class LoadResult:
     sent: int = 0
     ok: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    in_flight_retries: int = 0
+    """POSTs answered 409 idempotency-key-in-flight, then retried with the same key after Retry-After."""
 
     def summary(self) -> str:
         shown = Counter(self.errors).most_common(8)
-        return f"sent={self.sent} ok={dict(self.ok)} errors={len(self.errors)} {shown}"
+        return (
+            f"sent={self.sent} ok={dict(self.ok)} errors={len(self.errors)} {shown}"
+            f" in-flight retries={self.in_flight_retries}"
+        )
 
 
 class Load:
@@ -108,9 +116,17 @@ class Load:
         kind = ("post", "get", "list")[i % 3] if self._created else "post"
         try:
             if kind == "post":
-                r = await client.post(
-                    "/v1/shipments", json=SHIPMENT, headers={"Idempotency-Key": f'"load-{uuid.uuid4()}"'}
-                )
+                # A key in flight is retried after Retry-After, as the 409 asks ("retry it later"). It
+                # happens when HAProxy replays a POST whose first attempt died with its node while the
+                # database was still committing it; the retry then gets the stored 201.
+                key = {"Idempotency-Key": f'"load-{uuid.uuid4()}"'}
+                r = await client.post("/v1/shipments", json=SHIPMENT, headers=key)
+                for _ in range(IN_FLIGHT_RETRIES):
+                    if r.status_code != 409 or "idempotency-key-in-flight" not in r.text:
+                        break
+                    self.result.in_flight_retries += 1
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                    r = await client.post("/v1/shipments", json=SHIPMENT, headers=key)
                 expected = 201
                 if r.status_code == expected:
                     self._created.append(r.json()["id"])
