@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT / "tests" / "api"))  # the throwaway-server helpers 
 
 import orjson  # noqa: E402
 from api_servers import PG_BIN, APIServer, Postgres, free_port, postgres  # noqa: E402
+from proc_cpu import tree_cpu  # noqa: E402
 from puente_api import db, idempotency, keys_cli, shipments  # noqa: E402
 from puente_api import settings as settings_mod  # noqa: E402
 from puente_api.models import ShipmentCreate  # noqa: E402
@@ -135,28 +136,6 @@ def pgbench_script() -> tuple[str, dict[str, str]]:
     return "\n".join(lines) + "\n", variables
 
 
-def _tree_cpu(root_pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and all its descendants, the exited and
-    reaped ones included (cutime/cstime: PostgreSQL backends end with their connection)."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(entry.name)] = fields
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0.0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += sum(int(v) for v in stats[pid][11:15]) / os.sysconf("SC_CLK_TCK")
-        todo += children.get(pid, [])
-    return total
-
-
 def _children_cpu() -> float:
     """CPU seconds of this script's finished children (pgbench and wrk, once subprocess.run returns)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -183,8 +162,8 @@ class CPUMeter:
         self.api_pid = api_pid
 
     def snapshot(self) -> Snapshot:
-        api = _tree_cpu(self.api_pid) if self.api_pid else 0.0
-        return (api, _tree_cpu(self.pg_pid), _children_cpu(), _machine_cpu(), time.monotonic())
+        api = tree_cpu(self.api_pid) if self.api_pid else 0.0
+        return (api, tree_cpu(self.pg_pid), _children_cpu(), _machine_cpu(), time.monotonic())
 
     @staticmethod
     def per_request(before: Snapshot, after: Snapshot, requests: float) -> dict[str, float]:

@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from proc_cpu import tree_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
@@ -112,29 +114,6 @@ def idle_rate(files: list[Path], seconds: float = 10.0) -> float:
     before = cpu_seconds(files)
     time.sleep(seconds)
     return (cpu_seconds(files) - before) / seconds
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a live process and its descendants, including the children each has reaped."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry.name)] = fields
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        if current in stats:
-            total += sum(int(v) for v in stats[current][11:15])  # utime stime cutime cstime
-        todo.extend(parents.get(current, []))
-    return total / ticks
 
 
 def run_once(command: list[str], log: Path, nodes: list[Path], idle: float) -> Run:
