@@ -122,7 +122,6 @@ def rabbitmq_policies_to_apply(
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            "rabbitmq_password_matches": rabbitmq_password_matches,
             "rabbitmq_users_to_apply": rabbitmq_users_to_apply,
             "rabbitmq_policies_to_apply": rabbitmq_policies_to_apply,
         }
