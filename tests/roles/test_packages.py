@@ -1,5 +1,5 @@
 """The roles' apt tasks run only for what is missing (playbooks/preflight.yml reads the installed packages
-with playbooks/library/dpkg_facts.py): the facts match ansible.builtin.package_facts', and a package
+with playbooks/library/dpkg_facts.py): they match what ansible.builtin.package_facts lists, and a package
 removed from a node is installed again by the next run.
 """
 
@@ -23,7 +23,7 @@ VAULT_PASSWORD_FILE = "inventories/lab/vault-password.lab-only"
 
 
 def facts(module: str) -> dict[str, str]:
-    """NODE's ansible_facts.packages from MODULE (name -> version), by an ad-hoc command."""
+    """NODE's installed packages from MODULE (name -> version), by an ad-hoc command."""
     argv = [
         str(REPO / ".venv/bin/ansible"), NODE, "-i", INVENTORY, "--vault-password-file", VAULT_PASSWORD_FILE,
         "-m", module, "--one-line",
@@ -31,8 +31,10 @@ def facts(module: str) -> dict[str, str]:
     env = {**os.environ, "ANSIBLE_LIBRARY": str(REPO / "playbooks/library")}
     print("+", " ".join(argv), file=sys.stderr, flush=True)
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=True)
-    answer = json.loads(proc.stdout.split(" => ", 1)[1])
-    return {name: versions[0]["version"] for name, versions in answer["ansible_facts"]["packages"].items()}
+    answer = json.loads(proc.stdout.split(" => ", 1)[1])["ansible_facts"]
+    if "installed_packages" in answer:  # dpkg_facts
+        return answer["installed_packages"]
+    return {name: versions[0]["version"] for name, versions in answer["packages"].items()}  # package_facts
 
 
 def test_dpkg_facts_match_package_facts() -> None:
