@@ -4,6 +4,11 @@ A declaration is ``{port: 5432 | "8000-8010", proto: tcp|udp, from: [group names
 ``{proto: esp, from: [...]}`` (IPsec's ESP, no port);
 group names resolve to the addresses of their members (``common_firewall_address`` or ``ansible_host``).
 Anything that cannot be resolved fails the play with the offending entry named.
+
+``common_lockout_problems`` tells the role's preflight what in this run would lock the operator out: the
+firewall (above) and hardening sshd (no root login, no passwords) are the changes that can cut the account
+Ansible connects with off a node. One assert over its answer, instead of one per rule, keeps a no-op run of
+site.yml shorter (every task result is a forked worker, docs/LAB.md).
 """
 
 from __future__ import annotations
@@ -151,6 +156,55 @@ def common_firewall_forward(rules: Any) -> list[dict[str, str]]:
     return out
 
 
+def _listed_keys(users: list[dict[str, Any]], user: str) -> list[str]:
+    return [key for entry in users if entry.get("name") == user for key in entry.get("authorized_keys", [])]
+
+
+def common_lockout_problems(
+    user: str,
+    *,
+    permit_root_login: str,
+    key_file: dict[str, Any] | None,
+    users: list[dict[str, Any]],
+    firewall_rules: list[dict[str, Any]] | None,
+    ssh_client: str,
+    sshd_port: int,
+) -> list[str]:
+    """Messages for what would lock ``user`` out; ``[]`` when nothing would.
+
+    ``key_file``: the registered ``stat`` of the account's ``~/.ssh/authorized_keys`` (skipped or ``None``
+    when it was not read: no SSH login). ``firewall_rules``: from ``common_firewall_rules``, ``None`` when
+    the role's firewall is off. ``ssh_client``: the address this SSH session comes from, ``""`` when
+    unknown (a local or podman connection).
+    """
+    problems = []
+    if user == "root" and permit_root_login == "no":
+        problems.append(
+            'Ansible connects as root but common_sshd_permit_root_login is "no": the next run could not log '
+            "in. Connect as an operator account with sudo, or set common_sshd_permit_root_login: "
+            "prohibit-password."
+        )
+    stat = (key_file or {}).get("stat")
+    has_key_file = bool(stat and stat.get("exists") and stat.get("size", 0) > 0)
+    if key_file and not key_file.get("skipped") and not has_key_file and not _listed_keys(users, user):
+        problems.append(
+            f"{user} has no ~/.ssh/authorized_keys and common_users gives it no key: with "
+            "PasswordAuthentication off this node would become unreachable. Add its key to common_users."
+        )
+    if (
+        firewall_rules is not None
+        and ssh_client
+        and not common_firewall_accepts(firewall_rules, ssh_client, sshd_port)
+    ):
+        problems.append(
+            f"This session comes from {ssh_client}, which no common_firewall_allowed* rule lets reach "
+            f"tcp/{sshd_port}: the firewall would cut it. Add your admin network to the sshd rule "
+            "(common_firewall_allowed_ssh, roles/common defaults: from puente_admin_networks, set in the "
+            "inventory)."
+        )
+    return problems
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -158,4 +212,5 @@ class FilterModule:
             "common_firewall_rules": common_firewall_rules,
             "common_firewall_accepts": common_firewall_accepts,
             "common_firewall_forward": common_firewall_forward,
+            "common_lockout_problems": common_lockout_problems,
         }
