@@ -19,7 +19,7 @@ def test_production_example_is_refused_with_every_problem_listed() -> None:
     assert "198.51.100.0/24 is a documentation network (RFC 5737 TEST-NET-2)" in out
     # what the roles need and the inventory lacks
     assert "puente_site is undefined" not in out  # group_vars/<site>.yml set it
-    assert "inventories/production/group_vars/all/main.yml:12 puente_dns_zone" in out
+    assert "inventories/production/group_vars/all/main.yml:17 puente_dns_zone" in out
     assert "puente.example.com is in example.com, a documentation domain" in out
     assert "needs vault_api_database_password, which is undefined" in out
     # the topology: the proven shape (db2 nosync, an etcd member per site plus the witness) is there, but
