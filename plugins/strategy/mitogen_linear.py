@@ -21,6 +21,17 @@ filter_plugins, the project's), wrap each one, and forget them all when it exits
 its roles have added their plugin folders) lets the workers inherit them: a fifth less controller CPU for a
 no-op run of common.yml (17.8-18.3 s against 22.0-22.6 s back to back), and site.yml from 102.6 s to
 80.5-80.9 s (bench/site_noop.py; docs/LAB.md).
+
+A task whose `when` is false on a host costs no worker either. ansible-core forks a task worker for
+every task and host, and the worker's first step, before it touches the connection, is to evaluate the
+`when`; a false one ends it with a "skipped" result. About a fifth of a no-op site.yml's results were
+such skips, each a fork and ~30 ms of controller CPU. For a task without a loop or a delegation, the
+controller's process now evaluates the `when` first, with the variables, play context and ambient task
+context the worker would have, and when it is false it sends the worker's very result (`skipped`,
+`skip_reason`, `false_condition`, `_ansible_no_log`) through the results queue itself. Everything that
+would go differently in a worker is left to the worker: a `when` that is true, raises or warns; a loop,
+whose items each have their own `when`; a delegated task, whose variables the worker computes first.
+Callbacks, `register`, handlers and the recap see the same result either way.
 """
 
 from __future__ import annotations
@@ -32,6 +43,10 @@ import ansible.collections.list
 import ansible_mitogen.loaders
 import ansible_mitogen.planner
 import ansible_mitogen.strategy
+from ansible._internal import _display_utils, _task
+from ansible._internal._templating._engine import TemplateEngine
+from ansible.errors import AnsibleError
+from ansible.executor.task_result import _RawTaskResult
 from ansible.plugins.loader import filter_loader, test_loader
 
 _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
@@ -57,12 +72,69 @@ def _load_jinja_plugins() -> None:
         next(loader.all(), None)  # a generator: every plugin is loaded before it yields the first
 
 
+def _skipped_result(
+    loader: Any, host: Any, task: Any, task_vars: Any, play_context: Any
+) -> dict[str, Any] | None:
+    """The result a task worker would return for `task` on `host` when its `when` is false there, or
+    None when a worker must run the task (TaskExecutor.run and _execute_internal, ansible-core 2.19)."""
+    if not task.when or task.loop_with or task.loop is not None or task.delegate_to:
+        return None
+    job_vars = task_vars.copy()
+    search_path = task.get_search_path()  # TaskExecutor._get_loop_items sets it before anything else
+    if loader.get_basedir() not in search_path:
+        search_path.append(loader.get_basedir())
+    job_vars["ansible_search_path"] = search_path
+    templar = TemplateEngine(loader=loader, variables=job_vars)
+    tempvars = job_vars.copy()
+    try:
+        with _task.TaskContext(task), _display_utils.DeferredWarningContext(variables=job_vars) as warnings:
+            try:
+                context = play_context.set_task_and_variable_override(
+                    task=task, variables=job_vars, templar=templar
+                )
+                context.post_validate(templar=templar)
+                if not context.remote_addr:
+                    context.remote_addr = host.address
+                context.update_vars(tempvars)
+            except AnsibleError:
+                pass  # the worker, too, evaluates the `when` first and raises this only for a task that runs
+            condition: dict[str, Any] = {}
+            if task._resolve_conditional(task.when, tempvars, result_context=condition):
+                return None
+            result = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+            result |= condition
+            task.update_result_no_log(templar, result)
+    except Exception:  # the worker reports it, as it would have without this shortcut
+        return None
+    if warnings.get_warnings() or warnings.get_deprecation_warnings():
+        return None  # the worker attaches them to its result
+    return result
+
+
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc,valid-type]
     """The linear strategy, connecting through Mitogen."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _collection_dirs()  # in the controller's process, before any task worker is forked
+
+    def _queue_task(self, host: Any, task: Any, task_vars: Any, play_context: Any) -> None:
+        result = _skipped_result(self._loader, host, task, task_vars, play_context)
+        if result is None:
+            return super()._queue_task(host, task, task_vars, play_context)
+        # What StrategyBase._queue_task and WorkerProcess._run do around a worker, without the worker.
+        self._queued_task_cache[(host.name, task._uuid)] = {
+            "host": host,
+            "task": task,
+            "task_vars": task_vars,
+            "play_context": play_context,
+        }
+        self._tqm.send_callback("v2_runner_on_start", host, task)
+        self._final_q.send_task_result(
+            _RawTaskResult(host=host, task=task, return_data=result, task_fields=task.dump_attrs())
+        )
+        self._pending_results += 1
+        return None
 
     def run(self, iterator: Any, play_context: Any) -> Any:
         _load_jinja_plugins()  # in the controller's process, before this play's task workers are forked

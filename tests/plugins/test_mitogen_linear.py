@@ -1,9 +1,14 @@
-"""The project's Mitogen strategy shim (plugins/strategy/mitogen_linear.py): its one correction to Mitogen."""
+"""The project's Mitogen strategy shim (plugins/strategy/mitogen_linear.py): its corrections to Mitogen and
+to ansible-core's linear strategy, each doing what a task worker would have done."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 from puente_test_support import load_module
@@ -58,3 +63,109 @@ def test_jinja_plugins_are_loaded_before_workers_fork(
     assert filter_loader.get("ansible.builtin.to_json") is not None
     assert filter_loader.get("to_nice_yaml") is not None
     assert test_loader.get("ansible.builtin.match") is not None
+
+
+def _run_skip_paths(strategy: str) -> dict[str, Any]:
+    """tests/plugins/skip_paths.yml under `strategy`, its results as the json callback records them."""
+    proc = subprocess.run(
+        [ROOT / ".venv/bin/ansible-playbook", "-i", "on,off,", "-c", "local", "tests/plugins/skip_paths.yml"],
+        cwd=ROOT,
+        env={**os.environ, "ANSIBLE_STRATEGY": strategy, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
+    return report
+
+
+def _comparable(report: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """{(task name, host): result}. The json callback groups a lockstep strategy's results by task and any
+    other's (the shim's name is not `linear`) by task and host; the results themselves must not differ."""
+    return {
+        (task["task"]["name"], host): result
+        for play in report["plays"]
+        for task in play["tasks"]
+        for host, result in task["hosts"].items()
+    }
+
+
+def test_skips_in_the_controller_give_the_workers_results() -> None:
+    """Under the shim, a task whose `when` is false on a host yields what Ansible's own linear strategy
+    yields: the same result for every task and host, registered values, handlers and recap."""
+    linear = _run_skip_paths("linear")
+    shim = _run_skip_paths("mitogen_linear")
+    assert _comparable(shim) == _comparable(linear)
+    assert shim["stats"] == linear["stats"]
+    results = _comparable(shim)
+    on, off = (
+        results["Report what was registered (the json callback records it)", host]["msg"]
+        for host in ("on", "off")
+    )
+    assert on["skipped"] is False and off["skipped"] is True
+    assert off["plain"]["false_condition"] == "flag | bool"
+    assert off["undefined_when_failed"] is True and on["undefined_when_failed"] is False
+    assert on["looped"] == [True, False] and off["looped"] == [True, True]
+    assert on["secret"]["skipped"] is True and "ansible_facts" in off["secret"]
+    assert results["A secret task, skipped", "on"]["censored"].startswith("the output has been hidden")
+    assert on["magic"]["skipped"] is True and off["magic"]["skipped"] is True
+    assert [on[key] for key in ("two", "inner", "included")] == [True] * 3
+    assert [off[key] for key in ("two", "inner", "included")] == [False] * 3
+    handler = "Report whether the handler ran"
+    assert results[handler, "on"]["msg"] is True and results[handler, "off"]["msg"] is False
+
+
+def test_the_controller_answers_only_a_false_when(shim: ModuleType, tmp_path: Path) -> None:
+    """_skipped_result returns the worker's skip result for a false `when`, and None (a worker runs the
+    task) for a true one, one that raises, a loop and a delegation."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play import Play
+    from ansible.playbook.play_context import PlayContext
+    from ansible.vars.manager import VariableManager
+
+    playbook = (
+        tmp_path / "play.yml"
+    )  # read as ansible-playbook reads a playbook: its strings are trusted templates
+    playbook.write_text(
+        """
+        hosts: all
+        gather_facts: false
+        vars: {flag: false}
+        tasks:
+          - {name: "false", ansible.builtin.debug: {msg: ran}, when: flag}
+          - {name: "true", ansible.builtin.debug: {msg: ran}, when: not flag}
+          - {name: none, ansible.builtin.debug: {msg: ran}}
+          - {name: raises, ansible.builtin.debug: {msg: ran}, when: undefined_here}
+          - {name: loop, ansible.builtin.debug: {msg: ran}, when: flag, loop: [1]}
+          - {name: delegated, ansible.builtin.debug: {msg: ran}, when: flag, delegate_to: localhost}
+          - {name: secret, ansible.builtin.debug: {msg: ran}, when: flag, no_log: true}
+          - {name: magic, ansible.builtin.debug: {msg: ran}, when: ansible_timeout is not defined}
+        """
+    )
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources="on,")
+    variables = VariableManager(loader=loader, inventory=inventory)
+    play = Play.load(
+        loader.load_from_file(str(playbook), trusted_as_template=True),
+        variable_manager=variables,
+        loader=loader,
+    )
+    host = inventory.get_host("on")
+    context = PlayContext(play=play)
+    answers = {}
+    for task in (task for block in play.compile() for task in block.block if task.name):
+        task_vars = variables.get_vars(play=play, host=host, task=task)
+        answers[task.name] = shim._skipped_result(loader, host, task, task_vars, context)
+    assert answers.pop("false") == {
+        "changed": False,
+        "skipped": True,
+        "skip_reason": "Conditional result was False",
+        "false_condition": "flag",
+        "_ansible_no_log": False,
+    }
+    assert answers.pop("secret")["_ansible_no_log"] is True
+    # a connection setting the play context adds to the variables, as in the worker
+    assert answers.pop("magic")["false_condition"] == "ansible_timeout is not defined"
+    assert answers == {"true": None, "none": None, "raises": None, "loop": None, "delegated": None}
