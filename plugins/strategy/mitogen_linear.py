@@ -31,7 +31,8 @@ context the worker would have, and when it is false it sends the worker's very r
 `skip_reason`, `false_condition`, `_ansible_no_log`) through the results queue itself. Everything that
 would go differently in a worker is left to the worker: a `when` that is true, raises or warns; a loop,
 whose items each have their own `when`; a delegated task, whose variables the worker computes first.
-Callbacks, `register`, handlers and the recap see the same result either way.
+Callbacks, `register`, handlers and the recap see the same result either way. A no-op site.yml forks
+1,058 workers instead of 1,272 for the same 1,273 results (docs/LAB.md).
 """
 
 from __future__ import annotations
