@@ -2,7 +2,8 @@
 
 Mitogen keeps one Python interpreter per node for the whole run and ships module code to it once,
 instead of Ansible's default of a fresh interpreter unpacking a zipped module for every task. The
-playbooks behave exactly as under `linear`; only the transport changes. This file puts the strategy
+playbooks behave exactly as under `linear`; only the transport changes, and where a false `when` is
+evaluated (below). This file puts the strategy
 next to the project's other plugins, so ansible.cfg needs no path into a virtualenv.
 
 Select it with `strategy = mitogen_linear` (ansible.cfg) or ANSIBLE_STRATEGY=mitogen_linear; set
@@ -32,7 +33,9 @@ context the worker would have, and when it is false it sends the worker's very r
 would go differently in a worker is left to the worker: a `when` that is true, raises or warns; a loop,
 whose items each have their own `when`; a delegated task, whose variables the worker computes first.
 Callbacks, `register`, handlers and the recap see the same result either way. A no-op site.yml forks
-1,058 workers instead of 1,272 for the same 1,273 results (docs/LAB.md).
+1,058 workers instead of 1,272 for the same 1,273 results (docs/LAB.md). This mirrors ansible-core
+2.19's TaskExecutor (pinned in constraints.txt); tests/plugins/test_mitogen_linear.py runs every skip
+path under both strategies, so an upgrade that changes the worker's result fails there first.
 """
 
 from __future__ import annotations
