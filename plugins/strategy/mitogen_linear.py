@@ -3,8 +3,8 @@
 Mitogen keeps one Python interpreter per node for the whole run and ships module code to it once,
 instead of Ansible's default of a fresh interpreter unpacking a zipped module for every task. The
 playbooks behave exactly as under `linear`; only the transport changes, and where a false `when` is
-evaluated (below). This file puts the strategy
-next to the project's other plugins, so ansible.cfg needs no path into a virtualenv.
+evaluated (below). This file puts the strategy next to the project's other plugins, so ansible.cfg needs
+no path into a virtualenv.
 
 Select it with `strategy = mitogen_linear` (ansible.cfg) or ANSIBLE_STRATEGY=mitogen_linear; set
 ANSIBLE_STRATEGY=linear to run without it.

@@ -109,7 +109,7 @@ def test_skips_in_the_controller_give_the_workers_results() -> None:
     assert on["looped"] == [True, False] and off["looped"] == [True, True]
     assert on["secret"]["skipped"] is True and "ansible_facts" in off["secret"]
     assert results["A secret task, skipped", "on"]["censored"].startswith("the output has been hidden")
-    assert on["magic"]["skipped"] is True and off["magic"]["skipped"] is True
+    assert "skipped" not in on["magic"] and "skipped" not in off["magic"]
     assert [on[key] for key in ("two", "inner", "included")] == [True] * 3
     assert [off[key] for key in ("two", "inner", "included")] == [False] * 3
     handler = "Report whether the handler ran"
