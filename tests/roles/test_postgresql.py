@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from puente.lab import inventory
+from puente.shell import ROOT
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab")]
 
@@ -303,22 +305,30 @@ def test_patroni_rest_is_https_only_with_a_certificate_for_the_member(node, host
     assert plain.stdout != "200", plain.stdout
 
 
+PATRONI_DIR = "/usr/lib/python3/dist-packages/patroni"
+CARRIED_FIXES = yaml.safe_load((ROOT / "roles/postgresql/vars/main.yml").read_text())[
+    "__postgresql_patroni_fixes"
+]
+
+
 @pytest.mark.parametrize("host", DB_NODES)
-def test_patroni_writes_the_leader_key_only_compare_and_set(node, host) -> None:
-    """Patroni < 3.0.3 could overwrite another member's leader key after a partition (a split brain that
-    lost 398 acknowledged writes in `puente drill partition`): the role carries upstream's fix."""
-    version = node(host).check_output("dpkg-query -W -f '${Version}' patroni")
-    module = node(host).file("/usr/lib/python3/dist-packages/patroni/dcs/etcd3.py").content_string
-    major_minor_patch = tuple(int(x) for x in version.split("-")[0].split(".")[:3])
-    if major_minor_patch < (3, 0, 3):
-        assert "puente: compare-and-set" in module, f"Patroni {version} runs without the leader-key fix"
-    # and the Patroni that runs is the one on disk (restarted after the fix)
+@pytest.mark.parametrize("fix", CARRIED_FIXES, ids=lambda f: f["module"])
+def test_patroni_runs_with_the_upstream_fixes_the_role_carries(node, host, fix) -> None:
+    """Debian's Patroni 3.0.2 could overwrite another member's leader key after a partition (398
+    acknowledged writes lost in `puente drill partition`) and could demote a cut-off leader twice at once
+    (two PostgreSQL starts racing, an old leader left `starting`): the role carries upstream's fixes. On
+    the node, each module holds the fixed text and not the 3.0.2 one, and Patroni was restarted after."""
+    module = f"{PATRONI_DIR}/{fix['module']}"
+    code = node(host).file(module).content_string
+    assert fix["bug"] not in code, f"{host}: {module} still has the 3.0.2 code ({fix['name']})"
+    assert fix["fix"] in code, f"{host}: {module} runs without the fix {fix['name']}"
     started = node(host).check_output("systemctl show -p ActiveEnterTimestampMonotonic --value patroni")
     changed = node(host).check_output(
-        "python3 -c 'import os, time; print(int((os.path.getmtime(\"/usr/lib/python3/dist-packages/patroni/"
-        "dcs/etcd3.py\") - time.time() + time.monotonic()) * 1e6))'"
+        "python3 -c 'import os, sys, time; print(int((os.path.getmtime(sys.argv[1]) - time.time() "
+        "+ time.monotonic()) * 1e6))' %s",
+        module,
     )
-    assert int(started) > int(changed), "patroni was not restarted after its code changed"
+    assert int(started) > int(changed), f"patroni was not restarted after {module} changed"
 
 
 @pytest.mark.parametrize("host", DB_NODES)
