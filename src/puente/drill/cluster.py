@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from puente.drill.report import HEALTHY_REPLICA_STATES, LEADER_ROLES
 from puente.drill.topology import PATRONI_CA, PATRONI_PORT, DbMember
 from puente.shell import CommandError, run
 
@@ -88,16 +89,51 @@ def _is_primary(m: DbMember) -> bool:
     return status == 200
 
 
-def patroni_ttl(members: Sequence[DbMember]) -> int | None:
-    """The leader key's TTL from Patroni's dynamic configuration (GET /config), None if unknown."""
+def patroni_config(members: Sequence[DbMember]) -> dict[str, Any] | None:
+    """Patroni's dynamic configuration (GET /config) from the first member that answers, None if none."""
     for m in members:
         try:
             status, body = http_get_inside(m.name, f"https://{m.ip}:{PATRONI_PORT}/config")
             if status == 200:
-                return int(json.loads(body).get("ttl", 30))
+                return dict(json.loads(body))
         except (CommandError, ValueError, OSError, subprocess.TimeoutExpired):
             continue
     return None
+
+
+def patroni_ttl(members: Sequence[DbMember]) -> int | None:
+    """The leader key's TTL from Patroni's dynamic configuration, None if unknown."""
+    config = patroni_config(members)
+    return None if config is None else int(config.get("ttl", 30))
+
+
+def handover_plan(
+    view: Sequence[dict[str, Any]], site_of: dict[str, str], site: str, synchronous_mode: bool
+) -> tuple[str | None, str]:
+    """(leader, member to switch over to) to bring the leader to ``site``; (None, "") when it is there.
+
+    With synchronous_mode Patroni accepts a switchover only to the synchronous standby (anything else
+    is HTTP 412, "candidate name does not match with sync_standby"), so the candidate is that member and
+    it must be on ``site``. Raises ValueError, saying why, when there is no leader or no such member."""
+    leader = next((str(m["name"]) for m in view if m.get("role") in LEADER_ROLES), None)
+    if leader is None:
+        raise ValueError("no Patroni leader: the database cluster is not settled")
+    if site_of.get(leader) == site:
+        return None, ""
+    healthy = [m for m in view if m.get("state") in HEALTHY_REPLICA_STATES and m.get("name") != leader]
+    if synchronous_mode:
+        sync = [str(m["name"]) for m in healthy if m.get("role") == "sync_standby"]
+        here = [n for n in sync if site_of.get(n) == site]
+        if not here:
+            raise ValueError(
+                f"Patroni switches over only to the synchronous standby, and none on the {site} site is "
+                f"(synchronous standby now: {', '.join(sync) or 'none'})"
+            )
+        return leader, here[0]
+    here = [str(m["name"]) for m in healthy if site_of.get(str(m["name"])) == site]
+    if not here:
+        raise ValueError(f"no healthy replica on the {site} site to hand the leader to")
+    return leader, here[0]
 
 
 def primaries(members: Sequence[DbMember]) -> list[str]:

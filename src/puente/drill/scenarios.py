@@ -739,28 +739,20 @@ def failback(topo: topology.Topology, opts: DrillOptions) -> dict[str, Any]:
 
 
 def _failback_plan(topo: topology.Topology) -> tuple[str | None, str]:
-    """(current leader, primary-site replica to hand over to), or (None, "") when the leader already is
-    on the primary site. Refuses (PreflightError) when there is no leader or no healthy replica there."""
-    try:
-        members = cluster.patroni_cluster(topo.db_members)
-    except CommandError as exc:
-        raise preflight.PreflightError([f"Patroni REST does not answer: {exc.output or exc}"]) from exc
-    leader = next((m["name"] for m in members if m.get("role") in report.LEADER_ROLES), None)
+    """(current leader, primary-site member to hand over to), or (None, "") when the leader already is
+    on the primary site. Waits (bounded) for the cluster to settle first: right after a drill the old
+    leader may still be rejoining, and with synchronous_mode only the synchronous standby may take over.
+    Refuses (PreflightError) when Patroni does not answer or no member can take the leader."""
+    config = cluster.patroni_config(topo.db_members)
+    if config is None:
+        raise preflight.PreflightError(["Patroni REST does not answer on any database member"])
+    synchronous = bool(config.get("synchronous_mode"))
+    view = cluster.wait_settled(topo.db_members, _SETTLE_SECONDS, need_sync=synchronous)
     site_of = {m.name: m.site for m in topo.db_members}
-    if leader is None:
-        raise preflight.PreflightError(["no Patroni leader: the database cluster is not settled"])
-    if site_of.get(leader) == topology.PRIMARY_SITE:
-        return None, ""
-    candidates = [
-        m["name"]
-        for m in members
-        if site_of.get(m["name"]) == topology.PRIMARY_SITE and m.get("state") in report.HEALTHY_REPLICA_STATES
-    ]
-    if not candidates:
-        raise preflight.PreflightError(
-            [f"no healthy replica on the {topology.PRIMARY_SITE} site to hand the leader to"]
-        )
-    return leader, candidates[0]
+    try:
+        return cluster.handover_plan(view, site_of, topology.PRIMARY_SITE, synchronous)
+    except ValueError as exc:
+        raise preflight.PreflightError([str(exc)]) from exc
 
 
 def _switchover(topo: topology.Topology, leader: str, candidate: str) -> None:
