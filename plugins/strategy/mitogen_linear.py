@@ -36,6 +36,18 @@ Callbacks, `register`, handlers and the recap see the same result either way. A 
 1,058 workers instead of 1,272 for the same 1,273 results (docs/LAB.md). This mirrors ansible-core
 2.19's TaskExecutor (pinned in constraints.txt); tests/plugins/test_mitogen_linear.py runs every skip
 path under both strategies, so an upgrade that changes the worker's result fails there first.
+
+Nor does an action that runs wholly in the controller: `assert`, `debug`, `set_fact` and
+`validate_argument_spec` (every role's entry check) never use the connection, and a worker for one was a
+fork to run, in a copy of the controller, Python the controller can run itself (~250 of a no-op site.yml's
+results, each ~20 ms of controller CPU and the wait for a worker). The controller's process runs them with
+the worker's own steps: ansible-core's TaskExecutor, on a copy of the task and its parent blocks (it
+post-validates them, templating their fields for this host) and of the variables, inside the task's
+context, and sends its result through the results queue. A loop, `until` retries (which sleep), a
+delegation or `async` still go to a worker. tests/plugins/controller_actions.yml runs these actions (an
+assert that fails and one that fails a host, cacheable and run_once facts, no_log, check mode,
+failed_when, a handler, a role's argument check reading its files) under both strategies: the results,
+facts and recap must be Ansible's own.
 """
 
 from __future__ import annotations
@@ -50,7 +62,9 @@ import ansible_mitogen.strategy
 from ansible._internal import _display_utils, _task
 from ansible._internal._templating._engine import TemplateEngine
 from ansible.errors import AnsibleError
+from ansible.executor.task_executor import TaskExecutor
 from ansible.executor.task_result import _RawTaskResult
+from ansible.plugins import loader as plugin_loader
 from ansible.plugins.loader import filter_loader, test_loader
 
 _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
@@ -115,6 +129,31 @@ def _skipped_result(
     return result
 
 
+# Actions whose plugin runs wholly in the controller and never uses the connection: a worker for them is a
+# fork to run, in a copy of the controller, Python the controller can run itself.
+_CONTROLLER_ACTIONS = frozenset(
+    {
+        "ansible.builtin.assert",
+        "ansible.builtin.debug",
+        "ansible.builtin.set_fact",
+        "ansible.builtin.validate_argument_spec",
+    }
+)
+
+
+def _runs_in_controller(task: Any) -> bool:
+    """Whether the controller runs `task` itself: one of _CONTROLLER_ACTIONS, run once (no loop, no
+    `until` retries, which sleep), on its own host (no delegation) and in the foreground (no async)."""
+    return (
+        task.resolved_action in _CONTROLLER_ACTIONS
+        and not task.loop_with
+        and task.loop is None
+        and not task.until
+        and not task.delegate_to
+        and not task.async_val
+    )
+
+
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc,valid-type]
     """The linear strategy, connecting through Mitogen."""
 
@@ -124,21 +163,52 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
 
     def _queue_task(self, host: Any, task: Any, task_vars: Any, play_context: Any) -> None:
         result = _skipped_result(self._loader, host, task, task_vars, play_context)
-        if result is None:
-            return super()._queue_task(host, task, task_vars, play_context)
-        # What StrategyBase._queue_task and WorkerProcess._run do around a worker, without the worker.
+        if result is not None:
+            return self._send(host, task, task_vars, play_context, task, result)
+        if _runs_in_controller(task):
+            # The worker's own steps (WorkerProcess.run and _run), in this process: the TaskExecutor on
+            # a copy of the task and its parents (it post-validates them, templating their fields for
+            # this host) and of the variables (it adds ansible_search_path), inside the task's context.
+            own = task.copy(exclude_tasks=True)
+            self._tqm.send_callback("v2_runner_on_start", host, task)
+            with _task.TaskContext(own):
+                result = TaskExecutor(
+                    host,
+                    own,
+                    task_vars.copy(),
+                    play_context,
+                    self._loader,
+                    plugin_loader.get_plugin_loader_namespace(),
+                    self._final_q,
+                    self._variable_manager,
+                ).run()
+            return self._send(host, task, task_vars, play_context, own, result, started=True)
+        return super()._queue_task(host, task, task_vars, play_context)
+
+    def _send(
+        self,
+        host: Any,
+        task: Any,
+        task_vars: Any,
+        play_context: Any,
+        ran: Any,
+        result: dict[str, Any],
+        started: bool = False,
+    ) -> None:
+        """What StrategyBase._queue_task and WorkerProcess._run do around a worker, without the worker:
+        `ran` is the task as the worker would send it back (post-validated when it ran)."""
         self._queued_task_cache[(host.name, task._uuid)] = {
             "host": host,
             "task": task,
             "task_vars": task_vars,
             "play_context": play_context,
         }
-        self._tqm.send_callback("v2_runner_on_start", host, task)
+        if not started:
+            self._tqm.send_callback("v2_runner_on_start", host, task)
         self._final_q.send_task_result(
-            _RawTaskResult(host=host, task=task, return_data=result, task_fields=task.dump_attrs())
+            _RawTaskResult(host=host, task=ran, return_data=result, task_fields=ran.dump_attrs())
         )
         self._pending_results += 1
-        return None
 
     def run(self, iterator: Any, play_context: Any) -> Any:
         _load_jinja_plugins()  # in the controller's process, before this play's task workers are forked
