@@ -229,3 +229,24 @@ def test_the_controller_answers_only_a_false_when(shim: ModuleType, tmp_path: Pa
     # a connection setting the play context adds to the variables, as in the worker
     assert answers.pop("magic")["false_condition"] == "ansible_timeout is not defined"
     assert answers == {"true": None, "none": None, "raises": None, "loop": None, "delegated": None}
+
+
+def test_jinja_compiles_once_per_source_and_settings(shim: ModuleType) -> None:
+    """The controller's compile cache, which the task workers inherit: the same source and settings give
+    the same code; other lexer settings, an escape_backslashes context or a non-string do not share it."""
+    from ansible._internal._templating._engine import TemplateEngine
+    from ansible._internal._templating._jinja_bits import _TemplateCompileContext
+
+    shim._compiled.clear()
+    env = TemplateEngine().environment
+    first = env.compile("{{ a }} and {{ b }}")
+    assert env.compile("{{ a }} and {{ b }}") is first
+    assert len(shim._compiled) == 1
+    other = env.overlay(variable_start_string="[[", variable_end_string="]]")
+    assert other.compile("{{ a }} and {{ b }}") is not first
+    with _TemplateCompileContext(escape_backslashes=False):
+        assert env.compile("{{ a }} and {{ b }}") is not first
+    assert len(shim._compiled) == 3
+    parsed = env.parse("{{ c }}")
+    assert env.compile(parsed) is not env.compile(env.parse("{{ c }}"))  # a node tree is not cached
+    assert len(shim._compiled) == 3
