@@ -75,7 +75,7 @@ import ansible_mitogen.strategy
 import jinja2
 from ansible._internal import _display_utils, _task
 from ansible._internal._templating._engine import TemplateEngine, TemplateOptions
-from ansible._internal._templating._jinja_bits import _TemplateCompileContext
+from ansible._internal._templating._jinja_bits import AnsibleEnvironment, _TemplateCompileContext
 from ansible.errors import AnsibleError
 from ansible.executor.task_executor import TaskExecutor
 from ansible.executor.task_result import _RawTaskResult
@@ -112,8 +112,13 @@ _compiled: dict[tuple[Any, ...], Any] = {}
 def _compile_key(
     env: Any, source: Any, name: Any, filename: Any, raw: bool, defer_init: bool
 ) -> tuple | None:
-    """What Jinja's generated code depends on, or None to compile without the cache."""
-    if not isinstance(source, str) or env._debuggable_template_source:
+    """What Jinja's generated code depends on, or None to compile without the cache: only Ansible's
+    templating environments use it (any other Jinja user in the process compiles as before)."""
+    if (
+        not isinstance(env, AnsibleEnvironment)
+        or not isinstance(source, str)
+        or env._debuggable_template_source
+    ):
         return None
     context = _TemplateCompileContext.current(optional=True)
     lexer = (

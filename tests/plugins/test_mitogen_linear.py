@@ -250,3 +250,9 @@ def test_jinja_compiles_once_per_source_and_settings(shim: ModuleType) -> None:
     parsed = env.parse("{{ c }}")
     assert env.compile(parsed) is not env.compile(env.parse("{{ c }}"))  # a node tree is not cached
     assert len(shim._compiled) == 3
+    # Jinja used by anything else in the process (stacks/ renders templates/ with plain Jinja) is untouched
+    import jinja2
+
+    plain = jinja2.Environment()
+    assert plain.from_string("{{ a }} and {{ b }}").render(a=1, b=2) == "1 and 2"
+    assert len(shim._compiled) == 3
