@@ -172,7 +172,7 @@ class PrimarySampler:
 
 
 def has_sync_standby(view: Sequence[dict[str, Any]]) -> bool:
-    return any(m.get("role") == "sync_standby" and m.get("state") in ("streaming", "running") for m in view)
+    return any(m.get("role") == "sync_standby" and m.get("state") in HEALTHY_REPLICA_STATES for m in view)
 
 
 def wait_settled(
@@ -188,10 +188,10 @@ def wait_settled(
             last = patroni_cluster(members)
         except CommandError:
             last = []
-        leaders = [m for m in last if m.get("role") in ("leader", "master", "primary")]
+        leaders = [m for m in last if m.get("role") in LEADER_ROLES]
         healthy = all(
-            m.get("role") in ("leader", "master", "primary")
-            or (m.get("state") in ("streaming", "running") and m.get("role") in ("replica", "sync_standby"))
+            m.get("role") in LEADER_ROLES
+            or (m.get("state") in HEALTHY_REPLICA_STATES and m.get("role") in ("replica", "sync_standby"))
             for m in last
         )
         settled = len(leaders) == 1 and ((healthy and len(last) == len(members)) or not expect_all)
