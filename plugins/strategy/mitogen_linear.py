@@ -105,7 +105,7 @@ def _load_jinja_plugins() -> None:
         next(loader.all(), None)  # a generator: every plugin is loaded before it yields the first
 
 
-_compile = jinja2.Environment.compile
+_compile: Any = jinja2.Environment.compile
 _compiled: dict[tuple[Any, ...], Any] = {}
 
 
@@ -170,7 +170,7 @@ def _cached_compile(
     return code
 
 
-jinja2.Environment.compile = _cached_compile
+jinja2.Environment.compile = _cached_compile  # type: ignore[method-assign]  # the point of the cache
 
 
 def _templated_strings(value: Any) -> list[str]:

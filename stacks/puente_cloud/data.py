@@ -3,6 +3,7 @@ of the cross-site Patroni cluster on EC2 (bootstrapped by cloud-init, configured
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pulumi
@@ -25,6 +26,11 @@ PATRONI_PORTS = (
 )
 # Debian's official AMIs (https://wiki.debian.org/Cloud/AmazonEC2Image).
 DEBIAN_AMI_OWNER = "136693071363"
+
+
+def _inventory_entry(groups: list[str], host_vars: dict[str, object], address: str) -> dict[str, object]:
+    """A cloud member as the Pulumi inventory plugin reads it (plugins/inventory/pulumi_stack.py)."""
+    return {"address": address, "groups": groups, "vars": host_vars}
 
 
 def _member_role(index: int) -> tuple[list[str], dict[str, object]]:
@@ -300,9 +306,7 @@ class Database(Component):
             )
             self.member_addresses.append(instance.private_ip)
             self.members.append(instance)
-            nodes[node] = instance.private_ip.apply(
-                lambda ip, g=groups, v=host_vars: {"address": ip, "groups": g, "vars": v}
-            )
+            nodes[node] = instance.private_ip.apply(functools.partial(_inventory_entry, groups, host_vars))
         self.nodes = pulumi.Output.all(**nodes)
         self._snapshots(cfg.backup_retention_days)
         # The members' own address; the API connects through the leader endpoint instead (leader.py).

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -295,18 +294,20 @@ class Edge(Component):
             opts=self.opts(),
         )
 
-        def visibility(suffix: str) -> dict[str, Any]:
+        def visibility(suffix: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
             return {
                 "cloudwatch_metrics_enabled": True,
                 "metric_name": f"{metric}{suffix}",
                 "sampled_requests_enabled": True,
             }
 
-        def refuse(key: str) -> dict[str, Any]:
+        def refuse(key: str) -> aws.wafv2.WebAclRuleActionArgsDict:
             status = RESPONSES[key][0]
             return {"block": {"custom_response": {"response_code": status, "custom_response_body_key": key}}}
 
-        def only_from_monitoring(rule: str, priority: int, path: str, key: str, tag: str) -> dict[str, Any]:
+        def only_from_monitoring(
+            rule: str, priority: int, path: str, key: str, tag: str
+        ) -> aws.wafv2.WebAclRuleArgsDict:
             # The path decoded and normalised as the API's router sees it (/%6detrics, //metrics), matched as
             # a prefix (/metrics/, /readyz/details/).
             return {

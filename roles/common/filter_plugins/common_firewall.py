@@ -91,13 +91,13 @@ def common_firewall_rules(
     def order(kv: tuple[tuple[str, str], Any]) -> tuple[str, int]:
         return kv[0][0], int(kv[0][1].split("-")[0] or 0)
 
-    for (proto, port), sources in sorted(merged.items(), key=order):
-        nets = [ipaddress.ip_network(s) for s in sorted(sources or [])]
+    for (proto, port), allowed in sorted(merged.items(), key=order):
+        nets = [ipaddress.ip_network(s) for s in sorted(allowed or [])]
         out.append(
             {
                 "proto": proto,
                 "port": port,
-                "any": sources is None,
+                "any": allowed is None,
                 "v4": [str(n) for n in nets if n.version == 4],
                 "v6": [str(n) for n in nets if n.version == 6],
             }

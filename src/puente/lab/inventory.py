@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -278,7 +278,7 @@ def _wan_address(
     wan: Site | None,
     seen: dict[ipaddress.IPv4Address, str],
     problems: list[str],
-) -> ipaddress.IPv4Address | bool | None:
+) -> ipaddress.IPv4Address | Literal[False] | None:
     """The node's WAN address (None: it has none; False: a problem was reported)."""
     if raw is None:
         return None

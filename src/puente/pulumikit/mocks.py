@@ -200,8 +200,8 @@ def synthesize(type_: str, name: str, inputs: dict[str, Any], region: str) -> tu
             rid = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{physical}"
             extra = {"url": rid, "arn": _arn("sqs", region, physical), "name": physical}
         case "aws:ec2/instance:Instance":
-            digest = hashlib.sha256(name.encode()).digest()
-            ip = inputs.get("privateIp") or f"10.{digest[0]}.{digest[1]}.{digest[2] % 250 + 4}"
+            octets = hashlib.sha256(name.encode()).digest()
+            ip = inputs.get("privateIp") or f"10.{octets[0]}.{octets[1]}.{octets[2] % 250 + 4}"
             extra = {"privateIp": ip, "privateDns": f"ip-{ip.replace('.', '-')}.{region}.compute.internal"}
         case "aws:ec2/vpnConnection:VpnConnection":
             # Public addresses as AWS assigns them (not documentation ones: puente check refuses those).
