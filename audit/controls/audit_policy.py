@@ -25,8 +25,13 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
     # epmd (4369) and Erlang distribution (25672) always listen; the firewall opens them only between
     # members of a multi-node cluster. CLI tools (rabbitmqctl, rabbitmq-diagnostics) listen on one port of
     # 35672-35682 while they run (https://www.rabbitmq.com/docs/networking#ports).
-    "rabbitmq": {("tcp", 5672), ("tcp", 5671), ("tcp", 4369), ("tcp", 25672),
-                 *(("tcp", port) for port in range(35672, 35683))},
+    "rabbitmq": {
+        ("tcp", 5672),
+        ("tcp", 5671),
+        ("tcp", 4369),
+        ("tcp", 25672),
+        *(("tcp", port) for port in range(35672, 35683)),
+    },
     "dns": {("tcp", 53), ("udp", 53)},
     "sqs": {("tcp", 5000)},
     # The lab's S3 stand-ins of the backup repositories (role lab_s3), HTTPS.
@@ -43,24 +48,35 @@ ALLOWED_PORTS: dict[str, set[tuple[str, int]]] = {
 # a host may also listen and accept on these (added to ALLOWED_PORTS below). Firewalled to the
 # monitoring hosts; the audit checks they are scraped and up (PUENTE-MON-01).
 METRICS_PORTS: dict[str, set[tuple[str, int]]] = {
-    "all": {("tcp", 9100)},                            # node_exporter
-    "postgresql": {("tcp", 9187)},                     # postgres_exporter (Patroni's /metrics: 8008)
-    "etcd": {("tcp", 2381)},                           # etcd's plain /metrics listener
-    "loadbalancers": {("tcp", 8405)},                  # HAProxy's Prometheus exporter
-    "gateways": {("tcp", 9113)},                       # the nginx exporter
-    "rabbitmq": {("tcp", 15692)},                      # rabbitmq_prometheus
-    "dns": {("tcp", 8081)},                            # PowerDNS's webserver (/metrics; /api needs the key)
-    "api_nodes": {("tcp", 9471), ("tcp", 9472)},       # the relay's and the worker's (the API's: 8080)
+    "all": {("tcp", 9100)},  # node_exporter
+    "postgresql": {("tcp", 9187)},  # postgres_exporter (Patroni's /metrics: 8008)
+    "etcd": {("tcp", 2381)},  # etcd's plain /metrics listener
+    "loadbalancers": {("tcp", 8405)},  # HAProxy's Prometheus exporter
+    "gateways": {("tcp", 9113)},  # the nginx exporter
+    "rabbitmq": {("tcp", 15692)},  # rabbitmq_prometheus
+    "dns": {("tcp", 8081)},  # PowerDNS's webserver (/metrics; /api needs the key)
+    "api_nodes": {("tcp", 9471), ("tcp", 9472)},  # the relay's and the worker's (the API's: 8080)
 }
 for _group, _ports in METRICS_PORTS.items():
     ALLOWED_PORTS.setdefault(_group, set()).update(_ports)
 # Puente's alert rules every Prometheus must have loaded (issue 12; roles/monitoring/files/rules/).
-MONITORING_ALERTS = frozenset({
-    "PuenteSiteDown", "PuenteDatabaseLeaderChanged", "PuenteDatabaseNoLeader", "PuenteDatabaseNoSyncStandby",
-    "PuenteDatabaseReplicationLag", "PuenteEtcdQuorumAtRisk", "PuenteBackupTooOld", "PuenteOutboxLag",
-    "PuenteDeadLetters", "PuenteCertificateExpiring", "PuenteDiskFilling", "PuenteApiErrorBudgetBurnFast",
-    "PuenteApiErrorBudgetBurnSlow",
-})
+MONITORING_ALERTS = frozenset(
+    {
+        "PuenteSiteDown",
+        "PuenteDatabaseLeaderChanged",
+        "PuenteDatabaseNoLeader",
+        "PuenteDatabaseNoSyncStandby",
+        "PuenteDatabaseReplicationLag",
+        "PuenteEtcdQuorumAtRisk",
+        "PuenteBackupTooOld",
+        "PuenteOutboxLag",
+        "PuenteDeadLetters",
+        "PuenteCertificateExpiring",
+        "PuenteDiskFilling",
+        "PuenteApiErrorBudgetBurnFast",
+        "PuenteApiErrorBudgetBurnSlow",
+    }
+)
 PROMETHEUS_PORT = 9090
 # Patroni's REST API (one of the postgresql ports above): its write endpoints must ask for credentials.
 PATRONI_REST_PORT = 8008
@@ -75,8 +91,14 @@ API_RUNTIME_FILE = "/etc/puente/api.env"
 # Directories that hold a service's code, configuration or data, by inventory group: nothing in them may
 # be writable by every user.
 SERVICE_PATHS: dict[str, list[str]] = {
-    "all": ["/etc/ssh", "/etc/systemd/system", "/usr/local/sbin", "/usr/local/bin", "/etc/nftables.conf",
-            "/etc/sudoers.d"],
+    "all": [
+        "/etc/ssh",
+        "/etc/systemd/system",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/etc/nftables.conf",
+        "/etc/sudoers.d",
+    ],
     "gateways": ["/etc/nginx"],
     "loadbalancers": ["/etc/haproxy"],
     "api_nodes": ["/opt/puente-api", "/etc/puente"],
@@ -120,6 +142,7 @@ def service_paths(groups: Iterable[str]) -> list[str]:
 
 
 # --- nftables (`nft -j list ruleset`) ---------------------------------------------------------------
+
 
 def nft_objects(ruleset_json: str, kind: str) -> Iterator[dict[str, Any]]:
     for obj in json.loads(ruleset_json).get("nftables", []):

@@ -21,18 +21,24 @@ HARDENING = [
 
 
 def unit_properties(host, unit: str) -> dict[str, str]:
-    out = host.snapshot("systemctl show %s -p LoadState -p ActiveState -p User -p MainPID "
-                        + " ".join(f"-p {prop}" for prop, _ in HARDENING), unit)
+    out = host.snapshot(
+        "systemctl show %s -p LoadState -p ActiveState -p User -p MainPID "
+        + " ".join(f"-p {prop}" for prop, _ in HARDENING),
+        unit,
+    )
     props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert props.get("LoadState") == "loaded", f"{unit} is not installed (LoadState={props.get('LoadState')})"
     return props
 
 
 @control(
-    id="PUENTE-API-01", title="The API's processes run as an unprivileged user", impact=0.8,
+    id="PUENTE-API-01",
+    title="The API's processes run as an unprivileged user",
+    impact=0.8,
     rationale="""A flaw in the API (or a dependency) then gives its attacker that user's rights,
     not root's.""",
-    refs={"nist": ["AC-6", "AC-6(9)", "CM-7"]}, groups=["api_nodes"],
+    refs={"nist": ["AC-6", "AC-6(9)", "CM-7"]},
+    groups=["api_nodes"],
 )
 @pytest.mark.parametrize("unit", API_UNITS)
 def test_api_runs_unprivileged(host, evidence, unit: str):
@@ -47,10 +53,13 @@ def test_api_runs_unprivileged(host, evidence, unit: str):
 
 
 @control(
-    id="PUENTE-API-02", title="The API's units are sandboxed by systemd", impact=0.6,
+    id="PUENTE-API-02",
+    title="The API's units are sandboxed by systemd",
+    impact=0.6,
     rationale="""Sandboxing limits what a compromised API process can reach: no new privileges, a read-only
     system, no devices, no capabilities.""",
-    refs={"nist": ["SC-39", "CM-7", "AC-6"]}, groups=["api_nodes"],
+    refs={"nist": ["SC-39", "CM-7", "AC-6"]},
+    groups=["api_nodes"],
 )
 @pytest.mark.parametrize(("unit", "prop", "expected"), [(u, p, e) for u in API_UNITS for p, e in HARDENING])
 def test_api_unit_hardening(host, unit: str, prop: str, expected: str):
@@ -59,10 +68,13 @@ def test_api_unit_hardening(host, unit: str, prop: str, expected: str):
 
 
 @control(
-    id="PUENTE-API-03", title="The API's secrets file is readable by root only", impact=0.8,
+    id="PUENTE-API-03",
+    title="The API's secrets file is readable by root only",
+    impact=0.8,
     rationale="""It holds the database and broker passwords; systemd reads it as root before dropping to the
     service user, so no one else needs it.""",
-    refs={"nist": ["AC-3", "IA-5(1)", "SC-28"]}, groups=["api_nodes"],
+    refs={"nist": ["AC-3", "IA-5(1)", "SC-28"]},
+    groups=["api_nodes"],
 )
 def test_api_secrets_file_mode(host):
     f = host.file(API_SECRETS_FILE)

@@ -8,12 +8,15 @@ from puente.audit import control
 
 
 @control(
-    id="PUENTE-API-04", title="The API connects to PostgreSQL with sslmode=verify-full", impact=0.8,
+    id="PUENTE-API-04",
+    title="The API connects to PostgreSQL with sslmode=verify-full",
+    impact=0.8,
     rationale="""Without verify-full a TLS session proves nothing about the server: whoever answers on the
     load balancer's address gets the API's password (SCRAM aside) and its data. Both database URLs must ask
     libpq to verify the certificate's chain against a CA file present on the node and its name against the
     address (PostgreSQL's pg_hba already refuses every non-TLS network connection: PUENTE-PG-02).""",
-    refs={"nist": ["SC-8", "SC-23", "IA-3"]}, groups=["api_nodes"],
+    refs={"nist": ["SC-8", "SC-23", "IA-3"]},
+    groups=["api_nodes"],
 )
 def test_api_database_urls_verify_full(host):
     settings = dict(

@@ -23,8 +23,9 @@ DAY = 86400
 
 
 def _info(host) -> dict:
-    out = host.snapshot("runuser -u postgres -- pgbackrest --stanza=puente --output=json "
-                        "--log-level-file=off info")
+    out = host.snapshot(
+        "runuser -u postgres -- pgbackrest --stanza=puente --output=json --log-level-file=off info"
+    )
     stanzas = json.loads(out)
     assert stanzas, "pgbackrest info names no stanza"
     return stanzas[0]
@@ -36,15 +37,18 @@ def _now(host) -> float:
 
 @control(
     id="PUENTE-PG-07",
-    title=(f"Full backup < {FULL_BACKUP_MAX_AGE_DAYS} d in every repository, WAL archived within "
-           f"{ARCHIVE_MAX_LAG_MINUTES} min, a restore drill passed < {RESTORE_DRILL_MAX_AGE_DAYS} d ago"),
+    title=(
+        f"Full backup < {FULL_BACKUP_MAX_AGE_DAYS} d in every repository, WAL archived within "
+        f"{ARCHIVE_MAX_LAG_MINUTES} min, a restore drill passed < {RESTORE_DRILL_MAX_AGE_DAYS} d ago"
+    ),
     impact=0.8,
     rationale="""A backup that is old, a WAL archive that stopped, or a restore nobody ran are hopes, not
     backups. The newest full backup bounds how much WAL a restore must replay; the archive's lag bounds what
     losing every database host at once costs; a passed restore drill proves the backups restore with every
     acknowledged write. A cluster whose oldest backup is younger than the drill interval is in its first
     week: the drill is not due yet, unless one ran and failed.""",
-    refs={"nist": ["CP-9", "CP-9(1)", "CP-10", "CP-4"]}, groups=["postgresql"],
+    refs={"nist": ["CP-9", "CP-9(1)", "CP-10", "CP-4"]},
+    groups=["postgresql"],
     remediation="""`systemctl start pgbackrest-backup@full.service` on the leader; `pgbackrest check` and
     the PostgreSQL log for a stuck archive_command; `puente drill restore` (docs/RESTORE.md).""",
 )
@@ -56,17 +60,21 @@ def test_backups_fresh_archived_and_restored(host, aspect: str):
         repos = sorted(str(r["key"]) for r in stanza.get("repo") or [])
         assert repos, "no repository in pgbackrest info"
         for repo in repos:
-            stops = [b["timestamp"]["stop"] for b in stanza.get("backup") or []
-                     if b.get("type") == "full" and str(b["database"]["repo-key"]) == repo]
+            stops = [
+                b["timestamp"]["stop"]
+                for b in stanza.get("backup") or []
+                if b.get("type") == "full" and str(b["database"]["repo-key"]) == repo
+            ]
             assert stops, f"repo{repo} holds no full backup"
             age = (now - max(stops)) / DAY
             assert age < FULL_BACKUP_MAX_AGE_DAYS, f"repo{repo}: newest full backup is {age:.1f} days old"
     elif aspect == "wal-archive-lag":
         row = host.snapshot(
-            "runuser -u postgres -- psql -XAtq -d postgres -c \"SELECT pg_is_in_recovery(), "
+            'runuser -u postgres -- psql -XAtq -d postgres -c "SELECT pg_is_in_recovery(), '
             "coalesce(extract(epoch FROM min(modification))::text, ''), "
             "(SELECT setting FROM pg_settings WHERE name = 'archive_mode') "
-            "FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'\"")
+            "FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'\""
+        )
         in_recovery, oldest_ready, archive_mode = row.split("|")
         if in_recovery == "t":
             return  # a replica archives nothing: the leader's result is the one that counts
@@ -85,4 +93,5 @@ def test_backups_fresh_archived_and_restored(host, aspect: str):
         assert stops, "no backup, and no restore drill"
         oldest = (now - min(stops)) / DAY
         assert oldest < RESTORE_DRILL_MAX_AGE_DAYS, (
-            f"no restore drill recorded, and backups exist for {oldest:.1f} days")
+            f"no restore drill recorded, and backups exist for {oldest:.1f} days"
+        )

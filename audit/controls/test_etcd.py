@@ -13,12 +13,15 @@ from puente.audit import control
 
 
 @control(
-    id="PUENTE-ETCD-01", title="etcd refuses clients and peers without a certificate", impact=0.9,
+    id="PUENTE-ETCD-01",
+    title="etcd refuses clients and peers without a certificate",
+    impact=0.9,
     rationale="""etcd holds Patroni's leader key: whoever can write it decides which PostgreSQL member takes
     writes, and its traffic crosses the WAN. Every member must speak TLS only and ask each client and peer
     for a certificate signed by the cluster's CA (client-cert-auth and peer-client-cert-auth), so reaching
     port 2379 or 2380 is not enough.""",
-    refs={"nist": ["IA-3", "SC-8", "SC-23", "AC-3"]}, groups=["etcd"],
+    refs={"nist": ["IA-3", "SC-8", "SC-23", "AC-3"]},
+    groups=["etcd"],
 )
 def test_etcd_refuses_clients_without_a_certificate(host):
     ca, cert, key = (f"{ETCD_TLS_DIR}/{name}" for name in ("ca.crt", "member.crt", "member.key"))
@@ -30,11 +33,14 @@ def test_etcd_refuses_clients_without_a_certificate(host):
             url = f"{address}:{port}/version"
             anonymous = host.run("curl -s -m 5 --cacert %s https://%s", ca, url)
             assert anonymous.rc != 0 or not anonymous.stdout, (
-                f"https://{url} answered a client without a certificate: {anonymous.stdout[:200]}")
+                f"https://{url} answered a client without a certificate: {anonymous.stdout[:200]}"
+            )
             plain = host.run("curl -s -m 5 http://%s", url)
             assert plain.rc != 0 or not plain.stdout, f"http://{url} answered in plain HTTP"
             if port == ETCD_PORTS[0]:
                 member = host.run(
-                    "curl -s -m 5 --cacert %s --cert %s --key %s https://%s", ca, cert, key, url)
+                    "curl -s -m 5 --cacert %s --cert %s --key %s https://%s", ca, cert, key, url
+                )
                 assert member.rc == 0 and "etcdserver" in member.stdout, (
-                    f"https://{url} did not answer the member's own certificate (curl exit {member.rc})")
+                    f"https://{url} did not answer the member's own certificate (curl exit {member.rc})"
+                )

@@ -37,17 +37,24 @@ print(json.dumps({"status": r.status, "content_type": r.getheader("Content-Type"
 
 
 @control(
-    id="PUENTE-AUTH-01", title="The gateway refuses requests without a valid API key", impact=0.9,
+    id="PUENTE-AUTH-01",
+    title="The gateway refuses requests without a valid API key",
+    impact=0.9,
     rationale="""Every shipment belongs to a client; without authentication any caller reads, lists and
     changes every client's data, and a caller-chosen X-Client-Id would let it act as anyone. A request
     without a key, an unknown key or another scheme must get 401 with a Bearer challenge (RFC 6750) before
     any business code runs, and one naming its own client (X-Client-Id) 400.""",
-    refs={"nist": ["IA-2", "IA-5", "AC-3", "AC-14"]}, groups=["gateways"],
+    refs={"nist": ["IA-2", "IA-5", "AC-3", "AC-14"]},
+    groups=["gateways"],
 )
-@pytest.mark.parametrize(("method", "path", "headers", "refusal"), PROBES,
-                         ids=["no-key", "forged-client-id", "unknown-key", "basic-scheme"])
-def test_gateway_refuses_unauthenticated(host, evidence, method: str, path: str, headers: dict[str, str],
-                                         refusal: int):
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "refusal"),
+    PROBES,
+    ids=["no-key", "forged-client-id", "unknown-key", "basic-scheme"],
+)
+def test_gateway_refuses_unauthenticated(
+    host, evidence, method: str, path: str, headers: dict[str, str], refusal: int
+):
     out = host.check_output("python3 -c %s %s", REQUEST, json.dumps([method, path, headers]))
     answer = json.loads(out)
     evidence.record(f"{method} {path} {sorted(headers)}", out)

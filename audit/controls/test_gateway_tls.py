@@ -42,30 +42,45 @@ print(json.dumps(info))
 
 
 @control(
-    id="PUENTE-TLS-01", title="The gateway offers TLS 1.2 and 1.3 only", impact=0.7,
+    id="PUENTE-TLS-01",
+    title="The gateway offers TLS 1.2 and 1.3 only",
+    impact=0.7,
     rationale="""TLS 1.0 and 1.1 are deprecated (RFC 8996) and allow downgrade attacks; clients of the API
     all speak TLS 1.2+.""",
-    refs={"nist": ["SC-8", "SC-8(1)", "SC-13"]}, groups=["gateways"],
+    refs={"nist": ["SC-8", "SC-8(1)", "SC-13"]},
+    groups=["gateways"],
 )
-@pytest.mark.parametrize(("version", "expected"), [
-    ("TLSv1", "refused"), ("TLSv1_1", "refused"), ("TLSv1_2", "accepted"), ("TLSv1_3", "accepted"),
-])
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("TLSv1", "refused"),
+        ("TLSv1_1", "refused"),
+        ("TLSv1_2", "accepted"),
+        ("TLSv1_3", "accepted"),
+    ],
+)
 def test_gateway_tls_versions(host, version: str, expected: str):
     result = host.check_output("python3 -c %s %s", HANDSHAKE, version)
     assert result.split()[0] == expected, f"{version}: {result}"
 
 
 @control(
-    id="PUENTE-TLS-02", title="The gateway's certificate is valid and not about to expire", impact=0.7,
+    id="PUENTE-TLS-02",
+    title="The gateway's certificate is valid and not about to expire",
+    impact=0.7,
     rationale=f"""An expired certificate stops every client; one expiring within {CERT_MIN_DAYS_LEFT} days
     needs renewing now. The served certificate must name the host clients connect to.""",
-    refs={"nist": ["SC-17", "SC-12", "IA-5(2)"]}, groups=["gateways"],
+    refs={"nist": ["SC-17", "SC-12", "IA-5(2)"]},
+    groups=["gateways"],
 )
 def test_gateway_certificate(host, evidence):
     info = json.loads(host.check_output("python3 -c %s", SERVED_CERT))
     sans = [value for kind, value in info.get("subjectAltName", ()) if kind == "DNS"]
-    evidence.record("served certificate", f"subject {info.get('subject')}\nSAN {sans}\n"
-                    f"notBefore {info['notBefore']}\nnotAfter {info['notAfter']}")
+    evidence.record(
+        "served certificate",
+        f"subject {info.get('subject')}\nSAN {sans}\n"
+        f"notBefore {info['notBefore']}\nnotAfter {info['notAfter']}",
+    )
     now = time.time()
     assert ssl.cert_time_to_seconds(info["notBefore"]) <= now, f"not valid before {info['notBefore']}"
     days_left = int((ssl.cert_time_to_seconds(info["notAfter"]) - now) // 86400)
@@ -74,13 +89,17 @@ def test_gateway_certificate(host, evidence):
 
 
 @control(
-    id="PUENTE-TLS-03", title="The gateway's private key is readable by root only", impact=0.8,
+    id="PUENTE-TLS-03",
+    title="The gateway's private key is readable by root only",
+    impact=0.8,
     rationale="Anyone who reads the key can impersonate the API to its clients.",
-    refs={"nist": ["SC-12", "AC-3"]}, groups=["gateways"],
+    refs={"nist": ["SC-12", "AC-3"]},
+    groups=["gateways"],
 )
 def test_gateway_key_mode(host):
-    conf = host.check_output("nginx -T 2>/dev/null | awk '$1 == \"ssl_certificate_key\" {print $2}' "
-                             "| tr -d ';' | sort -u")
+    conf = host.check_output(
+        "nginx -T 2>/dev/null | awk '$1 == \"ssl_certificate_key\" {print $2}' | tr -d ';' | sort -u"
+    )
     assert conf, "nginx has no ssl_certificate_key"
     for path in conf.splitlines():
         key = host.file(path)

@@ -28,12 +28,14 @@ def prometheus_api(host, path: str) -> dict:
 
 
 @control(
-    id="PUENTE-MON-01", title="Every node's exporter is scraped and up, from each site's Prometheus",
+    id="PUENTE-MON-01",
+    title="Every node's exporter is scraped and up, from each site's Prometheus",
     impact=0.6,
     rationale="""A node nobody scrapes fails unseen; a site that only watches itself goes silent with it.
     Each site's Prometheus must scrape the node exporter of every node of BOTH sites and the witness, and
     every one of them must answer, so that a failure is seen from the surviving site.""",
-    refs={"nist": ["SI-4", "AU-6", "CP-2(8)"]}, groups=["monitoring"],
+    refs={"nist": ["SI-4", "AU-6", "CP-2(8)"]},
+    groups=["monitoring"],
     remediation="ansible-playbook playbooks/monitoring.yml (and playbooks/common.yml for the firewall)",
 )
 def test_every_node_exporter_is_scraped_and_up(host, evidence, audit_inventory):
@@ -47,8 +49,11 @@ def test_every_node_exporter_is_scraped_and_up(host, evidence, audit_inventory):
         "\n".join(f"{name} {t['health']} {t['scrapeUrl']}" for name, t in sorted(node_targets.items())),
     )
     missing = sorted(expected - set(node_targets))
-    down = sorted(f"{name} ({t['lastError'] or t['health']})" for name, t in node_targets.items()
-                  if name in expected and t["health"] != "up")
+    down = sorted(
+        f"{name} ({t['lastError'] or t['health']})"
+        for name, t in node_targets.items()
+        if name in expected and t["health"] != "up"
+    )
     up = sum(1 for t in data["activeTargets"] if t["health"] == "up")
     evidence.record("targets up (every job)", f"{up} of {len(data['activeTargets'])}")
     assert not missing, f"not scraped: {', '.join(missing)}"
@@ -56,10 +61,13 @@ def test_every_node_exporter_is_scraped_and_up(host, evidence, audit_inventory):
 
 
 @control(
-    id="PUENTE-MON-02", title="Puente's alert rules are loaded and evaluate without error", impact=0.6,
+    id="PUENTE-MON-02",
+    title="Puente's alert rules are loaded and evaluate without error",
+    impact=0.6,
     rationale="""Alerts are how an operator learns of a failover before the customers do. A rule file that
     did not load, or a rule whose query fails at every evaluation, never fires.""",
-    refs={"nist": ["SI-4(5)", "IR-4"]}, groups=["monitoring"],
+    refs={"nist": ["SI-4(5)", "IR-4"]},
+    groups=["monitoring"],
     remediation="ansible-playbook playbooks/monitoring.yml; promtool check rules /etc/prometheus/rules/*.yml",
 )
 def test_alert_rules_loaded(host, evidence):

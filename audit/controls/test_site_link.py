@@ -60,14 +60,16 @@ def _context(host, audit_inventory, evidence) -> tuple[dict, str, list, list]:
 
 
 @control(
-    id="PUENTE-VPN-01", title="A VPN gateway carries the other site's traffic only through the tunnels",
+    id="PUENTE-VPN-01",
+    title="A VPN gateway carries the other site's traffic only through the tunnels",
     impact=0.9,
     rationale="""Replication, etcd, the Patroni checks and the API's traffic cross between the sites. Outside
     the tunnels they would travel in clear over the WAN. Every tunnel must be up with the proposals agreed
     with the other end (AES-256-GCM or AES-256 with SHA-256, DH 14/19/20); with no tunnel up the other site
     must be unreachable rather than routed in clear; and the gateway must forward the other site's packets
     only when IPsec decapsulated them.""",
-    refs={"nist": ["SC-8", "SC-8(1)", "SC-7", "SC-7(5)", "AC-4", "SC-13"]}, groups=list(GATEWAY_GROUPS),
+    refs={"nist": ["SC-8", "SC-8(1)", "SC-7", "SC-7(5)", "AC-4", "SC-13"]},
+    groups=list(GATEWAY_GROUPS),
     remediation="ansible-playbook playbooks/vpn.yml (role vpn; role common for the forward firewall)",
 )
 @pytest.mark.parametrize("aspect", ["tunnels-agreed", "fail-closed", "into-the-tunnel", "forward-firewall"])
@@ -97,22 +99,29 @@ def test_gateway_only_through_the_tunnels(host, evidence, audit_inventory, aspec
                     problems.append(f"{prefix}: routed via {route.get('dev')}, not the tunnels' {TUN_DEVICE}")
         else:
             policies = xfrm_out_destinations(host.check_output("ip xfrm policy list dir out"))
-            problems = [f"{p}: no IPsec out policy" for p in others
-                        if not any(d.version == p.version and p.subnet_of(d) for d in policies)]
+            problems = [
+                f"{p}: no IPsec out policy"
+                for p in others
+                if not any(d.version == p.version and p.subnet_of(d) for d in policies)
+            ]
         assert not problems, "; ".join(problems)
     else:
-        verdict, lines = forward_verdict(host.snapshot("nft -j list ruleset"), others,
-                                         TUN_DEVICE if inputs["kernel_libipsec"] else None)
+        verdict, lines = forward_verdict(
+            host.snapshot("nft -j list ruleset"), others, TUN_DEVICE if inputs["kernel_libipsec"] else None
+        )
         evidence.record("forward chains", lines)
         assert not verdict, "the other site's prefixes are forwarded without IPsec: " + "; ".join(verdict)
 
 
 @control(
-    id="PUENTE-VPN-02", title="Nodes reach the other site only through their site's router", impact=0.7,
+    id="PUENTE-VPN-02",
+    title="Nodes reach the other site only through their site's router",
+    impact=0.7,
     rationale="""A node's own route to the other site's prefixes (a second interface, a static route) would
     bypass the site's VPN gateway and its tunnels. The other site must be reached through the node's default
     gateway, the site's router, which sends it to the VPN gateway.""",
-    refs={"nist": ["SC-7", "AC-4", "SC-8"]}, groups=["onprem", "cloud"],
+    refs={"nist": ["SC-7", "AC-4", "SC-8"]},
+    groups=["onprem", "cloud"],
     remediation="Remove the route (or interface) that leads to the other site outside the default gateway.",
 )
 def test_node_reaches_the_other_site_through_its_router(host, evidence, audit_inventory):

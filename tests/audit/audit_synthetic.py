@@ -25,7 +25,7 @@ all:
         node-b:
 """
 
-CONTROLS = '''\
+CONTROLS = """\
 import os
 
 import pytest
@@ -56,7 +56,7 @@ def test_long_output(host):
          rationale="Shown as not applicable.", refs={"nist": ["SI-6"]}, groups=["etcd"])
 def test_not_applicable(host):
     raise AssertionError("never runs")
-'''
+"""
 
 
 def waivers_yaml(expires: str) -> str:
@@ -87,11 +87,25 @@ class Synthetic:
         return self.root / "waivers.yml"
 
     def audit(self, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "puente.cli", "audit", "-i", str(self.inventory), "--out", str(out),
-                "--waivers", str(self.waivers), "--catalogue", str(self.controls), *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "puente.cli",
+            "audit",
+            "-i",
+            str(self.inventory),
+            "--out",
+            str(out),
+            "--waivers",
+            str(self.waivers),
+            "--catalogue",
+            str(self.controls),
+            *extra,
+        ]
         env = {**os.environ, "AUDIT_SYNTHETIC_STATE": str(self.root / "state")}
-        return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-                              check=False)
+        return subprocess.run(
+            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
 
 
 def make_synthetic(root: Path) -> Synthetic:
@@ -105,4 +119,3 @@ def make_synthetic(root: Path) -> Synthetic:
     (state / "node-b.conf").write_text("insecure\n")
     s.waivers.write_text(waivers_yaml("2030-01-01"))
     return s
-

@@ -15,8 +15,9 @@ from headless_chromium import CHROMIUM, chromium
 from puente.shell import ROOT
 
 ARTIFACTS = ROOT / "reports" / "audit"
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                "(scripts/bootstrap.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (scripts/bootstrap.sh installs it)"
+)
 
 # Opens every <details> (folded evidence counts too), then writes what the layout measured into the DOM
 # that --dump-dom prints.
@@ -44,8 +45,9 @@ def probed_report(synthetic_run, tmp_path_factory) -> Path:
 
 
 def probe(report: Path, profile: Path, width: int) -> dict:
-    proc = chromium(profile, f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom",
-                    report.as_uri())
+    proc = chromium(
+        profile, f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom", report.as_uri()
+    )
     m = re.search(r'data-probe="([^"]+)"', proc.stdout)
     assert m, f"chromium printed no probe (exit {proc.returncode}): {proc.stderr[-1500:]}"
     return dict(json.loads(html.unescape(m.group(1))))
@@ -64,8 +66,9 @@ def test_no_sideways_scrolling_summary_first(probed_report: Path, tmp_path: Path
 def test_the_probe_sees_sideways_scrolling(probed_report: Path, tmp_path: Path):
     """The check above can fail: one unwrapped line of evidence makes the page scroll sideways."""
     wide = tmp_path / "wide.html"
-    wide.write_text(probed_report.read_text().replace(
-        "</main>", f'<pre style="white-space:pre">{"x" * 400}</pre></main>'))
+    wide.write_text(
+        probed_report.read_text().replace("</main>", f'<pre style="white-space:pre">{"x" * 400}</pre></main>')
+    )
     seen = probe(wide, tmp_path / "profile", 800)
     assert seen["scrollWidth"] > seen["clientWidth"], seen
 
@@ -75,8 +78,12 @@ def test_screenshot_is_kept_as_an_artifact(synthetic_run, tmp_path: Path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report-synthetic.png"
     shot.unlink(missing_ok=True)
-    proc = chromium(tmp_path / "profile", "--window-size=1024,1400", f"--screenshot={shot}",
-                    (out / "report.html").as_uri())
+    proc = chromium(
+        tmp_path / "profile",
+        "--window-size=1024,1400",
+        f"--screenshot={shot}",
+        (out / "report.html").as_uri(),
+    )
     assert shot.exists(), proc.stderr[-1500:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 

@@ -25,19 +25,33 @@ pytestmark = pytest.mark.lab
 LAB_INVENTORY = "inventories/lab"
 ARTIFACTS = ROOT / "reports" / "audit"
 # The controls the breaks below must trip (pytest -k over the catalogue's test names).
-BREAK_CONTROLS = ("test_ssh_key_only or test_firewall_ports_match_roles or test_listening_ports_match_roles "
-                  "or test_api_secrets_file_mode or test_gateway_refuses_unauthenticated "
-                  "or test_etcd_refuses or test_patroni_rest_is_https or test_api_database_urls_verify_full "
-                  "or test_alert_rules_loaded")
+BREAK_CONTROLS = (
+    "test_ssh_key_only or test_firewall_ports_match_roles or test_listening_ports_match_roles "
+    "or test_api_secrets_file_mode or test_gateway_refuses_unauthenticated "
+    "or test_etcd_refuses or test_patroni_rest_is_https or test_api_database_urls_verify_full "
+    "or test_alert_rules_loaded"
+)
 
 
 def audit(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    argv = [sys.executable, "-m", "puente.cli", "audit", "-i", LAB_INVENTORY, "--out", str(out),
-            "--connection", "podman", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "puente.cli",
+        "audit",
+        "-i",
+        LAB_INVENTORY,
+        "--out",
+        str(out),
+        "--connection",
+        "podman",
+        *extra,
+    ]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False)
     report = out / "report.json"
-    assert report.exists(), (f"no report (exit {proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    assert report.exists(), (
+        f"no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc, json.loads(report.read_text())
 
 
@@ -70,8 +84,11 @@ def test_converged_lab_passes_or_is_waived(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("lab-audit")
     proc, doc = audit(out)
     summary = doc["summary"]
-    bad = [f"{r['control_id']} on {r['host']} {r['params']}: {(r['message'] or '-').splitlines()[0]}"
-           for r in doc["results"] if r["status"] not in ("passed", "waived")]
+    bad = [
+        f"{r['control_id']} on {r['host']} {r['params']}: {(r['message'] or '-').splitlines()[0]}"
+        for r in doc["results"]
+        if r["status"] not in ("passed", "waived")
+    ]
     assert not bad, "controls neither passed nor waived:\n" + "\n".join(bad)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert summary["status"] == "pass" and summary["counts"]["passed"] > 0
@@ -82,14 +99,24 @@ def test_converged_lab_passes_or_is_waived(lab, tmp_path_factory):
     for r in doc["results"]:
         if r["status"] == "waived":
             assert r["waiver"]["status"] == "active" and r["waiver"]["justification"]
-    verified = subprocess.run([sys.executable, "-m", "puente.cli", "audit", "verify", str(out)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60, check=False)
+    verified = subprocess.run(
+        [sys.executable, "-m", "puente.cli", "audit", "verify", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert verified.returncode == 0, verified.stdout
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "lab-report.html").write_text((out / "report.html").read_text())
     if CHROMIUM:
-        chromium(tmp_path_factory.mktemp("chromium"), "--window-size=1100,1800",
-                 f"--screenshot={ARTIFACTS / 'lab-report.png'}", (out / "report.html").as_uri())
+        chromium(
+            tmp_path_factory.mktemp("chromium"),
+            "--window-size=1100,1800",
+            f"--screenshot={ARTIFACTS / 'lab-report.png'}",
+            (out / "report.html").as_uri(),
+        )
     print(f"lab audit: {doc['run']['duration_seconds']} s for {len(doc['results'])} results")
 
 
@@ -110,17 +137,24 @@ def port_opened(node: str, port: int) -> Iterator[None]:
     unit = "puente-audit-break-listener"
     comment = "puente-audit-break"
     try:
-        node_exec(node, f"systemd-run --unit={unit} --quiet python3 -m http.server {port} && nft insert rule "
-                        f"inet puente_filter input tcp dport {port} accept comment '\"{comment}\"'")
-        node_exec(node, f"for i in $(seq 50); do ss -Hltn | grep -q ':{port} ' && exit 0; sleep 0.1; done; "
-                        "exit 1")
+        node_exec(
+            node,
+            f"systemd-run --unit={unit} --quiet python3 -m http.server {port} && nft insert rule "
+            f"inet puente_filter input tcp dport {port} accept comment '\"{comment}\"'",
+        )
+        node_exec(
+            node, f"for i in $(seq 50); do ss -Hltn | grep -q ':{port} ' && exit 0; sleep 0.1; done; exit 1"
+        )
         yield
     finally:
-        node_exec(node, f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null; "
-                        f"for h in $(nft -a list chain inet puente_filter input | grep '{comment}' "
-                        "| sed -n 's/.*# handle //p'); do "
-                        "nft delete rule inet puente_filter input handle $h; done",
-                  check=False)
+        node_exec(
+            node,
+            f"systemctl stop {unit} 2>/dev/null; systemctl reset-failed {unit} 2>/dev/null; "
+            f"for h in $(nft -a list chain inet puente_filter input | grep '{comment}' "
+            "| sed -n 's/.*# handle //p'); do "
+            "nft delete rule inet puente_filter input handle $h; done",
+            check=False,
+        )
 
 
 @contextlib.contextmanager
@@ -139,8 +173,11 @@ def forged_client_id_passed_on(node: str) -> Iterator[None]:
     conf = "/etc/nginx/nginx.conf"
     try:
         edit = "s/if ($http_x_client_id)/if ($http_x_client_id = audit-break-never-sent)/"
-        node_exec(node, f"cp -p {conf} {conf}.audit-break && sed -i '{edit}' {conf} && "
-                        f"grep -q audit-break-never-sent {conf} && nginx -t -q && systemctl reload nginx")
+        node_exec(
+            node,
+            f"cp -p {conf} {conf}.audit-break && sed -i '{edit}' {conf} && "
+            f"grep -q audit-break-never-sent {conf} && nginx -t -q && systemctl reload nginx",
+        )
         yield
     finally:
         node_exec(node, f"mv {conf}.audit-break {conf} && systemctl reload nginx", check=False)
@@ -185,15 +222,25 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         # nothing in clear between sites: etcd without client-certificate authentication (the witness: the
         # cluster keeps its quorum), Patroni's REST API without its certificate (the nosync replica), the
         # API asking only for sslmode=require
-        stack.enter_context(file_edited(
-            etcd_victim, "/etc/default/etcd",
-            's/ETCD_CLIENT_CERT_AUTH="true"/ETCD_CLIENT_CERT_AUTH="false"/; /^ETCD_TRUSTED_CA_FILE=/d',
-            "systemctl restart etcd"))
-        stack.enter_context(file_edited(
-            patroni_victim, "/etc/patroni/config.yml", "/^  certfile:/d; /^  keyfile:/d",
-            "systemctl reload patroni && sleep 3"))
-        stack.enter_context(file_edited(
-            ssh_victim, "/etc/puente/api.env", "s/sslmode=verify-full/sslmode=require/g", "true"))
+        stack.enter_context(
+            file_edited(
+                etcd_victim,
+                "/etc/default/etcd",
+                's/ETCD_CLIENT_CERT_AUTH="true"/ETCD_CLIENT_CERT_AUTH="false"/; /^ETCD_TRUSTED_CA_FILE=/d',
+                "systemctl restart etcd",
+            )
+        )
+        stack.enter_context(
+            file_edited(
+                patroni_victim,
+                "/etc/patroni/config.yml",
+                "/^  certfile:/d; /^  keyfile:/d",
+                "systemctl reload patroni && sleep 3",
+            )
+        )
+        stack.enter_context(
+            file_edited(ssh_victim, "/etc/puente/api.env", "s/sslmode=verify-full/sslmode=require/g", "true")
+        )
         proc, doc = audit(out, "-k", BREAK_CONTROLS)
     assert proc.returncode == 1, "a broken node must fail the audit"
 
@@ -215,10 +262,18 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
         assert list(failed) == [victim], f"{control}: failed on {sorted(failed)}, broke only {victim}"
         evidence = "\n".join(e["what"] + "\n" + e["output"] for e in failed[victim]["evidence"])
         assert seen in evidence or seen in failed[victim]["message"], (
-            f"{control} on {victim}: the evidence does not show {seen!r}:\n{evidence[:2000]}")
+            f"{control} on {victim}: the evidence does not show {seen!r}:\n{evidence[:2000]}"
+        )
     row = {h["host"]: h for h in doc["summary"]["hosts"]}
     assert {h for h, r in row.items() if r["status"] == "failed"} == {
-        ssh_victim, port_victim, secret_victim, gateway_victim, etcd_victim, patroni_victim, rules_victim}
+        ssh_victim,
+        port_victim,
+        secret_victim,
+        gateway_victim,
+        etcd_victim,
+        patroni_victim,
+        rules_victim,
+    }
     html = (out / "report.html").read_text()
     assert f"<strong>{ssh_victim}</strong>" in html
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -229,8 +284,18 @@ def test_broken_nodes_fail_their_control_on_that_host_only(lab, tmp_path_factory
 def test_breaks_were_undone(lab, tmp_path_factory):
     """After the test above restored the nodes, the same controls pass again everywhere."""
     out = tmp_path_factory.mktemp("lab-restored")
-    victims = ",".join(sorted({*onprem("api_nodes"), *onprem("dns"), *onprem("gateways"),
-                               *onprem("postgresql"), *onprem("monitoring"), *hosts_in("witness")}))
+    victims = ",".join(
+        sorted(
+            {
+                *onprem("api_nodes"),
+                *onprem("dns"),
+                *onprem("gateways"),
+                *onprem("postgresql"),
+                *onprem("monitoring"),
+                *hosts_in("witness"),
+            }
+        )
+    )
     proc, doc = audit(out, "--limit", victims, "-k", BREAK_CONTROLS)
     assert {r["host"] for r in doc["results"]} == set(victims.split(","))
     still = [f"{r['control_id']} {r['host']}" for r in doc["results"] if r["status"] != "passed"]

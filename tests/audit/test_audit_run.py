@@ -23,13 +23,23 @@ def results(out: Path) -> dict[tuple[str, str], dict]:
 def test_run_passes_with_an_active_waiver_and_writes_three_forms(synthetic_run):
     proc, out = synthetic_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["MANIFEST.sha256", "junit.xml", "report.html",
-                                                     "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MANIFEST.sha256",
+        "junit.xml",
+        "report.html",
+        "report.json",
+    ]
     doc = json.loads((out / "report.json").read_text())
     assert doc["schema"] == "puente-audit/1"
     assert doc["summary"]["status"] == "pass"
-    assert doc["summary"]["counts"] | {} == {"failed": 0, "error": 0, "waived": 1, "passed": 2, "skipped": 0,
-                                             "n/a": 1}
+    assert doc["summary"]["counts"] | {} == {
+        "failed": 0,
+        "error": 0,
+        "waived": 1,
+        "passed": 2,
+        "skipped": 0,
+        "n/a": 1,
+    }
     run = doc["run"]
     assert len(run["git"]["revision"]) == 40
     assert {"python", "pytest", "pytest-testinfra", "pytest-xdist", "ansible-core"} <= set(run["tools"])
@@ -46,8 +56,13 @@ def test_each_result_carries_its_evidence_per_host(synthetic_run):
     assert waived["status"] == "waived"
     assert waived["waiver"]["status"] == "active" and "OPS-42" in waived["waiver"]["justification"]
     assert "node-b config says 'insecure'" in waived["message"]
-    assert waived["evidence"] == [{"kind": "module", "what": f"file {Path(out).parent}/state/node-b.conf: "
-                                   "content_string", "output": "insecure"}]
+    assert waived["evidence"] == [
+        {
+            "kind": "module",
+            "what": f"file {Path(out).parent}/state/node-b.conf: content_string",
+            "output": "insecure",
+        }
+    ]
     passed = r[("PUENTE-DEMO-01", "node-a")]
     assert passed["status"] == "passed" and passed["evidence"][0]["output"] == "secure"
     long = r[("PUENTE-DEMO-02", "node-b")]
@@ -82,10 +97,24 @@ def test_an_expired_waiver_fails_again(synthetic: Synthetic, tmp_path: Path):
 
 def test_a_malformed_waivers_file_stops_before_any_host(synthetic: Synthetic, tmp_path: Path):
     bad = tmp_path / "waivers.yml"
-    bad.write_text("waivers:\n  - control: PUENTE-DEMO-01\n    hosts: [node-b]\n"
-                   "    justification: no expiry given here\n")
-    argv = [sys.executable, "-m", "puente.cli", "audit", "-i", str(synthetic.inventory), "--out",
-            str(tmp_path / "out"), "--waivers", str(bad), "--catalogue", str(synthetic.controls)]
+    bad.write_text(
+        "waivers:\n  - control: PUENTE-DEMO-01\n    hosts: [node-b]\n"
+        "    justification: no expiry given here\n"
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "puente.cli",
+        "audit",
+        "-i",
+        str(synthetic.inventory),
+        "--out",
+        str(tmp_path / "out"),
+        "--waivers",
+        str(bad),
+        "--catalogue",
+        str(synthetic.controls),
+    ]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert "waiver #1: missing expires" in proc.stderr
@@ -98,14 +127,24 @@ def test_verify_accepts_the_report_and_refuses_an_edited_file(synthetic_run, tmp
     shutil.copytree(out, copy)
 
     def verify() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "puente.cli", "audit", "verify", str(copy)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "puente.cli", "audit", "verify", str(copy)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     ok = verify()
     assert ok.returncode == 0 and "OK: 3 files" in ok.stdout, ok.stdout + ok.stderr
     # the same check anyone can do without Puente
-    assert subprocess.run(["sha256sum", "-c", "MANIFEST.sha256"], cwd=copy, capture_output=True,
-                          check=False).returncode == 0
+    assert (
+        subprocess.run(
+            ["sha256sum", "-c", "MANIFEST.sha256"], cwd=copy, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     html = copy / "report.html"
     html.write_text(html.read_text().replace("FAIL", "PASS").replace("failed", "passed", 1))
     bad = verify()
@@ -118,8 +157,20 @@ def test_a_catalogue_that_does_not_load_is_never_a_pass(synthetic: Synthetic, tm
     shutil.copytree(synthetic.controls, broken)
     (broken / "test_broken.py").write_text("from puente.audit import control\n\ndef test_x(host:\n")
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "puente.cli", "audit", "-i", str(synthetic.inventory), "--out", str(out),
-            "--catalogue", str(broken), "--workers", "0"]
+    argv = [
+        sys.executable,
+        "-m",
+        "puente.cli",
+        "audit",
+        "-i",
+        str(synthetic.inventory),
+        "--out",
+        str(out),
+        "--catalogue",
+        str(broken),
+        "--workers",
+        "0",
+    ]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode not in (0, 1), proc.stdout
     assert json.loads((out / "report.json").read_text())["summary"]["status"] == "incomplete"
@@ -130,4 +181,5 @@ def test_controls_are_selected_by_id(synthetic: Synthetic, tmp_path: Path):
     proc = synthetic.audit(out, "-k", "PUENTE-DEMO-02", "--workers", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {r["control_id"] for r in json.loads((out / "report.json").read_text())["results"]} == {
-        "PUENTE-DEMO-02"}
+        "PUENTE-DEMO-02"
+    }

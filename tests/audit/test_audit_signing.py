@@ -23,8 +23,9 @@ from puente.cli import main
 
 PASSWORD = "correct horse battery staple"
 MINISIGN = shutil.which("minisign")
-pytestmark = pytest.mark.skipif(MINISIGN is None, reason="Debian's minisign is not installed "
-                                "(scripts/bootstrap.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    MINISIGN is None, reason="Debian's minisign is not installed (scripts/bootstrap.sh installs it)"
+)
 
 
 def generate(directory: Path, name: str) -> tuple[Path, Path, str]:
@@ -60,16 +61,33 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     other_key, other_pub, other_id = generate(d, "intruder")
     (d / "password").write_text(PASSWORD + "\n")
     locked = with_password(key, d / "auditor-pw.key", PASSWORD)
-    return {"key": key, "pub": pub, "id": key_id, "locked": locked, "password_file": d / "password",
-            "other_key": other_key, "other_pub": other_pub, "other_id": other_id}
+    return {
+        "key": key,
+        "pub": pub,
+        "id": key_id,
+        "locked": locked,
+        "password_file": d / "password",
+        "other_key": other_key,
+        "other_pub": other_pub,
+        "other_id": other_id,
+    }
 
 
 @pytest.fixture(scope="module")
 def signed(synthetic: Synthetic, keys: dict) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`puente audit --sign-key` with the password-protected key, its password in a file."""
     out = synthetic.root / "signed"
-    proc = synthetic.audit(out, "-k", "PUENTE-DEMO-02", "--workers", "0", "--sign-key", str(keys["locked"]),
-                           "--sign-password-file", str(keys["password_file"]))
+    proc = synthetic.audit(
+        out,
+        "-k",
+        "PUENTE-DEMO-02",
+        "--workers",
+        "0",
+        "--sign-key",
+        str(keys["locked"]),
+        "--sign-password-file",
+        str(keys["password_file"]),
+    )
     return proc, out
 
 
@@ -84,16 +102,26 @@ def verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[st
 def test_audit_signs_the_manifest_and_minisign_alone_accepts_it(signed, keys):
     proc, out = signed
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["MANIFEST.sha256", "MANIFEST.sha256.minisig",
-                                                     "junit.xml", "report.html", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MANIFEST.sha256",
+        "MANIFEST.sha256.minisig",
+        "junit.xml",
+        "report.html",
+        "report.json",
+    ]
     # the command is printed like every other step; the password reaches minisign on stdin, never argv
     printed = next(line for line in proc.stderr.splitlines() if line.startswith("+ minisign -S"))
     assert f"-s {keys['locked']} -m {out}/MANIFEST.sha256 -t " in printed
     assert PASSWORD not in proc.stdout + proc.stderr
     assert f"signed: {out}/MANIFEST.sha256.minisig" in proc.stdout
     # anyone can check it with minisign itself, without Puente
-    plain = subprocess.run(["minisign", "-V", "-p", str(keys["pub"]), "-m", "MANIFEST.sha256"], cwd=out,
-                           capture_output=True, text=True, check=False)
+    plain = subprocess.run(
+        ["minisign", "-V", "-p", str(keys["pub"]), "-m", "MANIFEST.sha256"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert plain.returncode == 0, plain.stdout + plain.stderr
     comment = next(line for line in plain.stdout.splitlines() if line.startswith("Trusted comment: "))
     assert f"inventory {Path(out).parent / 'hosts.yml'}" in comment and "result pass" in comment
@@ -124,8 +152,12 @@ def _resign_with_another_key(keys: dict) -> Callable[[Path], None]:
     def tamper(d: Path) -> None:
         _edit_and_reseal(d)
         (d / signing.SIG_NAME).unlink()
-        subprocess.run(["minisign", "-S", "-s", str(keys["other_key"]), "-m", str(d / manifest.NAME)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["minisign", "-S", "-s", str(keys["other_key"]), "-m", str(d / manifest.NAME)],
+            check=True,
+            capture_output=True,
+        )
+
     return tamper
 
 
@@ -140,19 +172,29 @@ def _change_trusted_comment(d: Path) -> None:
 TAMPERINGS: dict[str, tuple[str, list[str]]] = {
     # case: (how, the FAIL lines expected, each a prefix)
     "a file edited": ("edit", ["FAIL report.json: MODIFIED (sha256 differs from the manifest)"]),
-    "manifest rewritten to match": ("reseal", ["FAIL MANIFEST.sha256: signature does not match: the manifest "
-                                               "was changed after signing"]),
-    "manifest line edited": ("manifest", ["FAIL MANIFEST.sha256: signature does not match",
-                                          "FAIL junit.xml: MODIFIED"]),
+    "manifest rewritten to match": (
+        "reseal",
+        ["FAIL MANIFEST.sha256: signature does not match: the manifest was changed after signing"],
+    ),
+    "manifest line edited": (
+        "manifest",
+        ["FAIL MANIFEST.sha256: signature does not match", "FAIL junit.xml: MODIFIED"],
+    ),
     "a file added": ("add", ["FAIL notes.txt: not in the manifest (added after the report was made)"]),
     "a file removed": ("remove", ["FAIL report.html: missing"]),
     "signature deleted": ("unsign", ["FAIL MANIFEST.sha256.minisig: missing: the report is not signed"]),
-    "signed with another key": ("other", ["FAIL MANIFEST.sha256.minisig: made by key {other_id}, not by the "
-                                          "given public key {id}"]),
-    "trusted comment edited": ("comment", ["FAIL MANIFEST.sha256.minisig: its trusted comment was changed "
-                                           "after signing"]),
-    "signature damaged": ("garble", ["FAIL MANIFEST.sha256.minisig: not a minisign signature (damaged or "
-                                     "replaced)"]),
+    "signed with another key": (
+        "other",
+        ["FAIL MANIFEST.sha256.minisig: made by key {other_id}, not by the given public key {id}"],
+    ),
+    "trusted comment edited": (
+        "comment",
+        ["FAIL MANIFEST.sha256.minisig: its trusted comment was changed after signing"],
+    ),
+    "signature damaged": (
+        "garble",
+        ["FAIL MANIFEST.sha256.minisig: not a minisign signature (damaged or replaced)"],
+    ),
 }
 
 
@@ -211,18 +253,20 @@ def test_verify_bad_input_exits_2(signed, keys, capsys, tmp_path: Path):
         assert rc == 2 and message in said, (argv, said)
 
 
-def test_a_key_that_cannot_sign_stops_the_audit_before_any_host(synthetic: Synthetic, keys, capsys,
-                                                                 monkeypatch, tmp_path: Path):
+def test_a_key_that_cannot_sign_stops_the_audit_before_any_host(
+    synthetic: Synthetic, keys, capsys, monkeypatch, tmp_path: Path
+):
     monkeypatch.delenv(signing.PASSWORD_ENV, raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO())  # not a terminal: minisign could not ask
     base = ["audit", "-i", str(synthetic.inventory), "--catalogue", str(synthetic.controls)]
     cases = [
-        (["--sign-key", str(keys["locked"])], "is password-protected: give --sign-password-file FILE or set "
-                                                "PUENTE_AUDIT_SIGN_PASSWORD"),
+        (
+            ["--sign-key", str(keys["locked"])],
+            "is password-protected: give --sign-password-file FILE or set PUENTE_AUDIT_SIGN_PASSWORD",
+        ),
         (["--sign-key", str(tmp_path / "none.key")], "cannot read it: No such file or directory"),
         (["--sign-key", str(keys["pub"])], "not a minisign secret key"),
-        (["--sign-key", str(keys["key"]), "--sign-password-file", str(tmp_path / "none")],
-         "password file"),
+        (["--sign-key", str(keys["key"]), "--sign-password-file", str(tmp_path / "none")], "password file"),
     ]
     for n, (extra, message) in enumerate(cases):
         out = tmp_path / f"out{n}"
@@ -232,8 +276,9 @@ def test_a_key_that_cannot_sign_stops_the_audit_before_any_host(synthetic: Synth
         assert not out.exists(), "the audit ran although the report could not have been signed"
 
 
-def test_signing_takes_the_password_from_the_environment_and_reports_a_wrong_one(signed, keys, monkeypatch,
-                                                                                 tmp_path: Path):
+def test_signing_takes_the_password_from_the_environment_and_reports_a_wrong_one(
+    signed, keys, monkeypatch, tmp_path: Path
+):
     _, out = signed
     copy = tmp_path / "report"
     shutil.copytree(out, copy)

@@ -11,30 +11,54 @@ from puente.audit import catalogue, drift, waivers
 from puente.audit.evidence import trim
 
 
-@pytest.mark.parametrize(("impact", "name"), [(0.0, "none"), (0.1, "low"), (0.39, "low"), (0.4, "medium"),
-                                              (0.69, "medium"), (0.7, "high"), (0.89, "high"),
-                                              (0.9, "critical"), (1.0, "critical")])
+@pytest.mark.parametrize(
+    ("impact", "name"),
+    [
+        (0.0, "none"),
+        (0.1, "low"),
+        (0.39, "low"),
+        (0.4, "medium"),
+        (0.69, "medium"),
+        (0.7, "high"),
+        (0.89, "high"),
+        (0.9, "critical"),
+        (1.0, "critical"),
+    ],
+)
 def test_impact_maps_to_inspec_severity(impact: float, name: str):
     assert catalogue.severity(impact) == name
 
 
-@pytest.mark.parametrize(("kwargs", "error"), [
-    ({"id": "SSH-1"}, "does not match"),
-    ({"groups": ["webservers"]}, "unknown or empty groups"),
-    ({"groups": []}, "unknown or empty groups"),
-    ({"refs": {"cis": "5.2.10"}}, "NIST"),
-    ({"impact": 1.5}, "impact must be within"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"id": "SSH-1"}, "does not match"),
+        ({"groups": ["webservers"]}, "unknown or empty groups"),
+        ({"groups": []}, "unknown or empty groups"),
+        ({"refs": {"cis": "5.2.10"}}, "NIST"),
+        ({"impact": 1.5}, "impact must be within"),
+    ],
+)
 def test_a_bad_control_declaration_fails_at_import(kwargs: dict, error: str):
-    good = {"id": "PUENTE-UNIT-01", "title": "t", "impact": 0.5, "rationale": "r",
-            "refs": {"nist": ["CM-6"]}, "groups": ["all"]}
+    good = {
+        "id": "PUENTE-UNIT-01",
+        "title": "t",
+        "impact": 0.5,
+        "rationale": "r",
+        "refs": {"nist": ["CM-6"]},
+        "groups": ["all"],
+    }
     with pytest.raises(ValueError, match=error):
         catalogue.control(**(good | kwargs))
 
 
 def _waiver(**over: object) -> dict:
-    return {"control": "PUENTE-SSH-01", "hosts": ["onprem-db*"], "justification": "accepted by the CISO",
-            "expires": dt.date(2027, 1, 31)} | over
+    return {
+        "control": "PUENTE-SSH-01",
+        "hosts": ["onprem-db*"],
+        "justification": "accepted by the CISO",
+        "expires": dt.date(2027, 1, 31),
+    } | over
 
 
 def test_a_waiver_covers_its_hosts_until_the_start_of_its_expiry_day():
@@ -50,15 +74,18 @@ def test_the_latest_waiver_wins():
     assert waivers.find([old, new], "PUENTE-SSH-01", "onprem-api1") is None
 
 
-@pytest.mark.parametrize(("entry", "error"), [
-    (_waiver(expires=None), "expires must be a date"),
-    (_waiver(expires="next year"), "not an ISO date"),
-    ({k: v for k, v in _waiver().items() if k != "expires"}, "missing expires"),
-    (_waiver(control="ssh"), "is not a control id"),
-    (_waiver(hosts=[]), "hosts must be a non-empty list"),
-    (_waiver(justification="ok"), "justification must say why"),
-    (_waiver(owner="me"), "unknown field"),
-])
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        (_waiver(expires=None), "expires must be a date"),
+        (_waiver(expires="next year"), "not an ISO date"),
+        ({k: v for k, v in _waiver().items() if k != "expires"}, "missing expires"),
+        (_waiver(control="ssh"), "is not a control id"),
+        (_waiver(hosts=[]), "hosts must be a non-empty list"),
+        (_waiver(justification="ok"), "justification must say why"),
+        (_waiver(owner="me"), "unknown field"),
+    ],
+)
 def test_a_malformed_waiver_is_refused_with_its_position(entry: dict, error: str):
     with pytest.raises(waivers.WaiverError, match=f"waiver #1.*{error}"):
         waivers.parse({"waivers": [entry]}, "w.yml")
@@ -85,8 +112,10 @@ onprem-api2                : ok=12   changed=2    unreachable=0    failed=0    s
 def test_drift_counts_changes_per_host_from_the_recap():
     parsed = drift.parse(CHECK_OUTPUT)
     assert parsed["hosts"]["onprem-api2"]["changed"] == 2 and parsed["hosts"]["onprem-api1"]["changed"] == 0
-    assert parsed["changes"] == ["onprem-api2: common : 5.2.10 | Ensure sshd PermitRootLogin is disabled",
-                                 "onprem-api2: common : Restart sshd"]
+    assert parsed["changes"] == [
+        "onprem-api2: common : 5.2.10 | Ensure sshd PermitRootLogin is disabled",
+        "onprem-api2: common : Restart sshd",
+    ]
     assert drift.summarise(parsed, 0) == "drift: 2 changes on onprem-api2"
 
 

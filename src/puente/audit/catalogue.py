@@ -22,8 +22,23 @@ CONTROL_ID = re.compile(r"^PUENTE-[A-Z0-9]+-\d{2}$")
 # Inventory groups a control may name (inventories/*/hosts.yml, docs CONTRACTS): a typo in a control's
 # groups would silently make it apply to no host, so an unknown name is an error at import time.
 KNOWN_GROUPS = frozenset(
-    {"all", "onprem", "cloud", "witness", "gateways", "loadbalancers", "api_nodes", "postgresql",
-     "rabbitmq", "dns", "etcd", "sqs", "monitoring", "vpn", "aws_vpn"}
+    {
+        "all",
+        "onprem",
+        "cloud",
+        "witness",
+        "gateways",
+        "loadbalancers",
+        "api_nodes",
+        "postgresql",
+        "rabbitmq",
+        "dns",
+        "etcd",
+        "sqs",
+        "monitoring",
+        "vpn",
+        "aws_vpn",
+    }
 )
 
 # InSpec's impact bands: 0.0 none, <0.4 low, <0.7 medium, <0.9 high, >=0.9 critical.
@@ -94,9 +109,16 @@ def control(
         raise ValueError(f"control {id}: unknown or empty groups {unknown or groups}")
     if not refs.get("nist"):
         raise ValueError(f"control {id}: refs must name at least one NIST 800-53 control")
-    ctl = Control(id=id, title=title, impact=impact, rationale=" ".join(rationale.split()),
-                  refs=dict(refs), groups=tuple(groups), remediation=" ".join(remediation.split()),
-                  tags=tuple(tags))
+    ctl = Control(
+        id=id,
+        title=title,
+        impact=impact,
+        rationale=" ".join(rationale.split()),
+        refs=dict(refs),
+        groups=tuple(groups),
+        remediation=" ".join(remediation.split()),
+        tags=tuple(tags),
+    )
     ctl.severity  # noqa: B018 - validates the impact range now, not at report time
 
     def decorate(func: F) -> F:

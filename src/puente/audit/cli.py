@@ -27,46 +27,88 @@ from puente.vaults import LAB_VAULT_FILE
 CATALOGUE = ROOT / "audit" / "controls"
 WAIVERS = ROOT / "audit" / "waivers.yml"
 # What a previous run left in --out; removed first so a report never mixes two runs.
-_OWN_FILES = (report.JSON_NAME, report.HTML_NAME, report.JUNIT_NAME, "drift.json", "drift.log",
-              manifest.NAME, signing.SIG_NAME)
+_OWN_FILES = (
+    report.JSON_NAME,
+    report.HTML_NAME,
+    report.JUNIT_NAME,
+    "drift.json",
+    "drift.log",
+    manifest.NAME,
+    signing.SIG_NAME,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("audit", help="audit hosts against the control catalogue; write the report",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "audit",
+        help="audit hosts against the control catalogue; write the report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-i", "--inventory", help="Ansible inventory (file or directory)")
     p.add_argument("--out", type=Path, help="report directory (created; a previous report there is replaced)")
-    p.add_argument("--connection", choices=("ssh", "ansible", "podman"), default="ssh",
-                   help="ssh: as Ansible resolves each host's address/user/key (default); ansible: every "
-                   "probe through Ansible (slow; any connection plugin); podman: `podman exec` (lab nodes)")
+    p.add_argument(
+        "--connection",
+        choices=("ssh", "ansible", "podman"),
+        default="ssh",
+        help="ssh: as Ansible resolves each host's address/user/key (default); ansible: every "
+        "probe through Ansible (slow; any connection plugin); podman: `podman exec` (lab nodes)",
+    )
     p.add_argument("--limit", help="only these hosts (comma-separated names/patterns; also limits --drift)")
-    p.add_argument("--waivers", type=Path, default=WAIVERS,
-                   help=f"waivers file (default {WAIVERS.relative_to(ROOT)})")
+    p.add_argument(
+        "--waivers", type=Path, default=WAIVERS, help=f"waivers file (default {WAIVERS.relative_to(ROOT)})"
+    )
     p.add_argument("--today", help="judge waiver expiry as of this date (YYYY-MM-DD)")
-    p.add_argument("--vault-password-file", type=Path,
-                   help="for an inventory with ansible-vault values (default: the inventory's "
-                   f"{LAB_VAULT_FILE}, if there is one, or ANSIBLE_VAULT_* from the environment)")
-    p.add_argument("--drift", action="store_true",
-                   help="also run ansible-playbook --check --diff playbooks/site.yml and report drift")
+    p.add_argument(
+        "--vault-password-file",
+        type=Path,
+        help="for an inventory with ansible-vault values (default: the inventory's "
+        f"{LAB_VAULT_FILE}, if there is one, or ANSIBLE_VAULT_* from the environment)",
+    )
+    p.add_argument(
+        "--drift",
+        action="store_true",
+        help="also run ansible-playbook --check --diff playbooks/site.yml and report drift",
+    )
     p.add_argument("--fail-on-drift", action="store_true", help="exit non-zero when drift is found")
     p.add_argument("--workers", default="auto", help="pytest-xdist workers (default auto; 0 = no xdist)")
     p.add_argument("-k", dest="keyword", help="only controls matching this pytest -k expression")
-    p.add_argument("--sign-key", type=Path, metavar="FILE",
-                   help="minisign secret key: sign MANIFEST.sha256 (writes MANIFEST.sha256.minisig)")
-    p.add_argument("--sign-password-file", type=Path, metavar="FILE",
-                   help="the secret key's password (first line), for a password-protected key; default: "
-                   f"${signing.PASSWORD_ENV}, else minisign asks on the terminal")
+    p.add_argument(
+        "--sign-key",
+        type=Path,
+        metavar="FILE",
+        help="minisign secret key: sign MANIFEST.sha256 (writes MANIFEST.sha256.minisig)",
+    )
+    p.add_argument(
+        "--sign-password-file",
+        type=Path,
+        metavar="FILE",
+        help="the secret key's password (first line), for a password-protected key; default: "
+        f"${signing.PASSWORD_ENV}, else minisign asks on the terminal",
+    )
     p.add_argument("--catalogue", type=Path, default=CATALOGUE, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
     sub = p.add_subparsers(dest="audit_command", metavar="{verify,controls}")
-    v = sub.add_parser("verify", help="check a report directory against its MANIFEST.sha256 (and signature)",
-                       description="Exit 0: intact; 1: a problem (one FAIL line each); 2: bad input.")
+    v = sub.add_parser(
+        "verify",
+        help="check a report directory against its MANIFEST.sha256 (and signature)",
+        description="Exit 0: intact; 1: a problem (one FAIL line each); 2: bad input.",
+    )
     v.add_argument("dir", type=Path)
     key = v.add_mutually_exclusive_group()
-    key.add_argument("-p", "--public-key", type=Path, metavar="FILE",
-                     help="minisign public key file: MANIFEST.sha256.minisig must be its signature")
-    key.add_argument("-P", dest="public_key_text", metavar="KEY",
-                     help="the public key itself (the base64 line, as minisign -P)")
+    key.add_argument(
+        "-p",
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="minisign public key file: MANIFEST.sha256.minisig must be its signature",
+    )
+    key.add_argument(
+        "-P",
+        dest="public_key_text",
+        metavar="KEY",
+        help="the public key itself (the base64 line, as minisign -P)",
+    )
     v.set_defaults(func=cmd_verify)
     c = sub.add_parser("controls", help="list the control catalogue (id, severity, groups, references)")
     c.add_argument("--markdown", action="store_true", help="as a Markdown table (docs/AUDIT.md)")
@@ -86,8 +128,9 @@ def cmd_controls(args: argparse.Namespace) -> int:
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
     rows = sorted(REGISTRY.values(), key=lambda c: c.id)
     for ctl in rows:
-        refs = "; ".join(f"{k.upper()} {v if isinstance(v, str) else ', '.join(v)}"
-                         for k, v in ctl.refs.items())
+        refs = "; ".join(
+            f"{k.upper()} {v if isinstance(v, str) else ', '.join(v)}" for k, v in ctl.refs.items()
+        )
         groups = ", ".join(ctl.groups)
         if args.markdown:
             print(f"| {ctl.id} | {ctl.title} | {ctl.severity} ({ctl.impact}) | {groups} | {refs} |")
@@ -126,12 +169,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def pytest_argv(args: argparse.Namespace, out: Path) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", "-p", "puente.audit.plugin", str(args.catalogue),
-            "--audit-inventory", args.inventory, "--audit-connection", args.connection,
-            "--audit-report", str(out), f"--junitxml={out / report.JUNIT_NAME}",
-            # xunit1: the JUnit schema that allows per-testcase <properties> (control id, evidence).
-            "-o", "junit_family=xunit1", "-o", "junit_suite_name=puente-audit",
-            "-p", "no:cacheprovider", "-q", "--no-header", "-rfE"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "puente.audit.plugin",
+        str(args.catalogue),
+        "--audit-inventory",
+        args.inventory,
+        "--audit-connection",
+        args.connection,
+        "--audit-report",
+        str(out),
+        f"--junitxml={out / report.JUNIT_NAME}",
+        # xunit1: the JUnit schema that allows per-testcase <properties> (control id, evidence).
+        "-o",
+        "junit_family=xunit1",
+        "-o",
+        "junit_suite_name=puente-audit",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--no-header",
+        "-rfE",
+    ]
     if args.waivers and args.waivers.exists():
         argv += ["--audit-waivers", str(args.waivers)]
     if args.limit:
@@ -181,8 +243,10 @@ def _prepare_out(out: Path) -> None:
     if out.exists():
         leftovers = [p for p in out.iterdir() if p.name not in _OWN_FILES]
         if leftovers and not (out / report.JSON_NAME).exists():
-            raise SystemExit(f"puente audit: {out} holds other files ({leftovers[0].name}, ...): "
-                             "give an empty or new directory")
+            raise SystemExit(
+                f"puente audit: {out} holds other files ({leftovers[0].name}, ...): "
+                "give an empty or new directory"
+            )
         for name in _OWN_FILES:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,8 +254,10 @@ def _prepare_out(out: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.inventory or not args.out:
-        print("puente audit: -i INVENTORY and --out DIR are required (or `puente audit verify DIR`)",
-              file=sys.stderr)
+        print(
+            "puente audit: -i INVENTORY and --out DIR are required (or `puente audit verify DIR`)",
+            file=sys.stderr,
+        )
         return 2
     if not Path(args.inventory).exists():
         print(f"puente audit: inventory {args.inventory} does not exist", file=sys.stderr)

@@ -62,8 +62,13 @@ def summarise(parsed: dict[str, Any], returncode: int) -> str:
     return text
 
 
-def check(inventory: str, out: Path, playbook: str = "playbooks/site.yml",
-          env: dict[str, str] | None = None, limit: str | None = None) -> dict[str, Any]:
+def check(
+    inventory: str,
+    out: Path,
+    playbook: str = "playbooks/site.yml",
+    env: dict[str, str] | None = None,
+    limit: str | None = None,
+) -> dict[str, Any]:
     """Run the check, keep its full output as drift.log, return the summary for report.json."""
     argv = command(inventory, playbook, limit)
     proc = run(argv, check=False, capture=True, cwd=ROOT, env={"ANSIBLE_NOCOLOR": "1", **(env or {})})
@@ -71,6 +76,11 @@ def check(inventory: str, out: Path, playbook: str = "playbooks/site.yml",
     parsed = parse(proc.stdout or "")
     keys = ("changed", "failed", "unreachable")
     hosts = {h: {k: c.get(k, 0) for k in keys} for h, c in parsed["hosts"].items()}
-    return {"command": " ".join(argv), "returncode": proc.returncode,
-            "summary": summarise(parsed, proc.returncode), "hosts": hosts,
-            "changes": parsed["changes"], "log": "drift.log"}
+    return {
+        "command": " ".join(argv),
+        "returncode": proc.returncode,
+        "summary": summarise(parsed, proc.returncode),
+        "hosts": hosts,
+        "changes": parsed["changes"],
+        "log": "drift.log",
+    }

@@ -94,11 +94,14 @@ class _RecordingModule:
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._module, name)
         if callable(value):
+
             def call(*args: Any, **kwargs: Any) -> Any:
                 result = value(*args, **kwargs)
-                self._recorder.record(f"{self._label}: {_label(name, args, kwargs)}", _observed(name, result),
-                                      kind="module")
+                self._recorder.record(
+                    f"{self._label}: {_label(name, args, kwargs)}", _observed(name, result), kind="module"
+                )
                 return result
+
             return call
         self._recorder.record(f"{self._label}: {name}", _observed(name, value), kind="module")
         return value
@@ -117,8 +120,14 @@ class EvidenceHost:
     own host for the rare call that should leave no evidence.
     """
 
-    def __init__(self, raw: testinfra.host.Host, name: str, groups: list[str], recorder: Recorder,
-                 cache: dict[tuple[str, ...], Any] | None = None) -> None:
+    def __init__(
+        self,
+        raw: testinfra.host.Host,
+        name: str,
+        groups: list[str],
+        recorder: Recorder,
+        cache: dict[tuple[str, ...], Any] | None = None,
+    ) -> None:
         self.raw = raw
         self.name = name
         self.groups = groups
@@ -160,7 +169,9 @@ class EvidenceHost:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.raw, name)
         if name in testinfra.modules.modules:
+
             def make(*args: Any, **kwargs: Any) -> Any:
                 return _RecordingModule(attr(*args, **kwargs), _label(name, args, kwargs), self.evidence)
+
             return make
         return attr

@@ -49,7 +49,10 @@ def host(_audit_target: str, evidence: Recorder, request: pytest.FixtureRequest)
     state: AuditState = request.config.stash[STATE]
     assert state.inventory is not None
     raw = state.connect(_audit_target)
-    return EvidenceHost(raw, _audit_target, state.inventory.groups_of[_audit_target], evidence,
-                        cache=state.snapshots.setdefault(_audit_target, {}))
-
-
+    return EvidenceHost(
+        raw,
+        _audit_target,
+        state.inventory.groups_of[_audit_target],
+        evidence,
+        cache=state.snapshots.setdefault(_audit_target, {}),
+    )

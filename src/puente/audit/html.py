@@ -31,6 +31,13 @@ def render(doc: dict[str, Any]) -> str:
     controls = {c["id"]: c for c in doc["controls"]}
     ordered = [controls[row["id"]] for row in doc["summary"]["by_control"]]
     template = _ENV.get_template("report.html.j2")
-    return template.render(doc=doc, run=doc["run"], summary=doc["summary"], controls=controls,
-                           ordered_controls=ordered, by_control=by_control, statuses=STATUSES,
-                           severities=SEVERITIES)
+    return template.render(
+        doc=doc,
+        run=doc["run"],
+        summary=doc["summary"],
+        controls=controls,
+        ordered_controls=ordered,
+        by_control=by_control,
+        statuses=STATUSES,
+        severities=SEVERITIES,
+    )

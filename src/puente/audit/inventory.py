@@ -58,11 +58,13 @@ class Inventory:
 
 # Connection variables as Ansible itself resolves them (templating included, e.g. a key path built from
 # `inventory_dir`): the debug action runs on the controller, so this touches no host.
-_SSH_VARS = ("{{ {'connection': ansible_connection | default('ssh'), "
-             "'host': ansible_host | default(inventory_hostname), 'user': ansible_user | default(''), "
-             "'port': ansible_port | default(''), 'key': ansible_ssh_private_key_file | default(''), "
-             "'args': ansible_ssh_common_args | default(''), "
-             "'become': ansible_become | default(false) | bool} }}")
+_SSH_VARS = (
+    "{{ {'connection': ansible_connection | default('ssh'), "
+    "'host': ansible_host | default(inventory_hostname), 'user': ansible_user | default(''), "
+    "'port': ansible_port | default(''), 'key': ansible_ssh_private_key_file | default(''), "
+    "'args': ansible_ssh_common_args | default(''), "
+    "'become': ansible_become | default(false) | bool} }}"
+)
 
 
 def ssh_targets(path: str) -> dict[str, dict[str, Any]]:
@@ -77,11 +79,14 @@ def resolve(path: str, expression: str, what: str, pattern: str = "all") -> dict
     import os
     import subprocess
 
-    env = {**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json",
-           "ANSIBLE_NOCOLOR": "1"}
+    env = {
+        **os.environ,
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "json",
+        "ANSIBLE_NOCOLOR": "1",
+    }
     argv = ["ansible", pattern, "-i", path, "-m", "ansible.builtin.debug", "-a", f"msg={expression}"]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
     if proc.returncode != 0:
-        raise ValueError(f"ansible could not resolve {what} of {path}: "
-                         f"{(proc.stdout + proc.stderr)[-1500:]}")
+        raise ValueError(f"ansible could not resolve {what} of {path}: {(proc.stdout + proc.stderr)[-1500:]}")
     return {name: data["msg"] for name, data in play_results(proc.stdout).items()}

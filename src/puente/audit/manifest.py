@@ -30,8 +30,9 @@ def sha256(path: Path) -> str:
 
 
 def _files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*")
-                  if p.is_file() and p.relative_to(directory).as_posix() not in _BESIDE)
+    return sorted(
+        p for p in directory.rglob("*") if p.is_file() and p.relative_to(directory).as_posix() not in _BESIDE
+    )
 
 
 def write(directory: Path) -> Path:
@@ -77,4 +78,3 @@ def verify(directory: Path) -> Verification:
         if rel not in listed:
             result.problems.append(f"{rel}: not in the manifest (added after the report was made)")
     return result
-

@@ -74,8 +74,10 @@ class AuditState:
         user = f"{v['user']}@" if v.get("user") else ""
         port = f":{v['port']}" if v.get("port") else ""
         # One multiplexed connection per host and worker: each probe then costs a round trip, not a login.
-        mux = ("-o ControlMaster=auto -o ControlPersist=120s -o ControlPath=/tmp/puente-audit-%C "
-               f"{v.get('args', '')}")
+        mux = (
+            "-o ControlMaster=auto -o ControlPersist=120s -o ControlPath=/tmp/puente-audit-%C "
+            f"{v.get('args', '')}"
+        )
         kwargs: dict[str, Any] = {"ssh_extra_args": mux.strip(), "sudo": bool(v.get("become"))}
         if v.get("key"):
             kwargs["ssh_identity_file"] = v["key"]
@@ -101,17 +103,24 @@ class AuditState:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("puente-audit", "Puente audit controls")
-    group.addoption("--audit-inventory", metavar="PATH",
-                    help="Ansible inventory whose hosts the controls run on")
-    group.addoption("--audit-connection", choices=CONNECTIONS, default="ssh",
-                    help="ssh (addresses, users and keys as Ansible resolves them; multiplexed), "
-                    "ansible (every command through Ansible: slow, any connection plugin), "
-                    "podman (lab nodes)")
-    group.addoption("--audit-limit", metavar="HOSTS",
-                    help="comma-separated host names/patterns to audit (default: all)")
+    group.addoption(
+        "--audit-inventory", metavar="PATH", help="Ansible inventory whose hosts the controls run on"
+    )
+    group.addoption(
+        "--audit-connection",
+        choices=CONNECTIONS,
+        default="ssh",
+        help="ssh (addresses, users and keys as Ansible resolves them; multiplexed), "
+        "ansible (every command through Ansible: slow, any connection plugin), "
+        "podman (lab nodes)",
+    )
+    group.addoption(
+        "--audit-limit", metavar="HOSTS", help="comma-separated host names/patterns to audit (default: all)"
+    )
     group.addoption("--audit-waivers", metavar="PATH", help="waivers YAML (see puente.audit.waivers)")
-    group.addoption("--audit-today", metavar="YYYY-MM-DD",
-                    help="date waivers are judged against (default: today, UTC)")
+    group.addoption(
+        "--audit-today", metavar="YYYY-MM-DD", help="date waivers are judged against (default: today, UTC)"
+    )
     group.addoption("--audit-report", metavar="DIR", help="write report.json and report.html there")
     group.addoption("--audit-drift", metavar="FILE", help="drift summary (JSON) to include in the report")
 
@@ -201,14 +210,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     host = _host_of(item)
     if call.when == "setup":
         item.user_properties += [("control_id", ctl.id), ("severity", ctl.severity), ("host", host)]
-    decisive = call.when == "call" or (call.when == "setup" and not report.passed) or (
-        call.when == "teardown" and report.failed)
+    decisive = (
+        call.when == "call"
+        or (call.when == "setup" and not report.passed)
+        or (call.when == "teardown" and report.failed)
+    )
     if not decisive:
         return report
     state: AuditState = item.config.stash[STATE]
     private: dict[str, Any] = {
-        "control": ctl.to_dict(), "host": host, "params": _params_of(item, host), "when": call.when,
-        "message": trim(call.excinfo.exconly(), 30, 2000) if call.excinfo else "", "waiver": None,
+        "control": ctl.to_dict(),
+        "host": host,
+        "params": _params_of(item, host),
+        "when": call.when,
+        "message": trim(call.excinfo.exconly(), 30, 2000) if call.excinfo else "",
+        "waiver": None,
     }
     if not host:
         private["message"] = f"not applicable: no host of groups {', '.join(ctl.groups)} in the inventory"
@@ -216,12 +232,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if waiver is not None:
         active = waiver.active(state.today)
         private["waiver"] = {**waiver.to_dict(), "status": "active" if active else "expired"}
-        item.user_properties.append(("waiver", f"{'active' if active else 'EXPIRED'} until "
-                                     f"{waiver.expires}: {waiver.justification}"))
+        item.user_properties.append(
+            ("waiver", f"{'active' if active else 'EXPIRED'} until {waiver.expires}: {waiver.justification}")
+        )
         if call.when == "call" and report.failed and active:
             report.outcome = "skipped"
-            report.wasxfail = (f"{WAIVED_PREFIX}{ctl.id} on {host} until {waiver.expires}: "
-                               f"{waiver.justification}")
+            report.wasxfail = (
+                f"{WAIVED_PREFIX}{ctl.id} on {host} until {waiver.expires}: {waiver.justification}"
+            )
     recorder = item.stash.get(EVIDENCE, None)
     records = recorder.to_list() if recorder else []
     private["evidence"] = records
@@ -277,7 +295,8 @@ class Collector:
             connection=self.state.connection,
             command=[Path(sys.argv[0]).name, *sys.argv[1:]],
             workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-            or getattr(self.config.option, "numprocesses", 0) or 0,
+            or getattr(self.config.option, "numprocesses", 0)
+            or 0,
             drift=drift,
             exitstatus=int(exitstatus),
         )

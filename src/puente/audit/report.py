@@ -40,6 +40,7 @@ def tool_versions() -> dict[str, str]:
 
 def git_revision(root: Path = ROOT) -> dict[str, Any]:
     """The revision the controls come from; ``dirty`` when the work tree differs from it."""
+
     def git(*args: str) -> str:
         proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
         return proc.stdout.strip() if proc.returncode == 0 else ""
@@ -78,20 +79,27 @@ def build(
     host_rows = []
     for h in hosts:
         mine = [r for r in slim if r["host"] == h]
-        host_rows.append({
-            "host": h,
-            "site": inventory.site_of(h) if inventory else "",
-            "groups": [g for g in (inventory.groups_of[h] if inventory else [])],
-            "counts": _counts(mine),
-            "status": _worst(mine),
-        })
+        host_rows.append(
+            {
+                "host": h,
+                "site": inventory.site_of(h) if inventory else "",
+                "groups": [g for g in (inventory.groups_of[h] if inventory else [])],
+                "counts": _counts(mine),
+                "status": _worst(mine),
+            }
+        )
     control_rows: list[dict[str, Any]] = []
     for cid in controls:
         mine = [r for r in slim if r["control_id"] == cid]
-        control_rows.append({
-            "id": cid, "counts": _counts(mine), "status": _worst(mine),
-            "failed_hosts": sorted({r["host"] for r in mine if r["status"] in ("failed", "error")}),
-        })
+        control_rows.append(
+            {
+                "id": cid,
+                "counts": _counts(mine),
+                "status": _worst(mine),
+                "failed_hosts": sorted({r["host"] for r in mine if r["status"] in ("failed", "error")}),
+            }
+        )
+
     # What needs attention first: failures, then by severity.
     def attention(row: dict[str, Any]) -> tuple[int, int, str]:
         return (STATUSES.index(row["status"]), SEVERITIES.index(controls[row["id"]]["severity"]), row["id"])
@@ -147,9 +155,11 @@ def _worst(results: list[dict[str, Any]]) -> str:
 def summary_line(doc: dict[str, Any]) -> str:
     counts = doc["summary"]["counts"]
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    line = (f"audit {doc['summary']['status'].upper()}: {doc['summary']['controls']} controls on "
-            f"{len(doc['summary']['hosts'])} hosts: {parts or 'no results'} "
-            f"in {doc['run']['duration_seconds']} s")
+    line = (
+        f"audit {doc['summary']['status'].upper()}: {doc['summary']['controls']} controls on "
+        f"{len(doc['summary']['hosts'])} hosts: {parts or 'no results'} "
+        f"in {doc['run']['duration_seconds']} s"
+    )
     if doc.get("drift"):
         line += f"; {doc['drift']['summary']}"
     return line

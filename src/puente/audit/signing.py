@@ -36,8 +36,11 @@ _SIGNATURE_BYTES = 2 + 8 + 64
 
 
 # What minisign -S says while it works (on stdout, interleaved with its errors on stderr).
-_PROGRESS = re.compile(r"Password: |Deriving a key from the password and decrypting the secret key\.\.\. ?|"
-                       r"^done$", re.MULTILINE)
+_PROGRESS = re.compile(
+    r"Password: |Deriving a key from the password and decrypting the secret key\.\.\. ?|"
+    r"^done$",
+    re.MULTILINE,
+)
 
 
 class SigningError(Exception):
@@ -47,8 +50,9 @@ class SigningError(Exception):
 def minisign() -> str:
     path = shutil.which("minisign")
     if path is None:
-        raise SigningError("minisign is not installed (Debian package `minisign`; scripts/bootstrap.sh "
-                           "installs it)")
+        raise SigningError(
+            "minisign is not installed (Debian package `minisign`; scripts/bootstrap.sh installs it)"
+        )
     return "minisign"
 
 
@@ -126,16 +130,20 @@ def check_can_sign(key: SecretKey, secret: str | None) -> None:
     """Refuse before the audit runs what could only fail after it."""
     minisign()
     if key.encrypted and secret is None and not sys.stdin.isatty():
-        raise SigningError(f"secret key {key.path} is password-protected: give --sign-password-file FILE "
-                           f"or set {PASSWORD_ENV}")
+        raise SigningError(
+            f"secret key {key.path} is password-protected: give --sign-password-file FILE "
+            f"or set {PASSWORD_ENV}"
+        )
 
 
 def trusted_comment(doc: dict[str, Any], signed: str) -> str:
     """One line, signed with the manifest: which run this report is (minisign -V prints it back)."""
     run_, summary = doc.get("run") or {}, doc.get("summary") or {}
     revision = str((run_.get("git") or {}).get("revision", "unknown"))[:12]
-    text = (f"puente audit of inventory {run_.get('inventory')}, started {run_.get('started')}, "
-            f"result {summary.get('status')}, git {revision}, signed {signed}, file {manifest.NAME}")
+    text = (
+        f"puente audit of inventory {run_.get('inventory')}, started {run_.get('started')}, "
+        f"result {summary.get('status')}, git {revision}, signed {signed}, file {manifest.NAME}"
+    )
     return re.sub(r"[\r\n\t]+", " ", text)[:900]
 
 
@@ -143,13 +151,19 @@ def sign(directory: Path, key: SecretKey, secret: str | None, comment: str) -> P
     """``minisign -S`` over DIR/MANIFEST.sha256; the password, if any, goes to minisign's stdin."""
     argv = [minisign(), "-S", "-s", str(key.path), "-m", str(directory / manifest.NAME), "-t", comment]
     interactive = key.encrypted and secret is None  # check_can_sign: stdin is a terminal, minisign asks
-    proc = run(argv, check=False, capture=not interactive,
-               input_text=None if secret is None or not key.encrypted else secret + "\n")
+    proc = run(
+        argv,
+        check=False,
+        capture=not interactive,
+        input_text=None if secret is None or not key.encrypted else secret + "\n",
+    )
     target = directory / SIG_NAME
     if proc.returncode != 0 or not target.is_file():
         said = [line for line in _PROGRESS.sub("", proc.stdout or "").splitlines() if line.strip()]
-        raise SigningError(f"minisign could not sign {directory / manifest.NAME}: "
-                           f"{said[-1] if said else f'exit {proc.returncode}'}")
+        raise SigningError(
+            f"minisign could not sign {directory / manifest.NAME}: "
+            f"{said[-1] if said else f'exit {proc.returncode}'}"
+        )
     return target
 
 
@@ -177,17 +191,28 @@ def verify(directory: Path, key: PublicKey) -> SignatureCheck:
     if signer != key.key_id:
         check.problems.append(f"{SIG_NAME}: made by key {signer}, not by the given public key {key.key_id}")
         return check
-    proc = run([minisign(), "-V", *key.argv, "-m", str(directory / manifest.NAME), "-x", str(sig)],
-               check=False, capture=True)
+    proc = run(
+        [minisign(), "-V", *key.argv, "-m", str(directory / manifest.NAME), "-x", str(sig)],
+        check=False,
+        capture=True,
+    )
     said = proc.stdout or ""
     if proc.returncode == 0:
-        check.trusted_comment = next((line.split(":", 1)[1].strip() for line in said.splitlines()
-                                      if line.startswith("Trusted comment:")), "")
+        check.trusted_comment = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in said.splitlines()
+                if line.startswith("Trusted comment:")
+            ),
+            "",
+        )
     elif "Comment signature verification failed" in said:
         check.problems.append(f"{SIG_NAME}: its trusted comment was changed after signing")
     elif "Signature verification failed" in said:
-        check.problems.append(f"{manifest.NAME}: signature does not match: the manifest was changed after "
-                              "signing (or the signature was damaged)")
+        check.problems.append(
+            f"{manifest.NAME}: signature does not match: the manifest was changed after "
+            "signing (or the signature was damaged)"
+        )
     else:
         last = said.strip().splitlines()[-1] if said.strip() else f"exit {proc.returncode}"
         check.problems.append(f"{SIG_NAME}: minisign could not verify it: {last}")

@@ -49,8 +49,13 @@ class Waiver:
         return today < self.expires
 
     def to_dict(self) -> dict[str, Any]:
-        return {"control": self.control, "hosts": list(self.hosts), "justification": self.justification,
-                "expires": self.expires.isoformat(), "approved_by": self.approved_by}
+        return {
+            "control": self.control,
+            "hosts": list(self.hosts),
+            "justification": self.justification,
+            "expires": self.expires.isoformat(),
+            "approved_by": self.approved_by,
+        }
 
 
 def parse(data: Any, source: str = "waivers") -> list[Waiver]:
@@ -85,11 +90,19 @@ def parse(data: Any, source: str = "waivers") -> list[Waiver]:
             except ValueError as exc:
                 raise WaiverError(f"{where} ({control}): expires {expires!r} is not an ISO date") from exc
         if not isinstance(expires, dt.date) or isinstance(expires, dt.datetime):
-            raise WaiverError(f"{where} ({control}): expires must be a date (YYYY-MM-DD); a waiver "
-                              "without an expiry is not accepted")
-        waivers.append(Waiver(control=control, hosts=tuple(hosts),
-                              justification=" ".join(justification.split()), expires=expires,
-                              approved_by=str(entry.get("approved_by") or "")))
+            raise WaiverError(
+                f"{where} ({control}): expires must be a date (YYYY-MM-DD); a waiver "
+                "without an expiry is not accepted"
+            )
+        waivers.append(
+            Waiver(
+                control=control,
+                hosts=tuple(hosts),
+                justification=" ".join(justification.split()),
+                expires=expires,
+                approved_by=str(entry.get("approved_by") or ""),
+            )
+        )
     return waivers
 
 
