@@ -87,25 +87,18 @@ class Synthetic:
         return self.root / "waivers.yml"
 
     def audit(self, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-        argv = [
-            sys.executable,
-            "-m",
-            "puente.cli",
-            "audit",
-            "-i",
-            str(self.inventory),
-            "--out",
-            str(out),
-            "--waivers",
-            str(self.waivers),
-            "--catalogue",
-            str(self.controls),
-            *extra,
-        ]
+        argv = audit_command(
+            self.inventory, out, "--waivers", str(self.waivers), "--catalogue", str(self.controls), *extra
+        )
         env = {**os.environ, "AUDIT_SYNTHETIC_STATE": str(self.root / "state")}
         return subprocess.run(
             argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
         )
+
+
+def audit_command(inventory: Path | str, out: Path, *extra: str) -> list[str]:
+    """`puente audit -i INVENTORY --out OUT EXTRA...`, run as the tests run it (this interpreter)."""
+    return [sys.executable, "-m", "puente.cli", "audit", "-i", str(inventory), "--out", str(out), *extra]
 
 
 def make_synthetic(root: Path) -> Synthetic:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from audit_synthetic import audit_command
 from headless_chromium import CHROMIUM, chromium
 
 from puente.shell import ROOT, run
@@ -34,19 +35,7 @@ BREAK_CONTROLS = (
 
 
 def audit(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    argv = [
-        sys.executable,
-        "-m",
-        "puente.cli",
-        "audit",
-        "-i",
-        LAB_INVENTORY,
-        "--out",
-        str(out),
-        "--connection",
-        "podman",
-        *extra,
-    ]
+    argv = audit_command(LAB_INVENTORY, out, "--connection", "podman", *extra)
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False)
     report = out / "report.json"
     assert report.exists(), (

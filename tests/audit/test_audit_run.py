@@ -10,7 +10,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from audit_synthetic import Synthetic
+from audit_synthetic import Synthetic, audit_command
 
 from puente.shell import ROOT
 
@@ -101,20 +101,9 @@ def test_a_malformed_waivers_file_stops_before_any_host(synthetic: Synthetic, tm
         "waivers:\n  - control: PUENTE-DEMO-01\n    hosts: [node-b]\n"
         "    justification: no expiry given here\n"
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "puente.cli",
-        "audit",
-        "-i",
-        str(synthetic.inventory),
-        "--out",
-        str(tmp_path / "out"),
-        "--waivers",
-        str(bad),
-        "--catalogue",
-        str(synthetic.controls),
-    ]
+    argv = audit_command(
+        synthetic.inventory, tmp_path / "out", "--waivers", str(bad), "--catalogue", str(synthetic.controls)
+    )
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert "waiver #1: missing expires" in proc.stderr
@@ -157,20 +146,7 @@ def test_a_catalogue_that_does_not_load_is_never_a_pass(synthetic: Synthetic, tm
     shutil.copytree(synthetic.controls, broken)
     (broken / "test_broken.py").write_text("from puente.audit import control\n\ndef test_x(host:\n")
     out = tmp_path / "out"
-    argv = [
-        sys.executable,
-        "-m",
-        "puente.cli",
-        "audit",
-        "-i",
-        str(synthetic.inventory),
-        "--out",
-        str(out),
-        "--catalogue",
-        str(broken),
-        "--workers",
-        "0",
-    ]
+    argv = audit_command(synthetic.inventory, out, "--catalogue", str(broken), "--workers", "0")
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode not in (0, 1), proc.stdout
     assert json.loads((out / "report.json").read_text())["summary"]["status"] == "incomplete"
