@@ -61,26 +61,50 @@ code). A no-op site.yml then compiles ~3,000 times instead of ~8,100, and the wo
 tasks falls from 31-34 s to ~26 s (session 15). Together with the controller actions above, seven
 interleaved rounds against the shim without either: 69.5 s median instead of 79.9 s, controller CPU
 56.3 s instead of 66.6 s (session 16, docs/LAB.md).
+
+A task's hosts share a few workers while the controller's CPU is saturated. ansible-core forks a worker
+per task and host, and each fork costs the controller CPU: the fork of its process, the copy-on-write page
+faults that follow in both processes (~2,200 in the controller's and ~3,900 in the worker's per fork in a
+no-op site.yml), and the worker's own start. That is worth paying while the workers wait on their hosts,
+not when the CPU the hosts need is the one the forks take, as in the lab, where 14 nodes and the
+controller share 2 cores. So at each task's first host the strategy reads the controller's idle CPU share
+over the last quarter second or more (Linux's /proc/stat): with a core's worth idle, or no way to tell,
+every host gets its own worker, as under `linear`. Otherwise the task's hosts are queued and, once the
+last one is, run by lane workers, one per core and one more, each taking the next host from a counter
+they share until none is left; each host's run is a worker's own (ansible-core's TaskExecutor on the
+host's copy of the task, the result through the results queue). While hosts still wait for a lane, each
+quarter second with a core's worth idle (the lanes wait on slow hosts, say a first converge's package
+installs) adds a lane, up to `forks`. Tasks that wait by design keep a worker per host: retries (`until`),
+async, `throttle`, pause and the wait_for modules. tests/plugins/worker_lanes.yml runs five hosts in two
+lanes (PUENTE_WORKER_LANES=2) and under `linear`: each result's status, the registered values, hostvars
+read across hosts, a failed and an ignored host, the handler and the recap must match.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import time
 from typing import Any
 
 import ansible.collections.list
+import ansible.utils.sentinel
 import ansible_mitogen.loaders
 import ansible_mitogen.planner
 import ansible_mitogen.strategy
 import jinja2
+from ansible import context as ansible_context
 from ansible._internal import _display_utils, _task
 from ansible._internal._templating._engine import TemplateEngine, TemplateOptions
 from ansible._internal._templating._jinja_bits import AnsibleEnvironment, _TemplateCompileContext
 from ansible.errors import AnsibleError
+from ansible.executor.process import worker as ansible_worker
+from ansible.executor.process.worker import WorkerProcess
 from ansible.executor.task_executor import TaskExecutor
 from ansible.executor.task_result import _RawTaskResult
 from ansible.plugins import loader as plugin_loader
 from ansible.plugins.loader import filter_loader, test_loader
+from ansible.utils.multiprocessing import context as multiprocessing_context
 
 _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
@@ -248,6 +272,108 @@ def _runs_in_controller(task: Any) -> bool:
     )
 
 
+# Tasks whose hosts never share a worker: each waits (retries, async, a pause, a connection coming back) or
+# limits its own parallelism (throttle), and in a shared worker one host's wait would delay the others'.
+_OWN_WORKER_ACTIONS = frozenset(
+    {"ansible.builtin.pause", "ansible.builtin.wait_for", "ansible.builtin.wait_for_connection"}
+)
+
+
+def _shares_workers(task: Any) -> bool:
+    """Whether `task`'s hosts may run one after another in a few workers instead of one worker each."""
+    return not (task.until or task.async_val or task.throttle or task.resolved_action in _OWN_WORKER_ACTIONS)
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """The controller's (idle, total) CPU time since boot, from Linux's /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [float(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
+
+
+def _lanes(jobs: int, idle_share: float | None, cpus: int) -> int:
+    """How many workers a task's `jobs` hosts share: one each (Ansible's way) while the controller has a
+    core's worth of CPU idle or cannot tell; a worker per core and one more while its CPU is saturated,
+    where each fork costs the CPU the others wait for. PUENTE_WORKER_LANES sets the number (tests)."""
+    forced = os.environ.get("PUENTE_WORKER_LANES")
+    if forced:
+        return max(1, min(jobs, int(forced)))
+    if idle_share is None or idle_share >= 1 / cpus:
+        return jobs
+    return min(jobs, cpus + 1)
+
+
+class _CpuGauge:
+    """The controller's idle CPU share, measured over windows of a quarter second or more."""
+
+    WINDOW = 0.25
+
+    def __init__(self) -> None:
+        self._since = (time.monotonic(), _cpu_times())
+        self.share: float | None = None  # over the last complete window
+
+    def measure(self) -> bool:
+        """Close the window if it is long enough (then `share` is new: True)."""
+        now = time.monotonic()
+        then, before = self._since
+        if now - then < self.WINDOW:
+            return False
+        times = _cpu_times()
+        if times is None or before is None or times[1] <= before[1]:
+            return False
+        self.share = (times[0] - before[0]) / (times[1] - before[1])
+        self._since = (now, times)
+        return True
+
+
+_GAUGE = _CpuGauge()  # one for the run: ansible-playbook makes a strategy object per play
+
+
+class _LaneWorker(WorkerProcess):  # type: ignore[misc]
+    """A task worker that runs the task for host after host: it takes the next of `jobs` from a counter
+    it shares with the task's other lane workers until none is left. Each host's run is a worker's
+    (WorkerProcess._run): ansible-core's TaskExecutor on the host's own copy of the task and its parents
+    (it post-validates them for this host) and the host's variables, inside the task's context, and its
+    result through the results queue. Only the host's name crosses the queue, so the Host objects, which
+    the next hosts' `hostvars` still read, are left as they are."""
+
+    def __init__(self, jobs: list[tuple[Any, Any, Any, Any]], claimed: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._jobs = jobs
+        self._claimed = claimed
+
+    def _run(self) -> None:
+        ansible_worker.current_worker = self
+        while (job := self._claim()) is not None:
+            host, task, task_vars, play_context = job
+            own = task.copy(exclude_tasks=True)
+            with _task.TaskContext(own):
+                result = TaskExecutor(
+                    host,
+                    own,
+                    task_vars,
+                    play_context,
+                    self._loader,
+                    self._shared_loader_obj,
+                    self._final_q,
+                    self._variable_manager,
+                ).run()
+            self._final_q.send_task_result(
+                _RawTaskResult(host=host, task=own, return_data=result, task_fields=own.dump_attrs())
+            )
+
+    def _claim(self) -> tuple[Any, Any, Any, Any] | None:
+        with self._claimed.get_lock():
+            index = self._claimed.value
+            if index >= len(self._jobs):
+                return None
+            self._claimed.value = index + 1
+        return self._jobs[index]
+
+
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: ignore[misc,valid-type]
     """The linear strategy, connecting through Mitogen."""
 
@@ -255,6 +381,10 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
         super().__init__(*args, **kwargs)
         _collection_dirs()  # in the controller's process, before any task worker is forked
         self._compiled_tasks: set[str] = set()
+        self._gauge = _GAUGE
+        self._cpus = os.cpu_count() or 1
+        self._jobs: list[tuple[Any, Any, Any, Any]] = []  # this task's hosts, waiting for lane workers
+        self._lane: tuple[list[tuple[Any, Any, Any, Any]], Any, int] | None = None  # jobs, claimed, workers
 
     def _queue_task(self, host: Any, task: Any, task_vars: Any, play_context: Any) -> None:
         result = _skipped_result(self._loader, host, task, task_vars, play_context)
@@ -283,7 +413,93 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
             engine = TemplateEngine(loader=self._loader, variables=task_vars)
             for template in _templated_strings(task.args):
                 engine._compile_template(template, TemplateOptions.DEFAULT)  # a compile error is deferred
+        if self._jobs or (_shares_workers(task) and self._lanes_wanted(task)):
+            self._jobs.append((host, task, task_vars, play_context))
+            self._pending_results += 1  # linear waits for it, and the wait forks the lane workers
+            return None
         return super()._queue_task(host, task, task_vars, play_context)
+
+    def _lanes_wanted(self, task: Any) -> bool:
+        """At a task's first host: whether its hosts will share workers (the controller's CPU is busy)."""
+        hosts = 1 if task.run_once else len(self._hosts_cache)
+        self._gauge.measure()
+        return _lanes(hosts, self._gauge.share, self._cpus) < hosts
+
+    def _wait_on_pending_results(self, iterator: Any) -> Any:
+        self._start_lanes()
+        return super()._wait_on_pending_results(iterator)
+
+    def _process_pending_results(self, *args: Any, **kwargs: Any) -> Any:
+        self._add_lane_when_idle()
+        return super()._process_pending_results(*args, **kwargs)
+
+    def _start_lanes(self) -> None:
+        """Fork the lane workers of the task's queued hosts (one host alone gets Ansible's own worker)."""
+        jobs, self._jobs = self._jobs, []
+        self._lane = None
+        if not jobs:
+            return
+        if len(jobs) == 1:
+            self._pending_results -= 1
+            super()._queue_task(*jobs[0])
+            return
+        task, play_context = jobs[0][1], jobs[0][3]
+        # What Mitogen's _queue_task does before a fork, so the workers inherit warm plugin caches.
+        ansible_mitogen.loaders.module_loader.find_plugin(name=task.action, mod_type="")
+        ansible_mitogen.loaders.action_loader.get(name=task.action, class_only=True)
+        if play_context.connection is not ansible.utils.sentinel.Sentinel:
+            ansible_mitogen.loaders.connection_loader.get(name=play_context.connection, class_only=True)
+        for host, task, task_vars, play_context in jobs:
+            self._queued_task_cache[(host.name, task._uuid)] = {
+                "host": host,
+                "task": task,
+                "task_vars": task_vars,
+                "play_context": play_context,
+            }
+            self._tqm.send_callback("v2_runner_on_start", host, task)
+        self._lane = (jobs, multiprocessing_context.Value("i", 0), 0)
+        for _ in range(_lanes(len(jobs), self._gauge.share, self._cpus)):
+            self._fork_lane()
+
+    def _fork_lane(self) -> None:
+        """One more lane worker for the current lanes, in a free worker slot (`forks` stays the limit)."""
+        assert self._lane is not None
+        jobs, claimed, workers = self._lane
+        for slot, worker in enumerate(self._workers):
+            if worker is not None and worker.is_alive():
+                continue
+            if worker is not None:
+                worker.close()
+            host, task, task_vars, play_context = jobs[0]
+            worker = _LaneWorker(
+                jobs,
+                claimed,
+                final_q=self._final_q,
+                task_vars=task_vars,
+                host=host,
+                task=task,
+                play_context=play_context,
+                loader=self._loader,
+                variable_manager=self._variable_manager,
+                shared_loader_obj=plugin_loader.get_plugin_loader_namespace(),
+                worker_id=slot,
+                cliargs=ansible_context.CLIARGS,
+            )
+            self._workers[slot] = worker
+            worker.start()
+            self._lane = (jobs, claimed, workers + 1)
+            return
+
+    def _add_lane_when_idle(self) -> None:
+        """While hosts wait for a lane and the controller's CPU had a core's worth idle over the last
+        window (its lanes wait on their hosts, they do not compute), one more lane worker takes the next."""
+        if self._lane is None:
+            return
+        jobs, claimed, workers = self._lane
+        if claimed.value >= len(jobs):
+            self._lane = None
+        elif self._gauge.measure() and _lanes(len(jobs), self._gauge.share, self._cpus) > workers:
+            self._fork_lane()
 
     def _send(
         self,

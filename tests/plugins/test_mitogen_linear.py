@@ -65,12 +65,17 @@ def test_jinja_plugins_are_loaded_before_workers_fork(
     assert test_loader.get("ansible.builtin.match") is not None
 
 
-def _run_playbook(playbook: str, strategy: str, hosts: str = "on,off,") -> dict[str, Any]:
+def _run_playbook(playbook: str, strategy: str, hosts: str = "on,off,", **env: str) -> dict[str, Any]:
     """tests/plugins/`playbook` under `strategy`, its results as the json callback records them."""
     proc = subprocess.run(
         [ROOT / ".venv/bin/ansible-playbook", "-i", hosts, "-c", "local", f"tests/plugins/{playbook}"],
         cwd=ROOT,
-        env={**os.environ, "ANSIBLE_STRATEGY": strategy, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+        env={
+            **os.environ,
+            "ANSIBLE_STRATEGY": strategy,
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -139,6 +144,99 @@ def test_actions_run_in_the_controller_give_the_workers_results() -> None:
     handler = "Report whether the handler ran"
     assert results[handler, "on"]["msg"] is True and results[handler, "off"]["msg"] is False
     assert ("Report whether the handler ran", "bad") not in results  # it left the play
+
+
+def test_hosts_sharing_lane_workers_give_the_workers_results() -> None:
+    """Under the shim with two lane workers per task (PUENTE_WORKER_LANES=2, as when the controller's CPU
+    is saturated), five hosts' results, registered values, handler and recap are Ansible's own, and the
+    hosts of a task ran in at most two workers instead of five."""
+    hosts = "a,b,c,d,e,"
+    linear = _run_playbook("worker_lanes.yml", "linear", hosts)
+    shim = _run_playbook("worker_lanes.yml", "mitogen_linear", hosts, PUENTE_WORKER_LANES="2")
+    assert shim["stats"] == linear["stats"]
+    assert shim["stats"]["c"]["failures"] == 1 and shim["stats"]["b"]["ignored"] == 1
+
+    def status(report: dict[str, Any]) -> dict[tuple[str, str], Any]:
+        return {
+            key: {field: result.get(field) for field in ("changed", "failed", "skipped", "rc", "stdout")}
+            for key, result in _comparable(report).items()
+        }
+
+    worker = "The worker each host ran in (left out of the comparison)"
+    assert {k: v for k, v in status(shim).items() if k[0] != worker} == {
+        k: v for k, v in status(linear).items() if k[0] != worker
+    }
+    report = "Report what was registered (the json callback records it)"
+    assert _comparable(shim)[report, "a"]["msg"] == {
+        "own": "A",
+        "other": "A E",
+        "looped": [True, False],
+        "ignored": False,
+        "handler": True,
+    }
+    assert _comparable(shim)[report, "b"]["msg"]["ignored"] is True
+    assert _comparable(shim)[report, "b"]["msg"]["handler"] is False
+
+    def workers(report: dict[str, Any]) -> set[str]:
+        return {
+            result["results"][0]["msg"] for (task, _), result in _comparable(report).items() if task == worker
+        }
+
+    assert len(workers(linear)) == 4  # c left the play
+    assert len(workers(shim)) <= 2
+
+
+@pytest.mark.parametrize(
+    ("jobs", "idle", "cpus", "lanes"),
+    [
+        (14, None, 2, 14),  # cannot tell (not Linux): a worker per host, Ansible's way
+        (14, 0.6, 2, 14),  # a core's worth idle: the workers wait on their hosts
+        (14, 0.2, 2, 3),  # saturated: a worker per core and one more
+        (2, 0.2, 2, 2),
+        (14, 0.1, 8, 9),
+        (14, 0.2, 1, 2),
+    ],
+)
+def test_lanes_follow_the_controllers_idle_cpu(
+    shim: ModuleType, monkeypatch: pytest.MonkeyPatch, jobs: int, idle: float | None, cpus: int, lanes: int
+) -> None:
+    monkeypatch.delenv("PUENTE_WORKER_LANES", raising=False)
+    assert shim._lanes(jobs, idle, cpus) == lanes
+
+
+def test_tasks_that_wait_keep_a_worker_per_host(shim: ModuleType, tmp_path: Path) -> None:
+    """_shares_workers: retries, async, throttle, pause and the wait_for modules keep one worker per
+    host (a shared worker would add one host's wait to the next's); anything else may share."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play import Play
+    from ansible.vars.manager import VariableManager
+
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        """
+        hosts: all
+        gather_facts: false
+        tasks:
+          - {name: module, ansible.builtin.command: "true"}
+          - {name: loop, ansible.builtin.stat: {path: /}, loop: [1]}
+          - {name: delegated, ansible.builtin.command: "true", delegate_to: localhost}
+          - {name: until, ansible.builtin.command: "true", until: true, retries: 2}
+          - {name: async, ansible.builtin.command: "true", async: 10}
+          - {name: throttle, ansible.builtin.command: "true", throttle: 1}
+          - {name: pause, ansible.builtin.pause: {seconds: 1}}
+          - {name: wait_for, ansible.builtin.wait_for: {timeout: 1}}
+          - {name: wait_for_connection, ansible.builtin.wait_for_connection: {}}
+        """
+    )
+    loader = DataLoader()
+    play = Play.load(
+        loader.load_from_file(str(playbook), trusted_as_template=True),
+        variable_manager=VariableManager(loader=loader),
+        loader=loader,
+    )
+    tasks = [task for block in play.compile() for task in block.block if task.name]  # not the implicit metas
+    shared = {task.name for task in tasks if shim._shares_workers(task)}
+    assert shared == {"module", "loop", "delegated"}
 
 
 def test_the_controller_runs_only_single_controller_actions(shim: ModuleType, tmp_path: Path) -> None:
