@@ -247,6 +247,27 @@ def _skipped_result(
     return result
 
 
+def _run_as_worker(
+    host: Any, task: Any, task_vars: Any, play_context: Any, loader: Any, final_q: Any, variables: Any
+) -> tuple[Any, dict[str, Any]]:
+    """A task worker's own steps (WorkerProcess._run): ansible-core's TaskExecutor on a copy of the task
+    and its parents (it post-validates them, templating their fields for this host), inside the task's
+    context; the copy as the worker would send it back, and the result."""
+    own = task.copy(exclude_tasks=True)
+    with _task.TaskContext(own):
+        result = TaskExecutor(
+            host,
+            own,
+            task_vars,
+            play_context,
+            loader,
+            plugin_loader.get_plugin_loader_namespace(),
+            final_q,
+            variables,
+        ).run()
+    return own, result
+
+
 # Actions whose plugin runs wholly in the controller and never uses the connection: a worker for them is a
 # fork to run, in a copy of the controller, Python the controller can run itself.
 _CONTROLLER_ACTIONS = frozenset(
@@ -349,18 +370,9 @@ class _LaneWorker(WorkerProcess):  # type: ignore[misc]
         ansible_worker.current_worker = self
         while (job := self._claim()) is not None:
             host, task, task_vars, play_context = job
-            own = task.copy(exclude_tasks=True)
-            with _task.TaskContext(own):
-                result = TaskExecutor(
-                    host,
-                    own,
-                    task_vars,
-                    play_context,
-                    self._loader,
-                    self._shared_loader_obj,
-                    self._final_q,
-                    self._variable_manager,
-                ).run()
+            own, result = _run_as_worker(
+                host, task, task_vars, play_context, self._loader, self._final_q, self._variable_manager
+            )
             self._final_q.send_task_result(
                 _RawTaskResult(host=host, task=own, return_data=result, task_fields=own.dump_attrs())
             )
@@ -394,19 +406,16 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
             # The worker's own steps (WorkerProcess.run and _run), in this process: the TaskExecutor on
             # a copy of the task and its parents (it post-validates them, templating their fields for
             # this host) and of the variables (it adds ansible_search_path), inside the task's context.
-            own = task.copy(exclude_tasks=True)
             self._tqm.send_callback("v2_runner_on_start", host, task)
-            with _task.TaskContext(own):
-                result = TaskExecutor(
-                    host,
-                    own,
-                    task_vars.copy(),
-                    play_context,
-                    self._loader,
-                    plugin_loader.get_plugin_loader_namespace(),
-                    self._final_q,
-                    self._variable_manager,
-                ).run()
+            own, result = _run_as_worker(
+                host,
+                task,
+                task_vars.copy(),
+                play_context,
+                self._loader,
+                self._final_q,
+                self._variable_manager,
+            )
             return self._send(host, task, task_vars, play_context, own, result, started=True)
         if task._uuid not in self._compiled_tasks:  # compiled here once, inherited by its workers
             self._compiled_tasks.add(task._uuid)
@@ -450,12 +459,7 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
         if play_context.connection is not ansible.utils.sentinel.Sentinel:
             ansible_mitogen.loaders.connection_loader.get(name=play_context.connection, class_only=True)
         for host, task, task_vars, play_context in jobs:
-            self._queued_task_cache[(host.name, task._uuid)] = {
-                "host": host,
-                "task": task,
-                "task_vars": task_vars,
-                "play_context": play_context,
-            }
+            self._remember(host, task, task_vars, play_context)
             self._tqm.send_callback("v2_runner_on_start", host, task)
         self._lane = (jobs, multiprocessing_context.Value("i", 0), 0)
         for _ in range(_lanes(len(jobs), self._gauge.share, self._cpus)):
@@ -465,6 +469,8 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
         """One more lane worker for the current lanes, in a free worker slot (`forks` stays the limit)."""
         assert self._lane is not None
         jobs, claimed, workers = self._lane
+        while workers == 0 and all(worker is not None and worker.is_alive() for worker in self._workers):
+            time.sleep(0.0001)  # the first lane waits for a slot, as StrategyBase._queue_task does
         for slot, worker in enumerate(self._workers):
             if worker is not None and worker.is_alive():
                 continue
@@ -501,6 +507,15 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
         elif self._gauge.measure() and _lanes(len(jobs), self._gauge.share, self._cpus) > workers:
             self._fork_lane()
 
+    def _remember(self, host: Any, task: Any, task_vars: Any, play_context: Any) -> None:
+        """What StrategyBase._queue_task records of a queued task, by which results find their task."""
+        self._queued_task_cache[(host.name, task._uuid)] = {
+            "host": host,
+            "task": task,
+            "task_vars": task_vars,
+            "play_context": play_context,
+        }
+
     def _send(
         self,
         host: Any,
@@ -513,12 +528,7 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):  # type: 
     ) -> None:
         """What StrategyBase._queue_task and WorkerProcess._run do around a worker, without the worker:
         `ran` is the task as the worker would send it back (post-validated when it ran)."""
-        self._queued_task_cache[(host.name, task._uuid)] = {
-            "host": host,
-            "task": task,
-            "task_vars": task_vars,
-            "play_context": play_context,
-        }
+        self._remember(host, task, task_vars, play_context)
         if not started:
             self._tqm.send_callback("v2_runner_on_start", host, task)
         self._final_q.send_task_result(

@@ -184,6 +184,11 @@ def test_hosts_sharing_lane_workers_give_the_workers_results() -> None:
 
     assert len(workers(linear)) == 4  # c left the play
     assert len(workers(shim)) <= 2
+    # forks=1: a single worker slot, which each task's first lane waits for (StrategyBase._queue_task does)
+    one_slot = _run_playbook(
+        "worker_lanes.yml", "mitogen_linear", hosts, PUENTE_WORKER_LANES="2", ANSIBLE_FORKS="1"
+    )
+    assert one_slot["stats"] == linear["stats"]
 
 
 @pytest.mark.parametrize(
