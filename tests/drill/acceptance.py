@@ -53,4 +53,5 @@ def assert_failed_over_and_fenced(result: dict[str, Any]) -> None:
     db = result["database"]
     assert db["failed_over"], f"the leader never moved off {db['old_leader']}"
     assert db["leaders_now"] == 1 and db["max_leaders_seen_during_fault"] == 1, db
-    assert db["fenced"], db
+    # a member that is not back: its journal's tail (cluster.diagnose) says why
+    assert db["fenced"], {**db, "diagnosis": result.get("cluster_diagnosis")}

@@ -175,6 +175,77 @@ def has_sync_standby(view: Sequence[dict[str, Any]]) -> bool:
     return any(m.get("role") == "sync_standby" and m.get("state") in HEALTHY_REPLICA_STATES for m in view)
 
 
+def _in_place(m: dict[str, Any]) -> bool:
+    """The leader, or a replica streaming (Patroni 3.0 says ``running``)."""
+    return m.get("role") in LEADER_ROLES or (
+        m.get("state") in HEALTHY_REPLICA_STATES and m.get("role") in ("replica", "sync_standby")
+    )
+
+
+def unsettled(view: Sequence[dict[str, Any]], members: Sequence[DbMember]) -> list[str]:
+    """The members that are neither the leader nor a healthy replica in ``view``, missing ones included."""
+    seen = {str(m.get("name")): m for m in view}
+    return [m.name for m in members if m.name not in seen or not _in_place(seen[m.name])]
+
+
+# Left out of a member's journal tail: PostgreSQL's per-connection lines, Patroni's etcd retries and its
+# heartbeat chatter, which are thousands of lines during a drill and say nothing about a member's state.
+_LOG_NOISE = (
+    "connection received:",
+    "connection authenticated:",
+    "connection authorized:",
+    "disconnection:",
+    "could not receive data from client",
+    "terminating connection due to administrator command",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "rejecting connections",
+    "accepting connections",
+    "no response",
+    "Lock owner:",
+    "no action. I am",
+    "establishing a new patroni",
+    "Request to server",
+    "Reconnection allowed",
+    "Retrying on",
+    "Failed to get list of machines",
+    "watchprefix failed",
+    "Loop time exceeded",
+    "Exception happened during processing of request",
+    "Traceback (most recent call last)",
+)
+
+
+def journal_tail(node: str, lines: int = 40) -> list[str]:
+    """The last ``lines`` lines of Patroni's journal on ``node`` (PostgreSQL logs there too) that say what
+    the member did: why it is not back after a drill. Traceback bodies and the chatter above left out."""
+    argv = ["journalctl", "--unit", "patroni", "--no-pager", "--output", "cat", "--lines", "5000"]
+    return telling_lines(_exec(node, argv, timeout=30), lines)
+
+
+def telling_lines(journal: str, lines: int) -> list[str]:
+    """The last ``lines`` lines of ``journal`` (``--output cat``) without the noise and traceback bodies."""
+    kept = [
+        line.rstrip()
+        for line in journal.splitlines()
+        if line.strip() and not line[0].isspace() and not any(n in line for n in _LOG_NOISE)
+    ]
+    return kept[-lines:]
+
+
+def diagnose(
+    view: Sequence[dict[str, Any]], members: Sequence[DbMember], lines: int = 40
+) -> dict[str, list[str]]:
+    """For each member not in place in ``view``, its journal tail (or why it could not be read)."""
+    found: dict[str, list[str]] = {}
+    for name in unsettled(view, members):
+        try:
+            found[name] = journal_tail(name, lines)
+        except (CommandError, subprocess.TimeoutExpired) as exc:
+            found[name] = [f"journal unreadable: {(str(exc).splitlines() or [type(exc).__name__])[0]}"]
+    return found
+
+
 def wait_settled(
     members: Sequence[DbMember], timeout: float, expect_all: bool = True, need_sync: bool = False
 ) -> list[dict[str, Any]]:
@@ -189,11 +260,7 @@ def wait_settled(
         except CommandError:
             last = []
         leaders = [m for m in last if m.get("role") in LEADER_ROLES]
-        healthy = all(
-            m.get("role") in LEADER_ROLES
-            or (m.get("state") in HEALTHY_REPLICA_STATES and m.get("role") in ("replica", "sync_standby"))
-            for m in last
-        )
+        healthy = all(_in_place(m) for m in last)
         settled = len(leaders) == 1 and ((healthy and len(last) == len(members)) or not expect_all)
         if settled and (has_sync_standby(last) or not need_sync):
             return last

@@ -268,6 +268,10 @@ def run_drill(
         if topo.db_members
         else []
     )
+    # a member that did not come back says why in its journal: kept with the report (and the test's failure)
+    diagnosis = cluster.diagnose(members_after, topo.db_members) if topo.db_members else {}
+    for name in diagnosis:
+        say(f"{name} is not back after {opts.settle_timeout:g} s: its journal's tail is in the report")
     ids = sorted({i for s in report.acknowledged(log.snapshot()).values() for i in s})
     say(f"reading back {len(ids)} acknowledged shipments")
     for shipment_id in ids:
@@ -318,6 +322,8 @@ def run_drill(
         result["checks"] += watch_checks
     result["cluster_before"] = members_before
     result["cluster_after"] = members_after
+    if diagnosis:
+        result["cluster_diagnosis"] = diagnosis
     result["checks"] += fault.verdict(result)
     result["passed"] = all(c["ok"] for c in result["checks"])
     if late is not None:
@@ -752,7 +758,11 @@ def _failback_plan(topo: topology.Topology) -> tuple[str | None, str]:
     try:
         return cluster.handover_plan(view, site_of, topology.PRIMARY_SITE, synchronous)
     except ValueError as exc:
-        raise preflight.PreflightError([str(exc)]) from exc
+        why = [
+            f"{name} is not back; the end of its journal:\n      " + "\n      ".join(lines[-15:])
+            for name, lines in cluster.diagnose(view, topo.db_members).items()
+        ]
+        raise preflight.PreflightError([str(exc), *why]) from exc
 
 
 def _switchover(topo: topology.Topology, leader: str, candidate: str) -> None:
