@@ -99,15 +99,21 @@ JOURNAL = """\
 2026-12-06 20:10:57.903 UTC [12309] LOG:  database system is shut down
 2026-12-06 20:10:59,881 INFO: running pg_rewind from cloud-db1
 2026-12-06 20:11:02,001 INFO: Lock owner: cloud-db1; I am onprem-db1
+2026-12-06 20:11:03,509 INFO: restarting after failure in progress
+2026-12-06 20:11:03.795 UTC [24825] DETAIL:  Consistent recovery state has not been yet reached.
+2026-12-06 20:11:05,461 INFO: restarting after failure in progress
+2026-12-06 20:11:05.832 UTC [24828] DETAIL:  Consistent recovery state has not been yet reached.
 """
 
 
-def test_telling_lines_keep_what_the_member_did_in_order():
+def test_telling_lines_keep_what_the_member_did_in_order_each_message_once():
     assert telling_lines(JOURNAL, 40) == [
         "2026-12-06 20:10:05,423 INFO: demoting self because DCS is not accessible and I was a leader",
         "2026-12-06 20:10:05.435 UTC [12309] LOG:  received fast shutdown request",
         "2026-12-06 20:10:57.878 P00   INFO: archive-push command end: completed successfully (60037ms)",
         "2026-12-06 20:10:57.903 UTC [12309] LOG:  database system is shut down",
         "2026-12-06 20:10:59,881 INFO: running pg_rewind from cloud-db1",
+        "2026-12-06 20:11:05,461 INFO: restarting after failure in progress",
+        "2026-12-06 20:11:05.832 UTC [24828] DETAIL:  Consistent recovery state has not been yet reached.",
     ]
     assert telling_lines(JOURNAL, 2) == telling_lines(JOURNAL, 40)[-2:]

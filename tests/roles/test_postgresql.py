@@ -315,9 +315,10 @@ CARRIED_FIXES = yaml.safe_load((ROOT / "roles/postgresql/vars/main.yml").read_te
 @pytest.mark.parametrize("fix", CARRIED_FIXES, ids=lambda f: f["module"])
 def test_patroni_runs_with_the_upstream_fixes_the_role_carries(node, host, fix) -> None:
     """Debian's Patroni 3.0.2 could overwrite another member's leader key after a partition (398
-    acknowledged writes lost in `puente drill partition`) and could demote a cut-off leader twice at once
-    (two PostgreSQL starts racing, an old leader left `starting`): the role carries upstream's fixes. On
-    the node, each module holds the fixed text and not the 3.0.2 one, and Patroni was restarted after."""
+    acknowledged writes lost in `puente drill partition`), could demote a cut-off leader twice at once
+    (two PostgreSQL starts racing), and left an old leader rewound against an idle leader `starting`
+    until a client wrote: the role carries the fixes. On the node, each module holds the fixed text and
+    not the 3.0.2 one, and Patroni was restarted after."""
     module = f"{PATRONI_DIR}/{fix['module']}"
     code = node(host).file(module).content_string
     assert fix["bug"] not in code, f"{host}: {module} still has the 3.0.2 code ({fix['name']})"

@@ -223,14 +223,28 @@ def journal_tail(node: str, lines: int = 40) -> list[str]:
     return telling_lines(_exec(node, argv, timeout=30), lines)
 
 
+# A journal line's stamp: Patroni's "2026-12-06 20:10:05,423 " or PostgreSQL's "2026-12-06 20:10:05.435 UTC
+# [12309] ", left out when telling repeated messages apart.
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.,]\d+ (?:UTC )?(?:\[\d+\] )?")
+
+
 def telling_lines(journal: str, lines: int) -> list[str]:
-    """The last ``lines`` lines of ``journal`` (``--output cat``) without the noise and traceback bodies."""
+    """The last ``lines`` lines of ``journal`` (``--output cat``) without the noise and traceback bodies; a
+    message repeated (a standby's "not yet accepting connections" every few ms) is kept once, where it
+    last occurred."""
     kept = [
         line.rstrip()
         for line in journal.splitlines()
         if line.strip() and not line[0].isspace() and not any(n in line for n in _LOG_NOISE)
     ]
-    return kept[-lines:]
+    seen: set[str] = set()
+    once: list[str] = []
+    for line in reversed(kept):
+        message = _STAMP.sub("", line)
+        if message not in seen:
+            seen.add(message)
+            once.append(line)
+    return once[::-1][-lines:]
 
 
 def diagnose(
