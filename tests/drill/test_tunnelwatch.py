@@ -181,6 +181,10 @@ def test_traffic_that_never_moved_and_a_cut_that_let_bytes_through_fail():
     run = [sample(t, (t * 1000, t * 1000), (0, 0)) for t in range(0, 41)]
     got = checks_of(Watch(run, ["tunnel1"], ["tunnel2"]), 10, 30, 40)
     assert not got["cut_tunnels_carried_nothing"]["ok"]
+    # the report says when the bytes came: each step of the settled window (from +2 s), first five named
+    arrived = got["section"]["windows"]["during_settled"]["tunnel1"]["arrivals"]
+    assert arrived[0] == [12, 13, 1000] and len(arrived) == 18
+    assert "tunnel1 received between t=12 and 13 s: 1000 B" in got["cut_tunnels_carried_nothing"]["detail"]
     assert not got["traffic_moved_to_the_other_tunnel"]["ok"]
     assert got["cut_tunnel_carried_before"]["ok"]
 

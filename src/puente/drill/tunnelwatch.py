@@ -96,6 +96,16 @@ def carried(samples: Sequence[Sample], names: Sequence[str], start: float, end: 
     return out
 
 
+def arrivals(samples: Sequence[Sample], name: str, start: float, end: float) -> list[list[float | int]]:
+    """``[t before, t, bytes in]`` of each step within [start, end] in which ``name`` received bytes: when
+    a cut tunnel was not silent, the report says when (a late count right after the cut, or a leak)."""
+    return [
+        [round(t0, 2), round(t, 2), i]
+        for t0, t, i, _ in steps(samples, name)
+        if start <= t0 and t <= end and i
+    ]
+
+
 def first(samples: Sequence[Sample], after: float, test: Callable[[Sample], bool]) -> float | None:
     """Time of the first sample at or after ``after`` that passes ``test``."""
     return next((s.t for s in samples if s.t >= after and test(s)), None)
@@ -218,12 +228,18 @@ def verdict(section: dict[str, Any], cut: Sequence[str], spared: Sequence[str]) 
     ]
     during = section["windows"]["during_settled"]
     silent = {n: during[n]["bytes_in"] for n in cut}
+    when = {n: during[n].get("arrivals", []) for n in cut}
     checks.append(
         _check(
             "cut_tunnels_carried_nothing",
             not any(silent.values()),
             f"bytes in during the fault (from +{SLACK_SECONDS:g} s): "
-            + ", ".join(f"{n} {b}" for n, b in silent.items()),
+            + ", ".join(f"{n} {b}" for n, b in silent.items())
+            + "".join(
+                f"; {n} received between t={a[0]:g} and {a[1]:g} s: {a[2]} B"
+                for n in cut
+                for a in when[n][:5]
+            ),
         )
     )
     if not spared:
@@ -327,6 +343,10 @@ class TunnelWatch:
         section["windows"]["during_settled"] = carried(
             samples, self.names, fault_at + SLACK_SECONDS, restore_at
         )
+        for name in self.cut:
+            section["windows"]["during_settled"][name]["arrivals"] = arrivals(
+                samples, name, fault_at + SLACK_SECONDS, restore_at
+            )
         if self.spared:
             moved = section["carrying_after_fault"][self.spared[0]]
             switch_at = (
