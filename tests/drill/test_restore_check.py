@@ -80,6 +80,15 @@ def test_rows_and_wal_and_log_parsing() -> None:
     }  # fmt: skip
 
 
+def test_a_segment_ends_where_the_next_one_starts() -> None:
+    """The rebuilt standby's target: the end of the segment `pgbackrest check` switched and archived (seen
+    on the lab: 00000009000000000000003B), 16 MiB segments and others, across a log file boundary."""
+    mib16 = 16 * 1024 * 1024
+    assert restore_node.segment_end("00000009000000000000003B", mib16) == "0/3C000000"
+    assert restore_node.segment_end("0000000100000000000000FF", mib16) == "1/0"
+    assert restore_node.segment_end("000000020000000A00000003", 64 * 1024 * 1024) == "A/10000000"
+
+
 def test_the_page_shows_the_verdict_figures_and_checks() -> None:
     from puente.drill import restore_html
 
