@@ -201,7 +201,7 @@ _LOG_NOISE = (
     "the database system is shutting down",
     "rejecting connections",
     "accepting connections",
-    "no response",
+    " - no response",  # pg_isready while PostgreSQL starts
     "Lock owner:",
     "no action. I am",
     "establishing a new patroni",
